@@ -1,0 +1,143 @@
+"""The command line: thin, turns errors into readable messages. Heavy imports wait until a command needs them."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from critmin.core.errors import CritminError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="critmin: a calibrated world market for critical minerals and the policies that reshape it.",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(err: Exception) -> None:
+    err_console.print(f"[bold red]error:[/] {err}")
+    raise typer.Exit(code=2)
+
+
+def _table(df: Any, title: str, *, floatfmt: str = "{:,.4g}") -> Table:
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for col in df.columns:
+        table.add_column(str(col), justify="right" if df[col].dtype.kind in "fi" else "left")
+    for row in df.itertuples(index=False):
+        cells = []
+        for v in row:
+            if isinstance(v, float):
+                cells.append("" if v != v else floatfmt.format(v))
+            else:
+                cells.append(str(v))
+        table.add_row(*cells)
+    return table
+
+
+@app.command()
+def data(
+    mineral: Annotated[list[str] | None, typer.Option("--mineral", "-m", help="Show only these minerals")] = None,
+    world: Annotated[str, typer.Option(help="'default', 'toy' or a world folder")] = "default",
+    sources: Annotated[bool, typer.Option("--sources/--no-sources", help="List the sources")] = True,
+    check: Annotated[bool, typer.Option("--check/--no-check", help="Cross-check mine output vs WMD")] = True,
+) -> None:
+    """Show the world: per mineral and stage, output, shares, capacity and price; then the sources."""
+    try:
+        from critmin.simulate.run import resolve_world
+
+        w = resolve_world(world)
+        names = mineral or list(w.minerals)
+        for m in names:
+            if m not in w.minerals:
+                raise CritminError(f"unknown mineral {m!r}; known: {', '.join(w.minerals)}")
+        console.print(
+            f"[bold]{w.name}[/]: base year {w.base_year}, horizon {w.horizon}, "
+            f"{len(w.regions)} regions, {len(w.minerals)} minerals, sectors: {', '.join(w.sectors)}"
+        )
+        for m in names:
+            for stage, df in w.summary(m).items():
+                console.print(_table(df, f"{m} / {stage}"))
+        if check and world == "default":
+            from critmin.data.crosscheck import compare_mine_output
+
+            cmp = compare_mine_output(w)
+            flagged = cmp[cmp["flag"]] if "flag" in cmp.columns else cmp
+            console.print(
+                _table(flagged, "Mine output: USGS (model) vs World Mining Data, differences above 10%")
+            )
+        if sources:
+            src = w.sources
+            cols = [c for c in ("source", "basis") if c in src.columns]
+            counts = src.groupby(cols).size().reset_index(name="numbers") if cols else src
+            console.print(_table(counts, "Sources (numbers in the world that cite each)"))
+    except CritminError as err:
+        _fail(err)
+
+
+@app.command()
+def run(
+    scenario: Annotated[str, typer.Argument(help="A built-in scenario name or a scenario YAML file")],
+    export: Annotated[Path | None, typer.Option("--export", help="Write a tidy long CSV of all results")] = None,
+    solver: Annotated[str | None, typer.Option(help="Override the period solver: engine or highs")] = None,
+) -> None:
+    """Run a scenario over its periods, print a summary, optionally export the results."""
+    try:
+        from critmin.results.dataset import export_csv, summary_table, to_dataset
+        from critmin.simulate.run import run_scenario
+        from critmin.simulate.scenario import load_scenario
+
+        spec = load_scenario(scenario)
+        if solver is not None:
+            spec = spec.model_copy(update={"solver": solver})
+        t0 = time.perf_counter()
+        record = run_scenario(spec)
+        ds = to_dataset(record)
+        elapsed = time.perf_counter() - t0
+        console.print(_table(summary_table(ds), f"{spec.name}: headline by mineral (last stage)"))
+        console.print(
+            f"{len(record.periods)} periods x {len(record.minerals)} minerals solved by {record.solver} in "
+            f"{record.solve_time_s:.3f} s of solving ({elapsed:.2f} s with set-up); worst relative residual "
+            f"{float(ds['residual'].max()):.1e}"
+        )
+        if export is not None:
+            rows = export_csv(ds, export)
+            console.print(f"wrote {rows:,} rows to {export}")
+    except CritminError as err:
+        _fail(err)
+
+
+@app.command()
+def validate(
+    scenario: Annotated[str, typer.Argument(help="A built-in scenario name or a scenario YAML file")],
+) -> None:
+    """Check a scenario file and the world it names; print what it contains."""
+    try:
+        from critmin.simulate.run import resolve_world
+        from critmin.simulate.scenario import load_scenario
+
+        spec = load_scenario(scenario)
+        w = resolve_world(spec.world)
+        console.print(f"[green]valid[/]: {spec.name} on world {w.name} ({len(w.minerals)} minerals)")
+    except CritminError as err:
+        _fail(err)
+
+
+def main() -> None:
+    """Entry point of the ``critmin`` console command."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Layer 1: dimensions, units, errors, typed specs. Imports nothing else from critmin."""

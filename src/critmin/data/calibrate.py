@@ -1,0 +1,355 @@
+"""Calibration of each mineral's market to the base year (DESIGN §3).
+
+Steps, per mineral:
+
+1. **Base-year flows.** For every stage, find flows ``x0[o, d] >= 0`` that ship each region's observed
+   output to each region's observed use (consumption at that stage plus input to the next stage) exactly.
+   Where the stage has observed bilateral trade (CEPII BACI), the flows stay as close as possible to the
+   observed ones (relative least squares); routes with no observation are used only at a steep penalty
+   proportional to their transport cost, so that they carry what the observed trade cannot explain; on
+   stages without observed trade the flows solve the least-cost transport problem (with a small quadratic
+   regularisation that makes them unique and spreads ties).
+2. **Prices.** The use-node price of stage ``s`` in region ``d`` is the observed market price. The origin
+   price (what producers in ``o`` receive, free on board) is the lowest netback over the routes ``o``
+   actually ships on: ``pi[o] = min_d (p[d] - t_dist[o, d] - gamma * x0[o, d])``; an origin that ships
+   nothing gets its own market price.
+3. **Curves.** Mines: ``mc(q) = a + b q`` through ``(q0, pi0)`` with ``b = pi0 / (eps * q0)``. Processors:
+   the same on the processing margin ``m0 = y * pi[s, r] - p[s-1, r]``. Sectors: inverse demand
+   ``alpha - beta c`` through ``(c0, p0)`` with ``beta = p0 / (|eps| * c0)``.
+4. **Routes.** The trade friction of stage ``s`` is ``gamma = theta * P / Q`` (``P`` the largest base price of
+   the stage, ``Q`` world output). An active route's cost is the price gap less the friction at the
+   observed flow, ``t = p[d] - pi[o] - gamma * x0`` (never below the distance-based transport cost, by the
+   choice of ``pi``); an unused route's cost is ``max(t_dist, p[d] - pi[o]) + margin * P`` so that it
+   carries nothing in the base year and opens once the price gap widens by ``margin`` of the price.
+
+With these numbers the base-year equilibrium *is* the observed state: a test checks it for every mineral.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from critmin.core.errors import DataError
+from critmin.core.arrays import FloatArray
+
+if TYPE_CHECKING:
+    from critmin.data.world import MineralData, World
+
+#: Trade friction: a route carrying the whole world's output of a stage would pay this share of the price
+#: at the margin (assumption; range 0.05-0.3). It makes flows unique and continuous in prices.
+FRICTION_SHARE = 0.1
+#: An unused route opens when the price gap exceeds its base-year level by this share of the price.
+UNUSED_ROUTE_MARGIN = 0.01
+#: Weight of an unobserved route, relative to transport cost, in the flow reconciliation.
+UNOBSERVED_ROUTE_PENALTY = 50.0
+
+
+@dataclass(frozen=True)
+class CalibratedMineral:
+    """Everything the market builder needs for one mineral, in engine units (t/yr, USD/t).
+
+    Arrays use positional order: ``stage`` as in ``stages``, ``region`` as in ``regions``, ``sector`` as in
+    ``sectors``. Supply curves at stage 0 are mines; at stage ``s >= 1`` they are processors whose "price"
+    is the processing margin.
+    """
+
+    mineral: str
+    stages: tuple[str, ...]
+    regions: tuple[str, ...]
+    sectors: tuple[str, ...]
+    sector_stage: tuple[int, ...]  # stage index each sector consumes at
+    yields: FloatArray  # (S,) output per unit input; yields[0] = 1 (mines)
+    supply_intercept: FloatArray  # (S, R) a
+    supply_slope: FloatArray  # (S, R) b > 0
+    capacity: FloatArray  # (S, R) t/yr of output (stage 0) or output (s >= 1)
+    demand_intercept: FloatArray  # (R, K) alpha
+    demand_slope: FloatArray  # (R, K) beta at the base year (> 0)
+    route_cost: FloatArray  # (S, R, R) t[o, d] USD/t
+    transport_cost: FloatArray  # (R, R) distance-based cost USD/t (lower bound of route_cost)
+    friction: FloatArray  # (S,) gamma, USD/t per t/yr
+    base_price: FloatArray  # (S, R) use-node prices p0
+    base_origin_price: FloatArray  # (S, R) origin-node prices pi0
+    base_production: FloatArray  # (S, R) output q0 (stage product)
+    base_consumption: FloatArray  # (R, K) c0
+    base_flow: FloatArray  # (S, R, R) x0[o, d]
+    demand_index: FloatArray  # (Y, R, K) reference demand relative to the base year
+    years: tuple[int, ...]
+    price_scale: float
+    quantity_scale: float
+    assumptions: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_stages(self) -> int:
+        return len(self.stages)
+
+    @property
+    def n_regions(self) -> int:
+        return len(self.regions)
+
+    def structure_key(self) -> tuple[Any, ...]:
+        """Minerals with the same key share a topology and can be solved in one batch."""
+        return (len(self.stages), self.regions, self.sectors, self.sector_stage)
+
+    def processing_input(self) -> FloatArray:
+        """Base-year input of each processing stage, ``(S, R)`` (zero at stage 0)."""
+        z = np.zeros_like(self.base_production)
+        z[1:] = self.base_production[1:] / self.yields[1:, None]
+        return z
+
+    def base_use(self) -> FloatArray:
+        """Base-year use at each use node ``(S, R)``: consumption plus input to the next stage."""
+        use = np.zeros_like(self.base_production)
+        for k, s in enumerate(self.sector_stage):
+            use[s] += self.base_consumption[:, k]
+        use[:-1] += self.processing_input()[1:]
+        return use
+
+
+def _reconcile_flows(
+    supply: FloatArray,
+    use: FloatArray,
+    observed: FloatArray,
+    transport: FloatArray,
+    *,
+    file: str,
+    label: str,
+) -> FloatArray:
+    """Flows ``(R, R)`` that balance ``supply`` and ``use`` exactly, close to ``observed`` (NaN = unobserved).
+
+    Solved as a convex QP with HiGHS: relative least squares on observed routes, a linear transport-cost
+    penalty on unobserved ones, and a small quadratic term everywhere for uniqueness.
+    """
+    import highspy
+
+    R = supply.size
+    total = float(supply.sum())
+    if total <= 0:
+        return np.zeros((R, R))
+    if abs(total - float(use.sum())) > 1e-6 * total:
+        raise DataError(file, "quantity", f"{label}: world output {total:g} t differs from world use {use.sum():g} t")
+    scale = total
+    s = supply / scale
+    u = use / scale
+    obs = observed / scale
+    tmax = float(np.nanmax(transport)) if np.isfinite(transport).any() and np.nanmax(transport) > 0 else 1.0
+    tcost = transport / tmax
+    has_obs = np.isfinite(obs)
+    n = R * R
+    lin = np.zeros(n)
+    quad = np.full(n, 1e-4)
+    for o in range(R):
+        for d in range(R):
+            j = o * R + d
+            if o == d:
+                lin[j] = 0.0
+            elif has_obs[o, d] and obs[o, d] > 0:
+                w = 1.0 / max(obs[o, d], 1e-4)
+                quad[j] += 2.0 * w
+                lin[j] = -2.0 * w * obs[o, d] + 0.01 * tcost[o, d]
+            else:
+                lin[j] = 0.01 * tcost[o, d] + (UNOBSERVED_ROUTE_PENALTY * (0.02 + tcost[o, d]) if has_obs.any() else 0)
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    inf = highspy.kHighsInf
+    h.addVars(n, np.zeros(n), np.full(n, inf))
+    h.changeColsCost(n, np.arange(n, dtype=np.int32), lin)
+    # rows: supply of each origin, use of each destination
+    for o in range(R):
+        idx = np.array([o * R + d for d in range(R)], dtype=np.int32)
+        h.addRow(s[o], s[o], R, idx, np.ones(R))
+    for d in range(R):
+        idx = np.array([o * R + d for o in range(R)], dtype=np.int32)
+        h.addRow(u[d], u[d], R, idx, np.ones(R))
+    hess = highspy.HighsHessian()
+    hess.dim_ = n
+    hess.format_ = highspy.HessianFormat.kTriangular
+    hess.start_ = np.arange(n + 1, dtype=np.int32)
+    hess.index_ = np.arange(n, dtype=np.int32)
+    hess.value_ = quad
+    h.passHessian(hess)
+    h.run()
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        raise DataError(file, "quantity", f"{label}: base-year flows cannot balance output and use")
+    x = np.array(h.getSolution().col_value).reshape(R, R) * scale
+    x[x < 1e-9 * total] = 0.0
+    return x
+
+
+def calibrate_mineral(world: World, mineral: str) -> CalibratedMineral:
+    """Calibrate one mineral of ``world`` to its base year."""
+    md: MineralData = world.mineral(mineral)
+    regions = tuple(world.regions)
+    stages = tuple(md.stages)
+    sectors = tuple(world.sectors)
+    file = f"{world.path}"
+    S, R, K = len(stages), len(regions), len(sectors)
+
+    def arr(da: Any, dims: tuple[str, ...]) -> FloatArray:
+        return np.asarray(da.transpose(*dims).values, dtype=float)
+
+    production = arr(md.production.sel(stage=list(stages), region=list(regions)), ("stage", "region"))
+    capacity = arr(md.capacity.sel(stage=list(stages), region=list(regions)), ("stage", "region"))
+    price = arr(md.price.sel(stage=list(stages), region=list(regions)), ("stage", "region"))
+    cons_full = md.consumption.sel(stage=list(stages), region=list(regions), sector=list(sectors))
+    cons3 = arr(cons_full, ("stage", "region", "sector"))
+    sector_stage = tuple(stages.index(md.sector_stage[k]) if k in md.sector_stage else S - 1 for k in sectors)
+    consumption = np.stack([cons3[sector_stage[k], :, k] for k in range(K)], axis=1)  # (R, K)
+    yields = np.array([1.0] + [float(md.yields[s]) for s in stages[1:]])
+    transport = np.asarray(
+        world.transport_cost().sel(origin=list(regions), destination=list(regions)).values, dtype=float
+    )
+    eps_supply = np.asarray(md.supply_elasticity.sel(stage=list(stages)).values, dtype=float)
+    eps_demand = np.asarray(md.demand_elasticity.sel(sector=list(sectors)).values, dtype=float)
+    if (eps_supply <= 0).any():
+        raise DataError(file, "supply_elasticity", f"{mineral}: supply elasticities must be > 0")
+    if (eps_demand >= 0).any():
+        raise DataError(file, "demand_elasticity", f"{mineral}: demand elasticities must be < 0")
+    trade = md.trade.reindex(stage=list(stages), origin=list(regions), destination=list(regions))
+    observed = np.asarray(trade.transpose("stage", "origin", "destination").values, dtype=float)
+
+    # --- 1. base-year flows -------------------------------------------------------------------------------
+    inputs = np.zeros((S, R))
+    inputs[1:] = production[1:] / yields[1:, None]
+    use = np.zeros((S, R))
+    for k, s in enumerate(sector_stage):
+        use[s] += consumption[:, k]
+    use[:-1] += inputs[1:]
+    flows = np.zeros((S, R, R))
+    for s in range(S):
+        flows[s] = _reconcile_flows(
+            production[s], use[s], observed[s], transport, file=file, label=f"{mineral}/{stages[s]}"
+        )
+
+    # --- 2. prices and friction ----------------------------------------------------------------------------
+    world_output = production.sum(axis=1)
+    stage_price = price.max(axis=1)
+    if (world_output <= 0).any():
+        bad = stages[int(np.argmin(world_output))]
+        raise DataError(file, "production", f"{mineral}/{bad}: world output is zero")
+    friction = FRICTION_SHARE * stage_price / world_output
+    origin_price = price.copy()
+    for s in range(S):
+        for o in range(R):
+            active = flows[s, o] > 0
+            if active.any():
+                netback = price[s] - transport[o] - friction[s] * flows[s, o]
+                origin_price[s, o] = float(netback[active].min())
+
+    # --- 3. curves ----------------------------------------------------------------------------------------
+    supply_slope = np.zeros((S, R))
+    supply_intercept = np.zeros((S, R))
+    for s in range(S):
+        if s == 0:
+            value = origin_price[0]
+            qty = production[0]
+        else:
+            value = yields[s] * origin_price[s] - price[s - 1]
+            qty = inputs[s]
+        producing = qty > 0
+        if (value[producing] <= 0).any():
+            r = regions[int(np.flatnonzero(producing & (value <= 0))[0])]
+            raise DataError(
+                file,
+                "price",
+                f"{mineral}/{stages[s]} in {r}: the base-year {'price' if s == 0 else 'processing margin'} "
+                f"is {value[regions.index(r)]:.4g} USD/t, not positive; check prices of adjacent stages",
+            )
+        ref_slope = np.median(value[producing] / (eps_supply[s] * qty[producing])) if producing.any() else 1.0
+        b = np.where(producing, value / (eps_supply[s] * np.where(producing, qty, 1.0)), ref_slope)
+        supply_slope[s] = b
+        supply_intercept[s] = np.where(producing, value - b * qty, value)
+    cap = np.maximum(capacity, production)
+    # processor capacity is stated in output; the engine bounds the input
+    demand_slope = np.zeros((R, K))
+    demand_intercept = np.zeros((R, K))
+    for k in range(K):
+        p0 = price[sector_stage[k]]
+        c0 = consumption[:, k]
+        has = c0 > 0
+        eps = abs(eps_demand[k])
+        ref_beta = float(np.median(p0[has] / (eps * c0[has]))) if has.any() else 1.0
+        beta = np.where(has, p0 / (eps * np.where(has, c0, 1.0)), ref_beta)
+        demand_slope[:, k] = beta
+        demand_intercept[:, k] = np.where(has, p0 + beta * c0, p0)
+
+    # --- 4. route costs -------------------------------------------------------------------------------------
+    route_cost = np.zeros((S, R, R))
+    for s in range(S):
+        gap = price[s][None, :] - origin_price[s][:, None]
+        active = flows[s] > 0
+        route_cost[s] = np.where(
+            active,
+            gap - friction[s] * flows[s],
+            np.maximum(transport, gap) + UNUSED_ROUTE_MARGIN * stage_price[s],
+        )
+
+    years = tuple(int(y) for y in md.demand_index["year"].values)
+    demand_index = np.asarray(
+        md.demand_index.sel(region=list(regions), sector=list(sectors)).transpose("year", "region", "sector").values,
+        dtype=float,
+    )
+    return CalibratedMineral(
+        mineral=mineral,
+        stages=stages,
+        regions=regions,
+        sectors=sectors,
+        sector_stage=sector_stage,
+        yields=yields,
+        supply_intercept=supply_intercept,
+        supply_slope=supply_slope,
+        capacity=cap,
+        demand_intercept=demand_intercept,
+        demand_slope=demand_slope,
+        route_cost=route_cost,
+        transport_cost=transport,
+        friction=friction,
+        base_price=price,
+        base_origin_price=origin_price,
+        base_production=production,
+        base_consumption=consumption,
+        base_flow=flows,
+        demand_index=demand_index,
+        years=years,
+        price_scale=float(stage_price.max()),
+        quantity_scale=float(world_output[0]),
+        assumptions={
+            "friction_share": FRICTION_SHARE,
+            "unused_route_margin": UNUSED_ROUTE_MARGIN,
+        },
+    )
+
+
+_CACHE: weakref.WeakKeyDictionary[Any, dict[str, CalibratedMineral]] = weakref.WeakKeyDictionary()
+
+
+def calibrate(world: World) -> dict[str, CalibratedMineral]:
+    """Calibrate every mineral of ``world`` (cached per world object)."""
+    try:
+        return _CACHE[world]
+    except (KeyError, TypeError):
+        pass
+    result = {m: calibrate_mineral(world, m) for m in world.minerals}
+    try:
+        _CACHE[world] = result
+    except TypeError:  # an object that cannot be weakly referenced: no cache
+        pass
+    return result
+
+
+def flows_table(cal: CalibratedMineral) -> pd.DataFrame:
+    """Base-year flows as a long table (stage, origin, destination, quantity_t)."""
+    S, R = cal.n_stages, cal.n_regions
+    s, o, d = np.nonzero(cal.base_flow)
+    return pd.DataFrame(
+        {
+            "stage": [cal.stages[i] for i in s],
+            "origin": [cal.regions[i] for i in o],
+            "destination": [cal.regions[i] for i in d],
+            "quantity_t": cal.base_flow[s, o, d],
+        }
+    ).reset_index(drop=True) if S and R else pd.DataFrame()

@@ -1,0 +1,402 @@
+"""Build period problems from calibrated minerals, and read solutions back into labelled arrays.
+
+A mineral with ``S`` stages and ``R`` regions has, for each stage ``s`` and region ``r``, an *origin* node
+(the product of stage ``s`` made in ``r``, before it ships) and a *use* node (the market for stage-``s``
+product delivered to ``r``). Agents:
+
+- ``supply[r]``: mines at the stage-0 origin node;
+- ``process[s, r]`` (``s >= 1``): takes stage ``s-1`` product from the use node in ``r`` and yields
+  ``y[s]`` units of stage ``s`` product at the origin node in ``r``;
+- ``route[s, o, d]``: ships stage ``s`` product from origin ``o`` to use node ``d`` (the domestic route
+  ``o == d`` included);
+- ``demand[r, k]``: sector ``k`` of region ``r`` at the use node of the sector's stage;
+- extra structure for the instruments: price-responsive segments at a node (stock purchases and releases)
+  and side constraints over sets of routes (quotas).
+
+No agent touches two origin nodes, so the solver can eliminate the origin block (see ``engine.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Literal
+
+import numpy as np
+
+from critmin.core.arrays import FloatArray, IntArray
+from critmin.data.calibrate import CalibratedMineral
+from critmin.market.problem import InstanceData, Solution, Topology
+
+NodeKind = Literal["origin", "use"]
+
+
+@dataclass(frozen=True)
+class SegmentSpec:
+    """A price-responsive segment at a node: ``buy`` withdraws product, ``sell`` injects it.
+
+    Per instance it has a quantity (upper bound) and a price band ``[price_low, price_high]`` over which it
+    goes from nothing to the full quantity: a buyer buys all of it at ``price_low`` or below and nothing at
+    ``price_high`` or above; a seller sells nothing at ``price_low`` or below and all at ``price_high``.
+    """
+
+    name: str
+    stage: int
+    region: int
+    side: Literal["buy", "sell"]
+    node: NodeKind = "use"
+
+
+@dataclass(frozen=True)
+class ConstraintSpec:
+    """A side constraint ``sum coef * flow(stage, origin, destination) <= rhs`` over a set of routes."""
+
+    name: str
+    routes: tuple[tuple[int, int, int, float], ...]
+
+
+@dataclass
+class PeriodInputs:
+    """What varies between instances of one mineral: demand, capacity, and the instruments' hooks.
+
+    Every field defaults to the calibrated base year. Shapes: ``S`` stages, ``R`` regions, ``K`` sectors.
+    """
+
+    demand_scale: FloatArray | None = None  # (R, K) multiplies base-year demand at every price
+    capacity: FloatArray | None = None  # (S, R) output capacity, t/yr
+    supply_cost_shift: FloatArray | None = None  # (S, R) added to the marginal cost / processing cost
+    supply_lower: FloatArray | None = None  # (S, R) must-produce output (e.g. a CfD-protected producer)
+    route_wedge: FloatArray | None = None  # (S, R, R) per-unit policy wedge on routes, USD/t
+    route_cost_shift: FloatArray | None = None  # (S, R, R) logistics cost change, USD/t
+    route_lower: FloatArray | None = None  # (S, R, R) e.g. offtake volumes
+    route_upper: FloatArray | None = None  # (S, R, R) e.g. bans (0) and licence shares
+    injection_use: FloatArray | None = None  # (S, R) fixed volume into use nodes (must-run release)
+    segment_quantity: FloatArray | None = None  # (n_segments,)
+    segment_price_low: FloatArray | None = None  # (n_segments,)
+    segment_price_high: FloatArray | None = None  # (n_segments,)
+    constraint_rhs: FloatArray | None = None  # (n_constraints,)
+
+
+@dataclass(frozen=True)
+class MarketLayout:
+    """Index maps from (stage, region, sector) labels to the nodes and agents of one topology."""
+
+    stages: tuple[str, ...]
+    regions: tuple[str, ...]
+    sectors: tuple[str, ...]
+    sector_stage: tuple[int, ...]
+    segments: tuple[SegmentSpec, ...] = ()
+    constraints: tuple[ConstraintSpec, ...] = ()
+    origin_node: IntArray = field(init=False)
+    use_node: IntArray = field(init=False)
+    supply_agent: IntArray = field(init=False)  # (R,)
+    process_agent: IntArray = field(init=False)  # (S, R), -1 at stage 0
+    route_agent: IntArray = field(init=False)  # (S, R, R)
+    demand_agent: IntArray = field(init=False)  # (R, K)
+    segment_agent: IntArray = field(init=False)  # (n_segments,)
+
+    def __post_init__(self) -> None:
+        S, R, K = len(self.stages), len(self.regions), len(self.sectors)
+        origin = np.arange(S * R).reshape(S, R)
+        use = S * R + np.arange(S * R).reshape(S, R)
+        object.__setattr__(self, "origin_node", origin)
+        object.__setattr__(self, "use_node", use)
+        n = 0
+        supply = np.arange(n, n + R)
+        n += R
+        process = -np.ones((S, R), dtype=np.int64)
+        process[1:] = n + np.arange((S - 1) * R).reshape(S - 1, R)
+        n += (S - 1) * R
+        route = n + np.arange(S * R * R).reshape(S, R, R)
+        n += S * R * R
+        demand = n + np.arange(R * K).reshape(R, K)
+        n += R * K
+        segment = n + np.arange(len(self.segments))
+        for name, value in (
+            ("supply_agent", supply),
+            ("process_agent", process),
+            ("route_agent", route),
+            ("demand_agent", demand),
+            ("segment_agent", segment),
+        ):
+            object.__setattr__(self, name, value.astype(np.int64))
+
+    @classmethod
+    def for_mineral(
+        cls,
+        cal: CalibratedMineral,
+        segments: Sequence[SegmentSpec] = (),
+        constraints: Sequence[ConstraintSpec] = (),
+    ) -> MarketLayout:
+        return cls(cal.stages, cal.regions, cal.sectors, cal.sector_stage, tuple(segments), tuple(constraints))
+
+    @property
+    def n_agents(self) -> int:
+        return int(self.segment_agent[-1] + 1) if len(self.segments) else int(self.demand_agent.max() + 1)
+
+    @cached_property
+    def topology(self) -> Topology:
+        S, R, K = len(self.stages), len(self.regions), len(self.sectors)
+        J = self.n_agents
+        nodes = -np.ones((J, 2), dtype=np.int64)
+        coef = np.zeros((J, 2))
+        labels: list[str] = [""] * J
+        for r, reg in enumerate(self.regions):
+            j = self.supply_agent[r]
+            nodes[j, 0], coef[j, 0] = self.origin_node[0, r], 1.0
+            labels[j] = f"supply/{self.stages[0]}/{reg}"
+        for s in range(1, S):
+            for r, reg in enumerate(self.regions):
+                j = self.process_agent[s, r]
+                nodes[j] = (self.use_node[s - 1, r], self.origin_node[s, r])
+                coef[j] = (-1.0, 1.0)  # the yield is applied through the instance numbers, see below
+                labels[j] = f"process/{self.stages[s]}/{reg}"
+        for s in range(S):
+            for o, org in enumerate(self.regions):
+                for d, dst in enumerate(self.regions):
+                    j = self.route_agent[s, o, d]
+                    nodes[j] = (self.origin_node[s, o], self.use_node[s, d])
+                    coef[j] = (-1.0, 1.0)
+                    labels[j] = f"route/{self.stages[s]}/{org}->{dst}"
+        for r, reg in enumerate(self.regions):
+            for k, sec in enumerate(self.sectors):
+                j = self.demand_agent[r, k]
+                nodes[j, 0], coef[j, 0] = self.use_node[self.sector_stage[k], r], -1.0
+                labels[j] = f"demand/{self.stages[self.sector_stage[k]]}/{reg}/{sec}"
+        for i, seg in enumerate(self.segments):
+            j = self.segment_agent[i]
+            node_map = self.use_node if seg.node == "use" else self.origin_node
+            nodes[j, 0] = node_map[seg.stage, seg.region]
+            coef[j, 0] = -1.0 if seg.side == "buy" else 1.0
+            labels[j] = f"segment/{seg.name}"
+        con_row: list[int] = []
+        con_agent: list[int] = []
+        con_coef: list[float] = []
+        for k, con in enumerate(self.constraints):
+            for s, o, d, c in con.routes:
+                con_row.append(k)
+                con_agent.append(int(self.route_agent[s, o, d]))
+                con_coef.append(float(c))
+        node_labels = [f"{self.stages[s]}/origin/{r}" for s in range(S) for r in self.regions] + [
+            f"{self.stages[s]}/use/{r}" for s in range(S) for r in self.regions
+        ]
+        return Topology(
+            node_labels=tuple(node_labels),
+            agent_labels=tuple(labels),
+            agent_node=nodes,
+            agent_coef=coef,
+            con_labels=tuple(c.name for c in self.constraints),
+            con_row=np.array(con_row, dtype=np.int64),
+            con_agent=np.array(con_agent, dtype=np.int64),
+            con_coef=np.array(con_coef, dtype=float),
+        )
+
+
+def topology_with_yields(layout: MarketLayout, cals: Sequence[CalibratedMineral]) -> Topology:
+    """The layout's topology with processing yields written into the incidence.
+
+    Yields are structure (they are the same in every instance of a batch); minerals batched together must
+    share them.
+    """
+    base = layout.topology
+    S = len(layout.stages)
+    if S == 1:
+        return base
+    yields = cals[0].yields
+    for cal in cals[1:]:
+        if not np.allclose(cal.yields, yields):
+            raise ValueError("minerals batched together must share processing yields")
+    if np.all(yields == 1.0):
+        return base
+    coef = base.agent_coef.copy()
+    for s in range(1, S):
+        coef[layout.process_agent[s], 1] = yields[s]
+    return Topology(
+        node_labels=base.node_labels,
+        agent_labels=base.agent_labels,
+        agent_node=base.agent_node,
+        agent_coef=coef,
+        con_labels=base.con_labels,
+        con_row=base.con_row,
+        con_agent=base.con_agent,
+        con_coef=base.con_coef,
+    )
+
+
+def build_instances(
+    layout: MarketLayout,
+    cals: Sequence[CalibratedMineral],
+    inputs: Sequence[PeriodInputs],
+    labels: Sequence[str] = (),
+) -> InstanceData:
+    """The numbers of a batch: one instance per (calibrated mineral, period inputs) pair."""
+    if len(cals) != len(inputs):
+        raise ValueError("one PeriodInputs per calibrated mineral instance")
+    B, J, N = len(cals), layout.n_agents, 2 * len(layout.stages) * len(layout.regions)
+    n_con = len(layout.constraints)
+    S, R, K = len(layout.stages), len(layout.regions), len(layout.sectors)
+    cost = np.zeros((B, J))
+    slope = np.ones((B, J))
+    lower = np.zeros((B, J))
+    upper = np.full((B, J), np.inf)
+    injection = np.zeros((B, N))
+    rhs = np.full((B, n_con), np.inf)
+    price_scale = np.ones(B)
+    quantity_scale = np.ones(B)
+    for b, (cal, inp) in enumerate(zip(cals, inputs, strict=True)):
+        capacity = cal.capacity if inp.capacity is None else inp.capacity
+        shift = 0.0 if inp.supply_cost_shift is None else inp.supply_cost_shift
+        a = cal.supply_intercept + shift
+        sup_lower = np.zeros((S, R)) if inp.supply_lower is None else np.minimum(inp.supply_lower, capacity)
+        # mines
+        js = layout.supply_agent
+        cost[b, js] = a[0]
+        slope[b, js] = cal.supply_slope[0]
+        upper[b, js] = capacity[0]
+        lower[b, js] = sup_lower[0]
+        # processors: level is the input; capacity and floors are stated in output
+        for s in range(1, S):
+            jp = layout.process_agent[s]
+            cost[b, jp] = a[s]
+            slope[b, jp] = cal.supply_slope[s]
+            upper[b, jp] = capacity[s] / cal.yields[s]
+            lower[b, jp] = sup_lower[s] / cal.yields[s]
+        # routes
+        jr = layout.route_agent
+        t = cal.route_cost.copy()
+        if inp.route_wedge is not None:
+            t = t + inp.route_wedge
+        if inp.route_cost_shift is not None:
+            t = t + inp.route_cost_shift
+        cost[b, jr] = t
+        slope[b, jr] = np.broadcast_to(cal.friction[:, None, None], (S, R, R))
+        if inp.route_lower is not None:
+            lower[b, jr] = inp.route_lower
+        if inp.route_upper is not None:
+            upper[b, jr] = inp.route_upper
+        # sectors: the curve scales horizontally with demand (same elasticity at the base price)
+        jd = layout.demand_agent
+        scale = np.ones((R, K)) if inp.demand_scale is None else inp.demand_scale
+        active = (scale > 0) & (cal.base_consumption > 0)
+        cost[b, jd] = -cal.demand_intercept
+        slope[b, jd] = np.where(active, cal.demand_slope / np.where(active, scale, 1.0), cal.demand_slope)
+        upper[b, jd] = np.where(active, np.inf, 0.0)
+        # segments
+        if layout.segments:
+            jg = layout.segment_agent
+            qty = np.zeros(len(layout.segments)) if inp.segment_quantity is None else inp.segment_quantity
+            lo_p = inp.segment_price_low if inp.segment_price_low is not None else np.zeros(len(jg))
+            hi_p = inp.segment_price_high if inp.segment_price_high is not None else np.ones(len(jg))
+            width = np.maximum(hi_p - lo_p, 1e-9 * cal.price_scale)
+            safe_qty = np.where(qty > 0, qty, 1.0)
+            seg_slope = width / safe_qty
+            for i, seg in enumerate(layout.segments):
+                j = jg[i]
+                slope[b, j] = seg_slope[i]
+                upper[b, j] = qty[i]
+                # buyer: value hi_p - slope*u, so u = (hi_p - p)/slope; seller: cost lo_p + slope*u
+                cost[b, j] = -hi_p[i] if seg.side == "buy" else lo_p[i]
+        if inp.injection_use is not None:
+            injection[b, layout.use_node] = inp.injection_use
+        if n_con and inp.constraint_rhs is not None:
+            rhs[b] = inp.constraint_rhs
+        price_scale[b] = cal.price_scale
+        quantity_scale[b] = cal.quantity_scale
+    return InstanceData(
+        cost=cost,
+        slope=slope,
+        lower=lower,
+        upper=upper,
+        injection=injection,
+        rhs=rhs,
+        price_scale=price_scale,
+        quantity_scale=quantity_scale,
+        instance_labels=tuple(labels),
+    )
+
+
+@dataclass(frozen=True)
+class MineralOutcome:
+    """One instance's equilibrium in (stage, region, sector) arrays, engine units."""
+
+    price: FloatArray  # (S, R) use-node prices, USD/t
+    origin_price: FloatArray  # (S, R) origin-node prices, USD/t
+    production: FloatArray  # (S, R) output, t/yr
+    processing_input: FloatArray  # (S, R) input of processors (0 at stage 0)
+    flow: FloatArray  # (S, R, R) shipments origin -> destination
+    consumption: FloatArray  # (R, K)
+    segment: FloatArray  # (n_segments,)
+    rent: FloatArray  # (n_constraints,)
+
+
+def read_outcome(layout: MarketLayout, solution: Solution, b: int, yields: FloatArray) -> MineralOutcome:
+    """Instance ``b`` of a solved batch, as arrays."""
+    v = solution.level[b]
+    p = solution.price[b]
+    S = len(layout.stages)
+    production = np.zeros((S, len(layout.regions)))
+    production[0] = v[layout.supply_agent]
+    processing_input = np.zeros_like(production)
+    for s in range(1, S):
+        processing_input[s] = v[layout.process_agent[s]]
+        production[s] = yields[s] * processing_input[s]
+    return MineralOutcome(
+        price=p[layout.use_node],
+        origin_price=p[layout.origin_node],
+        production=production,
+        processing_input=processing_input,
+        flow=v[layout.route_agent],
+        consumption=v[layout.demand_agent],
+        segment=v[layout.segment_agent] if len(layout.segments) else np.zeros(0),
+        rent=solution.rent[b] if len(layout.constraints) else np.zeros(0),
+    )
+
+
+def default_world_problems(
+    periods: Sequence[int] | None = None,
+) -> list[tuple[Topology, InstanceData]]:
+    """The baseline period problems of the default world, grouped into batches that share a topology.
+
+    Each batch holds every (mineral, period) instance whose mineral shares the structure; demand follows the
+    reference path and capacity stays at its base-year level. Used by the benchmark.
+    """
+    from critmin.data.calibrate import calibrate
+    from critmin.data.world import load_world
+
+    world = load_world()
+    cals = calibrate(world)
+    groups: dict[tuple[object, ...], list[CalibratedMineral]] = {}
+    for cal in cals.values():
+        groups.setdefault(cal.structure_key(), []).append(cal)
+    batches = []
+    for members in groups.values():
+        layout = MarketLayout.for_mineral(members[0])
+        topo = topology_with_yields(layout, members) if _same_yields(members) else None
+        if topo is None:
+            for cal in members:
+                batches.append(_batch_for(layout, [cal], periods))
+            continue
+        batches.append(_batch_for(layout, members, periods))
+    return batches
+
+
+def _same_yields(cals: Sequence[CalibratedMineral]) -> bool:
+    return all(np.allclose(c.yields, cals[0].yields) for c in cals)
+
+
+def _batch_for(
+    layout: MarketLayout, cals: Sequence[CalibratedMineral], periods: Sequence[int] | None
+) -> tuple[Topology, InstanceData]:
+    items: list[CalibratedMineral] = []
+    inputs: list[PeriodInputs] = []
+    labels: list[str] = []
+    for cal in cals:
+        years = cal.years if periods is None else tuple(periods)
+        for year in years:
+            i = cal.years.index(year)
+            items.append(cal)
+            inputs.append(PeriodInputs(demand_scale=cal.demand_index[i]))
+            labels.append(f"{cal.mineral} {year}")
+    topo = topology_with_yields(layout, cals)
+    return topo, build_instances(layout, items, inputs, labels)

@@ -1,0 +1,173 @@
+"""Labelled results: a run as an xarray Dataset with named dimensions and a unit on every variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from critmin.simulate.run import RunRecord
+
+#: Order of stages across minerals (a mineral without a stage has NaN there).
+STAGE_ORDER = ("mine", "refine", "magnet")
+
+VARIABLES: dict[str, tuple[str, str]] = {
+    "price": ("USD/t", "market price of the stage's product delivered to the region (use-node dual)"),
+    "producer_price": ("USD/t", "price received by the region's producers of the stage, free on board"),
+    "production": ("t/yr", "output of the stage in the region (contained element)"),
+    "capacity": ("t/yr", "output capacity of the stage in the region"),
+    "flow": ("t/yr", "shipments of the stage's product from region (origin) to partner (destination)"),
+    "imports": ("t/yr", "shipments into the region from other regions"),
+    "exports": ("t/yr", "shipments from the region to other regions"),
+    "consumption": ("t/yr", "use by the sector in the region, at the stage the sector consumes"),
+    "reference_demand": ("t/yr", "reference demand of the sector at base-year prices"),
+    "iterations": ("1", "solver iterations for the mineral's period problem"),
+    "residual": ("1", "worst relative equilibrium residual of the mineral's period problem"),
+}
+
+
+def _stages(record: RunRecord) -> list[str]:
+    present = {s for path in record.minerals.values() for s in path.stages}
+    ordered = [s for s in STAGE_ORDER if s in present]
+    return ordered + sorted(present - set(ordered))
+
+
+def to_dataset(record: RunRecord) -> xr.Dataset:
+    """Turn a run record into a Dataset with dims (mineral, stage, region, partner, sector, period)."""
+    minerals = list(record.minerals)
+    stages = _stages(record)
+    regions = list(record.regions)
+    sectors = list(record.sectors)
+    periods = list(record.periods)
+    M, S, R, K, P = len(minerals), len(stages), len(regions), len(sectors), len(periods)
+    nan = np.nan
+    price = np.full((M, S, R, P), nan)
+    producer_price = np.full((M, S, R, P), nan)
+    production = np.full((M, S, R, P), nan)
+    capacity = np.full((M, S, R, P), nan)
+    flow = np.full((M, S, R, R, P), nan)
+    consumption = np.full((M, S, R, K, P), nan)
+    reference = np.full((M, S, R, K, P), nan)
+    iterations = np.zeros((M, P), dtype=np.int64)
+    residual = np.zeros((M, P))
+    for i, m in enumerate(minerals):
+        path = record.minerals[m]
+        idx = [stages.index(s) for s in path.stages]
+        price[i, idx] = np.moveaxis(path.price, 0, -1)
+        producer_price[i, idx] = np.moveaxis(path.origin_price, 0, -1)
+        production[i, idx] = np.moveaxis(path.production, 0, -1)
+        capacity[i, idx] = np.moveaxis(path.capacity, 0, -1)
+        flow[i, idx] = np.moveaxis(path.flow, 0, -1)
+        for k, stage in enumerate(record.sector_stage[m]):
+            s = stages.index(stage)
+            consumption[i, s, :, k] = path.consumption[:, :, k].T
+            reference[i, s, :, k] = path.reference_demand[:, :, k].T
+        iterations[i] = path.iterations
+        residual[i] = path.residual
+    diag = np.eye(R, dtype=bool)[None, None, :, :, None]
+    offdiag = np.where(diag, 0.0, flow)
+    ds = xr.Dataset(
+        {
+            "price": (("mineral", "stage", "region", "period"), price),
+            "producer_price": (("mineral", "stage", "region", "period"), producer_price),
+            "production": (("mineral", "stage", "region", "period"), production),
+            "capacity": (("mineral", "stage", "region", "period"), capacity),
+            "flow": (("mineral", "stage", "region", "partner", "period"), flow),
+            "imports": (("mineral", "stage", "region", "period"), offdiag.sum(axis=2, min_count=1)),
+            "exports": (("mineral", "stage", "region", "period"), offdiag.sum(axis=3, min_count=1)),
+            "consumption": (("mineral", "stage", "region", "sector", "period"), consumption),
+            "reference_demand": (("mineral", "stage", "region", "sector", "period"), reference),
+            "iterations": (("mineral", "period"), iterations),
+            "residual": (("mineral", "period"), residual),
+        },
+        coords={
+            "mineral": minerals,
+            "stage": stages,
+            "region": regions,
+            "partner": regions,
+            "sector": sectors,
+            "period": periods,
+        },
+        attrs={
+            "scenario": record.scenario.name,
+            "world": record.world.name,
+            "base_year": record.world.base_year,
+            "solver": record.solver,
+            "wall_time_s": record.wall_time_s,
+            "solve_time_s": record.solve_time_s,
+        },
+    )
+    # imports/exports sum over nan where a stage does not exist: keep NaN there
+    for name, (unit, description) in VARIABLES.items():
+        ds[name].attrs.update(unit=unit, description=description)
+    return ds
+
+
+LONG_COLUMNS = ["variable", "mineral", "stage", "region", "partner", "sector", "period", "value", "unit"]
+
+
+def to_long(ds: xr.Dataset, variables: list[str] | None = None, *, drop_zero_flows: bool = True) -> pd.DataFrame:
+    """A tidy long table: one row per value, columns ``LONG_COLUMNS``; empty where a dimension does not apply.
+
+    Missing values (a stage a mineral does not have, a sector that does not consume at a stage) are
+    dropped; with ``drop_zero_flows`` so are routes that carry nothing (most of the route matrix).
+    """
+    frames = []
+    for name in variables or list(ds.data_vars):
+        da = ds[name]
+        df = da.to_dataframe(name="value").reset_index()
+        df = df[df["value"].notna()]
+        if name == "flow" and drop_zero_flows:
+            df = df[df["value"] != 0]
+        df.insert(0, "variable", name)
+        df["unit"] = da.attrs.get("unit", "")
+        for col in LONG_COLUMNS:
+            if col not in df.columns:
+                df[col] = ""
+        frames.append(df[LONG_COLUMNS])
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=LONG_COLUMNS)
+    out["period"] = out["period"].astype(str)
+    return out
+
+
+def export_csv(ds: xr.Dataset, path: str | Path) -> int:
+    """Write the tidy long table to ``path`` atomically; return the number of rows."""
+    path = Path(path)
+    table = to_long(ds)
+    tmp = path.with_name(path.name + ".partial")
+    table.to_csv(tmp, index=False)
+    tmp.replace(path)
+    return len(table)
+
+
+def summary_table(ds: xr.Dataset, periods: list[int] | None = None) -> pd.DataFrame:
+    """Headline figures per mineral: world output of the last stage, world-mean price, shortfall."""
+    if periods is None:
+        ps = [int(p) for p in ds["period"].values]
+        periods = sorted({ps[0], ps[len(ps) // 2], ps[-1]})
+    rows = []
+    for m in ds["mineral"].values:
+        sub = ds.sel(mineral=m)
+        valid_stages = [s for s in sub["stage"].values if np.isfinite(sub["production"].sel(stage=s)).any()]
+        last = valid_stages[-1]
+        for p in periods:
+            cons = sub["consumption"].sel(period=p).sum(("stage", "region", "sector"))
+            ref = sub["reference_demand"].sel(period=p).sum(("stage", "region", "sector"))
+            weights = sub["consumption"].sel(period=p, stage=last).sum("sector")
+            price = sub["price"].sel(period=p, stage=last)
+            wsum = float(weights.sum())
+            mean_price = float((price * weights).sum() / wsum) if wsum > 0 else float("nan")
+            rows.append(
+                {
+                    "mineral": str(m),
+                    "period": int(p),
+                    "stage": str(last),
+                    "output_t": float(sub["production"].sel(period=p, stage=last).sum()),
+                    "price_usd_per_kg": mean_price / 1000.0,
+                    "consumption_t": float(cons),
+                    "shortfall_pct": 100.0 * max(0.0, float(ref - cons)) / float(ref) if float(ref) > 0 else 0.0,
+                }
+            )
+    return pd.DataFrame(rows)
