@@ -1,4 +1,4 @@
-"""The command line: thin, turns errors into readable messages. Heavy imports wait until a command needs them."""
+"""The command line: thin; turns errors into readable messages; heavy imports wait for the command."""
 
 from __future__ import annotations
 
@@ -70,9 +70,7 @@ def data(
 
             cmp = compare_mine_output(w)
             flagged = cmp[cmp["flag"]] if "flag" in cmp.columns else cmp
-            console.print(
-                _table(flagged, "Mine output: USGS (model) vs World Mining Data, differences above 10%")
-            )
+            console.print(_table(flagged, "Mine output: USGS (model) vs World Mining Data, differences above 10%"))
         if sources:
             src = w.sources
             cols = [c for c in ("source", "basis") if c in src.columns]

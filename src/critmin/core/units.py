@@ -56,7 +56,12 @@ def parse_quantity(value: Any, to: str, *, file: str = "<input>", field: str = "
     try:
         q = ureg.Quantity(text)
         return float(q.to(to.replace("/yr", "/year")).magnitude)
-    except (pint.errors.UndefinedUnitError, pint.errors.DimensionalityError, ValueError, AttributeError) as err:
+    except (
+        pint.errors.UndefinedUnitError,
+        pint.errors.DimensionalityError,
+        ValueError,
+        AttributeError,
+    ) as err:
         raise DataError(file, field, f"cannot read {value!r} as a quantity in {to!r}: {err}") from err
 
 

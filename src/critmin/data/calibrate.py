@@ -27,15 +27,15 @@ With these numbers the base-year equilibrium *is* the observed state: a test che
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import weakref
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from critmin.core.errors import DataError
 from critmin.core.arrays import FloatArray
+from critmin.core.errors import DataError
 
 if TYPE_CHECKING:
     from critmin.data.world import MineralData, World
@@ -79,6 +79,8 @@ class CalibratedMineral:
     base_flow: FloatArray  # (S, R, R) x0[o, d]
     demand_index: FloatArray  # (Y, R, K) reference demand relative to the base year
     years: tuple[int, ...]
+    demand_elasticity: FloatArray  # (K,) short-run, < 0
+    demand_elasticity_long_run: FloatArray  # (K,) long-run, <= short-run
     price_scale: float
     quantity_scale: float
     assumptions: dict[str, Any] = field(default_factory=dict)
@@ -205,6 +207,7 @@ def calibrate_mineral(world: World, mineral: str) -> CalibratedMineral:
     )
     eps_supply = np.asarray(md.supply_elasticity.sel(stage=list(stages)).values, dtype=float)
     eps_demand = np.asarray(md.demand_elasticity.sel(sector=list(sectors)).values, dtype=float)
+    eps_long = np.asarray(md.demand_elasticity_long_run.sel(sector=list(sectors)).values, dtype=float)
     if (eps_supply <= 0).any():
         raise DataError(file, "supply_elasticity", f"{mineral}: supply elasticities must be > 0")
     if (eps_demand >= 0).any():
@@ -315,6 +318,8 @@ def calibrate_mineral(world: World, mineral: str) -> CalibratedMineral:
         base_flow=flows,
         demand_index=demand_index,
         years=years,
+        demand_elasticity=eps_demand,
+        demand_elasticity_long_run=np.minimum(eps_long, eps_demand),
         price_scale=float(stage_price.max()),
         quantity_scale=float(world_output[0]),
         assumptions={
@@ -345,11 +350,15 @@ def flows_table(cal: CalibratedMineral) -> pd.DataFrame:
     """Base-year flows as a long table (stage, origin, destination, quantity_t)."""
     S, R = cal.n_stages, cal.n_regions
     s, o, d = np.nonzero(cal.base_flow)
-    return pd.DataFrame(
-        {
-            "stage": [cal.stages[i] for i in s],
-            "origin": [cal.regions[i] for i in o],
-            "destination": [cal.regions[i] for i in d],
-            "quantity_t": cal.base_flow[s, o, d],
-        }
-    ).reset_index(drop=True) if S and R else pd.DataFrame()
+    return (
+        pd.DataFrame(
+            {
+                "stage": [cal.stages[i] for i in s],
+                "origin": [cal.regions[i] for i in o],
+                "destination": [cal.regions[i] for i in d],
+                "quantity_t": cal.base_flow[s, o, d],
+            }
+        ).reset_index(drop=True)
+        if S and R
+        else pd.DataFrame()
+    )

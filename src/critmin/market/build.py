@@ -21,61 +21,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal
 
 import numpy as np
 
 from critmin.core.arrays import FloatArray, IntArray
 from critmin.data.calibrate import CalibratedMineral
 from critmin.market.problem import InstanceData, Solution, Topology
-
-NodeKind = Literal["origin", "use"]
-
-
-@dataclass(frozen=True)
-class SegmentSpec:
-    """A price-responsive segment at a node: ``buy`` withdraws product, ``sell`` injects it.
-
-    Per instance it has a quantity (upper bound) and a price band ``[price_low, price_high]`` over which it
-    goes from nothing to the full quantity: a buyer buys all of it at ``price_low`` or below and nothing at
-    ``price_high`` or above; a seller sells nothing at ``price_low`` or below and all at ``price_high``.
-    """
-
-    name: str
-    stage: int
-    region: int
-    side: Literal["buy", "sell"]
-    node: NodeKind = "use"
-
-
-@dataclass(frozen=True)
-class ConstraintSpec:
-    """A side constraint ``sum coef * flow(stage, origin, destination) <= rhs`` over a set of routes."""
-
-    name: str
-    routes: tuple[tuple[int, int, int, float], ...]
-
-
-@dataclass
-class PeriodInputs:
-    """What varies between instances of one mineral: demand, capacity, and the instruments' hooks.
-
-    Every field defaults to the calibrated base year. Shapes: ``S`` stages, ``R`` regions, ``K`` sectors.
-    """
-
-    demand_scale: FloatArray | None = None  # (R, K) multiplies base-year demand at every price
-    capacity: FloatArray | None = None  # (S, R) output capacity, t/yr
-    supply_cost_shift: FloatArray | None = None  # (S, R) added to the marginal cost / processing cost
-    supply_lower: FloatArray | None = None  # (S, R) must-produce output (e.g. a CfD-protected producer)
-    route_wedge: FloatArray | None = None  # (S, R, R) per-unit policy wedge on routes, USD/t
-    route_cost_shift: FloatArray | None = None  # (S, R, R) logistics cost change, USD/t
-    route_lower: FloatArray | None = None  # (S, R, R) e.g. offtake volumes
-    route_upper: FloatArray | None = None  # (S, R, R) e.g. bans (0) and licence shares
-    injection_use: FloatArray | None = None  # (S, R) fixed volume into use nodes (must-run release)
-    segment_quantity: FloatArray | None = None  # (n_segments,)
-    segment_price_low: FloatArray | None = None  # (n_segments,)
-    segment_price_high: FloatArray | None = None  # (n_segments,)
-    constraint_rhs: FloatArray | None = None  # (n_constraints,)
+from critmin.policy.effects import ConstraintSpec, MineralOutcome, PeriodInputs, SegmentSpec
 
 
 @dataclass(frozen=True)
@@ -137,7 +89,7 @@ class MarketLayout:
 
     @cached_property
     def topology(self) -> Topology:
-        S, R, K = len(self.stages), len(self.regions), len(self.sectors)
+        S = len(self.stages)
         J = self.n_agents
         nodes = -np.ones((J, 2), dtype=np.int64)
         coef = np.zeros((J, 2))
@@ -166,17 +118,30 @@ class MarketLayout:
                 labels[j] = f"demand/{self.stages[self.sector_stage[k]]}/{reg}/{sec}"
         for i, seg in enumerate(self.segments):
             j = self.segment_agent[i]
-            node_map = self.use_node if seg.node == "use" else self.origin_node
-            nodes[j, 0] = node_map[seg.stage, seg.region]
-            coef[j, 0] = -1.0 if seg.side == "buy" else 1.0
+            if seg.side == "process":
+                if seg.stage < 1:
+                    raise ValueError(f"segment {seg.name}: a processing segment needs a later stage")
+                nodes[j] = (self.use_node[seg.stage - 1, seg.region], self.origin_node[seg.stage, seg.region])
+                coef[j] = (-1.0, 1.0)
+            else:
+                node_map = self.use_node if seg.node == "use" else self.origin_node
+                nodes[j, 0] = node_map[seg.stage, seg.region]
+                coef[j, 0] = -1.0 if seg.side == "buy" else 1.0
             labels[j] = f"segment/{seg.name}"
         con_row: list[int] = []
         con_agent: list[int] = []
         con_coef: list[float] = []
+        seg_index = {seg.name: i for i, seg in enumerate(self.segments)}
+        if len(seg_index) != len(self.segments):
+            raise ValueError("segment names must be unique within a layout")
         for k, con in enumerate(self.constraints):
             for s, o, d, c in con.routes:
                 con_row.append(k)
                 con_agent.append(int(self.route_agent[s, o, d]))
+                con_coef.append(float(c))
+            for name, c in con.segments:
+                con_row.append(k)
+                con_agent.append(int(self.segment_agent[seg_index[name]]))
                 con_coef.append(float(c))
         node_labels = [f"{self.stages[s]}/origin/{r}" for s in range(S) for r in self.regions] + [
             f"{self.stages[s]}/use/{r}" for s in range(S) for r in self.regions
@@ -212,6 +177,9 @@ def topology_with_yields(layout: MarketLayout, cals: Sequence[CalibratedMineral]
     coef = base.agent_coef.copy()
     for s in range(1, S):
         coef[layout.process_agent[s], 1] = yields[s]
+    for i, seg in enumerate(layout.segments):
+        if seg.side == "process":
+            coef[layout.segment_agent[i], 1] = yields[seg.stage]
     return Topology(
         node_labels=base.node_labels,
         agent_labels=base.agent_labels,
@@ -288,7 +256,7 @@ def build_instances(
             qty = np.zeros(len(layout.segments)) if inp.segment_quantity is None else inp.segment_quantity
             lo_p = inp.segment_price_low if inp.segment_price_low is not None else np.zeros(len(jg))
             hi_p = inp.segment_price_high if inp.segment_price_high is not None else np.ones(len(jg))
-            width = np.maximum(hi_p - lo_p, 1e-9 * cal.price_scale)
+            width = np.maximum(hi_p - lo_p, 1e-6 * cal.price_scale)
             safe_qty = np.where(qty > 0, qty, 1.0)
             seg_slope = width / safe_qty
             for i, seg in enumerate(layout.segments):
@@ -297,6 +265,9 @@ def build_instances(
                 upper[b, j] = qty[i]
                 # buyer: value hi_p - slope*u, so u = (hi_p - p)/slope; seller: cost lo_p + slope*u
                 cost[b, j] = -hi_p[i] if seg.side == "buy" else lo_p[i]
+                if seg.side == "process":  # the level is the input; quantities are stated in output
+                    upper[b, j] = qty[i] / cal.yields[seg.stage]
+                    slope[b, j] = seg_slope[i] * cal.yields[seg.stage]
         if inp.injection_use is not None:
             injection[b, layout.use_node] = inp.injection_use
         if n_con and inp.constraint_rhs is not None:
@@ -316,20 +287,6 @@ def build_instances(
     )
 
 
-@dataclass(frozen=True)
-class MineralOutcome:
-    """One instance's equilibrium in (stage, region, sector) arrays, engine units."""
-
-    price: FloatArray  # (S, R) use-node prices, USD/t
-    origin_price: FloatArray  # (S, R) origin-node prices, USD/t
-    production: FloatArray  # (S, R) output, t/yr
-    processing_input: FloatArray  # (S, R) input of processors (0 at stage 0)
-    flow: FloatArray  # (S, R, R) shipments origin -> destination
-    consumption: FloatArray  # (R, K)
-    segment: FloatArray  # (n_segments,)
-    rent: FloatArray  # (n_constraints,)
-
-
 def read_outcome(layout: MarketLayout, solution: Solution, b: int, yields: FloatArray) -> MineralOutcome:
     """Instance ``b`` of a solved batch, as arrays."""
     v = solution.level[b]
@@ -341,6 +298,13 @@ def read_outcome(layout: MarketLayout, solution: Solution, b: int, yields: Float
     for s in range(1, S):
         processing_input[s] = v[layout.process_agent[s]]
         production[s] = yields[s] * processing_input[s]
+    segment = v[layout.segment_agent] if len(layout.segments) else np.zeros(0)
+    for i, seg in enumerate(layout.segments):
+        if seg.side == "process":
+            production[seg.stage, seg.region] += yields[seg.stage] * segment[i]
+            processing_input[seg.stage, seg.region] += segment[i]
+        elif seg.side == "sell" and seg.node == "origin":
+            production[seg.stage, seg.region] += segment[i]
     return MineralOutcome(
         price=p[layout.use_node],
         origin_price=p[layout.origin_node],
@@ -348,7 +312,7 @@ def read_outcome(layout: MarketLayout, solution: Solution, b: int, yields: Float
         processing_input=processing_input,
         flow=v[layout.route_agent],
         consumption=v[layout.demand_agent],
-        segment=v[layout.segment_agent] if len(layout.segments) else np.zeros(0),
+        segment=segment,
         rent=solution.rent[b] if len(layout.constraints) else np.zeros(0),
     )
 

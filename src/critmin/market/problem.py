@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from critmin.core.arrays import FloatArray, IntArray
+from critmin.core.errors import InfeasibleError
 
 
 @dataclass(frozen=True)
@@ -222,9 +223,7 @@ def agent_response(
     return np.clip(net / data.slope, data.lower, data.upper)
 
 
-def _net_value(
-    topology: Topology, data: InstanceData, price: FloatArray, rent: FloatArray | None
-) -> FloatArray:
+def _net_value(topology: Topology, data: InstanceData, price: FloatArray, rent: FloatArray | None) -> FloatArray:
     nodes, coef = topology.agent_node, topology.agent_coef
     net = price[:, nodes[:, 0]] * coef[:, 0]
     second = nodes[:, 1] >= 0
@@ -251,8 +250,29 @@ def residuals(
         A = topology.constraints_dense()
         slack = data.rhs - level @ A.T
         primal = np.maximum(primal, (np.maximum(0.0, -slack) / qs).max(axis=1))
-        complementarity = np.maximum(
-            complementarity, (np.abs(rent * slack) / (ps * qs)).max(axis=1)
-        )
+        # A constraint with rhs = +inf never binds: its rent is 0 and 0 * inf counts as 0, not NaN.
+        product = np.where(rent == 0.0, 0.0, rent * slack)
+        complementarity = np.maximum(complementarity, (np.abs(product) / (ps * qs)).max(axis=1))
         dual = (np.maximum(0.0, -rent) / ps).max(axis=1)
     return Residuals(primal=primal, complementarity=complementarity, dual=dual)
+
+
+def check_bounds(topology: Topology, data: InstanceData) -> None:
+    """Raise :class:`~critmin.core.errors.InfeasibleError` for bounds no allocation can meet.
+
+    An agent whose lower bound exceeds its upper bound, a lower bound of ``+inf`` or an upper bound of
+    ``-inf``, or a side constraint with ``rhs = -inf``. Both solvers call this before solving.
+    """
+    bad = (data.lower > data.upper) | (data.lower == np.inf) | (data.upper == -np.inf)
+    if bad.any():
+        b, j = (int(i) for i in np.argwhere(bad)[0])
+        raise InfeasibleError(
+            data.label(b),
+            f"agent {topology.agent_labels[j]} has lower bound {data.lower[b, j]:g} above its upper bound "
+            f"{data.upper[b, j]:g}",
+        )
+    if topology.n_cons and (np.isnan(data.rhs).any() or (data.rhs == -np.inf).any()):
+        b, k = (int(i) for i in np.argwhere(np.isnan(data.rhs) | (data.rhs == -np.inf))[0])
+        raise InfeasibleError(
+            data.label(b), f"side constraint {topology.con_labels[k]} has right-hand side {data.rhs[b, k]:g}"
+        )

@@ -25,6 +25,39 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "reference_demand": ("t/yr", "reference demand of the sector at base-year prices"),
     "iterations": ("1", "solver iterations for the mineral's period problem"),
     "residual": ("1", "worst relative equilibrium residual of the mineral's period problem"),
+    "fixed_point_rounds": ("1", "solves needed by price-dependent policies (levies, budget caps) in the period"),
+}
+
+#: Accounting variables written by the instruments (``Ledger``): dims kind, unit, description.
+LEDGER_VARIABLES: dict[str, tuple[str, str, str]] = {
+    "fiscal_cost": (
+        "region",
+        "USD",
+        "government outlays: floor payments, reserve purchases net of sales and "
+        "holding cost, export subsidies, investment support",
+    ),
+    "floor_payment": ("stage_region", "USD", "CfD payments received by the region's eligible producers"),
+    "tariff_revenue": ("region", "USD", "tariff and export-tax revenue collected by the region"),
+    "export_subsidy": ("region", "USD", "cost of export subsidies (negative export taxes) to the region"),
+    "levy_revenue": ("region", "USD", "reference-price levy collected on imports into the region"),
+    "quota_rent": ("region", "USD", "export-quota rent (quota dual times volume) captured by the exporter"),
+    "reserve_stock": ("stage_region", "t", "reserve stock at the end of the period, by location"),
+    "reserve_purchase": ("stage_region", "t/yr", "reserve purchases"),
+    "reserve_release": ("stage_region", "t/yr", "reserve releases"),
+    "reserve_spent": ("region", "USD", "money spent on reserve purchases by the payer"),
+    "reserve_recovered": ("region", "USD", "money recovered from reserve sales by the payer"),
+    "reserve_holding_cost": ("region", "USD", "cost of holding the reserve stock"),
+    "offtake_transfer": (
+        "region_partner",
+        "USD",
+        "(contract - market price) x volume taken, buyer (region) to seller (partner)",
+    ),
+    "offtake_volume": ("region_partner", "t/yr", "volume taken under offtake contracts, buyer <- seller"),
+    "investment_support": ("region", "USD", "public money committed to projects when they start"),
+    "projects_started": ("stage_region", "1", "projects started in the period"),
+    "project_output": ("stage_region", "t/yr", "output of pipeline projects"),
+    "levy_iterations": ("scalar", "1", "fixed-point iterations of the reference-price levy"),
+    "levy_residual": ("scalar", "1", "last relative change of the reference-price levy (<= tolerance)"),
 }
 
 
@@ -75,8 +108,8 @@ def to_dataset(record: RunRecord) -> xr.Dataset:
             "production": (("mineral", "stage", "region", "period"), production),
             "capacity": (("mineral", "stage", "region", "period"), capacity),
             "flow": (("mineral", "stage", "region", "partner", "period"), flow),
-            "imports": (("mineral", "stage", "region", "period"), offdiag.sum(axis=2, min_count=1)),
-            "exports": (("mineral", "stage", "region", "period"), offdiag.sum(axis=3, min_count=1)),
+            "imports": (("mineral", "stage", "region", "period"), offdiag.sum(axis=2)),
+            "exports": (("mineral", "stage", "region", "period"), offdiag.sum(axis=3)),
             "consumption": (("mineral", "stage", "region", "sector", "period"), consumption),
             "reference_demand": (("mineral", "stage", "region", "sector", "period"), reference),
             "iterations": (("mineral", "period"), iterations),
@@ -92,17 +125,67 @@ def to_dataset(record: RunRecord) -> xr.Dataset:
         },
         attrs={
             "scenario": record.scenario.name,
-            "world": record.world.name,
-            "base_year": record.world.base_year,
+            "world": record.world_name,
+            "base_year": record.base_year,
             "solver": record.solver,
             "wall_time_s": record.wall_time_s,
             "solve_time_s": record.solve_time_s,
         },
     )
-    # imports/exports sum over nan where a stage does not exist: keep NaN there
+    fixed_point = np.zeros((M, P), dtype=np.int64)
+    for i, m in enumerate(minerals):
+        fixed_point[i] = record.minerals[m].fixed_point_rounds
+    ds["fixed_point_rounds"] = (("mineral", "period"), fixed_point)
     for name, (unit, description) in VARIABLES.items():
         ds[name].attrs.update(unit=unit, description=description)
+    _add_ledger(ds, record, stages)
+    if record.blocs:
+        blocs = list(record.blocs)
+        member = np.array([np.array(record.blocs[b], dtype=bool).T for b in blocs])  # (bloc, region, period)
+        ds["bloc_member"] = (("bloc", "region", "period"), member)
+        ds = ds.assign_coords(bloc=blocs)
+        ds["bloc_member"].attrs.update(unit="1", description="membership of each bloc at mid-period")
     return ds
+
+
+def _add_ledger(ds: xr.Dataset, record: RunRecord, stages: list[str]) -> None:
+    minerals = list(record.minerals)
+    regions = list(record.regions)
+    periods = list(record.periods)
+    found: dict[str, np.ndarray] = {}
+    for i, m in enumerate(minerals):
+        for p, entries in enumerate(record.minerals[m].ledger):
+            for (variable, stage, region, partner, _sector), value in entries.items():
+                if variable not in LEDGER_VARIABLES:
+                    raise KeyError(f"instrument wrote unknown ledger variable {variable!r}")
+                kind = LEDGER_VARIABLES[variable][0]
+                if variable not in found:
+                    shape = {
+                        "region": (len(minerals), len(regions), len(periods)),
+                        "stage_region": (len(minerals), len(stages), len(regions), len(periods)),
+                        "region_partner": (len(minerals), len(regions), len(regions), len(periods)),
+                        "scalar": (len(minerals), len(periods)),
+                    }[kind]
+                    found[variable] = np.full(shape, np.nan) if kind == "scalar" else np.zeros(shape)
+                arr = found[variable]
+                if kind == "region":
+                    arr[i, regions.index(region), p] += value
+                elif kind == "stage_region":
+                    arr[i, stages.index(stage), regions.index(region), p] += value
+                elif kind == "region_partner":
+                    arr[i, regions.index(region), regions.index(partner), p] += value
+                else:
+                    arr[i, p] = value if np.isnan(arr[i, p]) else max(arr[i, p], value)
+    dims = {
+        "region": ("mineral", "region", "period"),
+        "stage_region": ("mineral", "stage", "region", "period"),
+        "region_partner": ("mineral", "region", "partner", "period"),
+        "scalar": ("mineral", "period"),
+    }
+    for variable, arr in found.items():
+        kind, unit, description = LEDGER_VARIABLES[variable]
+        ds[variable] = (dims[kind], arr)
+        ds[variable].attrs.update(unit=unit, description=description)
 
 
 LONG_COLUMNS = ["variable", "mineral", "stage", "region", "partner", "sector", "period", "value", "unit"]

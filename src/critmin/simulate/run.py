@@ -1,31 +1,43 @@
-"""A run over periods: build each period's problems, solve them in batches, carry state forward.
+"""A run over periods: build each period's problems, apply the instruments, solve, settle, carry state.
 
-Minerals clear independently (DESIGN §5, a documented simplification), so each period is one batched solve
-per group of minerals that share a topology; each period warm-starts from the last period's prices.
+Per period and mineral (minerals clear independently, a documented simplification of DESIGN §5):
+
+1. reference demand = base-year consumption x the reference demand index x (1 - long-run destruction);
+2. every instrument covering the mineral writes its effect for the period (in ``APPLY_ORDER``);
+3. the period problem is solved (warm-started from the mineral's previous period); instruments whose
+   effect depends on the equilibrium (reference-price levy, budget caps) refine it and the problem is solved
+   again until none moves (a fixed point, at most ``dynamics.fixed_point_iterations`` rounds);
+4. instruments settle (payments, revenues, stocks); expectations and long-run demand adjust.
+
+Long-run demand adjustment: with short-run elasticity ``e_s`` and long-run ``e_l`` (``|e_l| >= |e_s|``),
+a price ``p`` held against the base price ``p0`` would in the long run remove the share
+``D* = clip(1 - (p / p0) ** (e_l - e_s), 0, max_destruction)`` of reference demand beyond the short-run
+response; the destroyed share moves toward ``D*`` by ``1 - 0.5 ** (years / half_life)`` each period, so it
+builds while prices stay high and fades when they fall.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from critmin.core.arrays import FloatArray, IntArray
-from critmin.core.errors import ScenarioError
+from critmin.core.errors import ScenarioError, SolveError
 from critmin.data.calibrate import CalibratedMineral, calibrate
-from critmin.market.build import (
-    MarketLayout,
-    MineralOutcome,
-    PeriodInputs,
-    build_instances,
-    read_outcome,
-    topology_with_yields,
-)
-from critmin.market.solvers import get_solver
+from critmin.market.build import MarketLayout, build_instances, read_outcome, topology_with_yields
+from critmin.market.problem import Topology
+from critmin.market.solvers import Solver, get_solver
+from critmin.policy import APPLY_ORDER
+from critmin.policy.base import Instrument, Ledger, MineralContext, PeriodContext, full_inputs, period_years
+from critmin.policy.blocs import midpoint
+from critmin.policy.effects import MineralOutcome
+from critmin.policy.reserve import Reserve
 from critmin.simulate.scenario import Scenario
 
 if TYPE_CHECKING:
@@ -58,6 +70,8 @@ class MineralPath:
     reference_demand: FloatArray  # (P, R, K)
     iterations: IntArray  # (P,)
     residual: FloatArray  # (P,) worst relative residual
+    fixed_point_rounds: IntArray  # (P,) solves needed by price-dependent policies
+    ledger: list[dict[tuple[str, str, str, str, str], float]] = field(default_factory=list)
 
 
 @dataclass
@@ -65,16 +79,23 @@ class RunRecord:
     """Everything a run produced, before labelling (``critmin.results`` turns it into a Dataset)."""
 
     scenario: Scenario
-    world: World
+    world_name: str
+    base_year: int
     periods: tuple[int, ...]
     regions: tuple[str, ...]
     sectors: tuple[str, ...]
     sector_stage: dict[str, tuple[str, ...]]
     minerals: dict[str, MineralPath]
     solver: str
+    blocs: dict[str, list[list[bool]]] = field(default_factory=dict)  # bloc -> period -> region
     wall_time_s: float = 0.0
     solve_time_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+
+
+def period_dates(year: int) -> tuple[dt.date, dt.date]:
+    """A period is a calendar year ``[1 January, next 1 January)``."""
+    return dt.date(year, 1, 1), dt.date(year + 1, 1, 1)
 
 
 def _periods(scenario: Scenario, world: World) -> tuple[int, ...]:
@@ -89,80 +110,295 @@ def _periods(scenario: Scenario, world: World) -> tuple[int, ...]:
     return tuple(range(start, end + 1))
 
 
+def instrument_ids(scenario: Scenario) -> list[str]:
+    """A unique id per instrument: its name, or kind and position."""
+    ids = []
+    for i, inst in enumerate(scenario.instruments):
+        ids.append(inst.name or f"{inst.kind}{i}")
+    dup = {x for x in ids if ids.count(x) > 1}
+    if dup:
+        raise ScenarioError(scenario.name, "instruments", f"instrument names must be unique: {', '.join(dup)}")
+    return ids
+
+
+def check_scenario(scenario: Scenario, world: World, file: str | None = None) -> None:
+    """Check that every region, bloc, mineral and stage a scenario names exists; raise ScenarioError."""
+    file = file or scenario.name
+    regions = list(world.regions)
+    stages = {m: tuple(world.mineral(m).stages) for m in world.minerals}
+    for name, bloc in scenario.blocs.items():
+        if name in regions:
+            raise ScenarioError(file, f"blocs.{name}", "a bloc cannot have the name of a region")
+        for r in sorted(bloc.all_regions()):
+            if r not in regions:
+                raise ScenarioError(
+                    file, f"blocs.{name}", f"unknown region {r!r}; the world's regions: {', '.join(regions)}"
+                )
+    if scenario.minerals is not None:
+        for m in scenario.minerals:
+            if m not in stages:
+                raise ScenarioError(file, "minerals", f"unknown mineral {m!r}; known: {', '.join(stages)}")
+    instrument_ids(scenario)
+    for i, inst in enumerate(scenario.instruments):
+        problem = inst.check(regions, scenario.blocs, stages)
+        if problem is not None:
+            raise ScenarioError(file, f"instruments.{i}.{problem[0]}", problem[1])
+        for fname in ("buyer", "seller", "region", "location", "payer"):
+            value = getattr(inst, fname, None)
+            if isinstance(value, str) and value not in regions and fname != "payer":
+                raise ScenarioError(file, f"instruments.{i}.{fname}", f"{value!r} is not a region of the world")
+        projects = getattr(inst, "projects", None)
+        if projects:
+            for j, p in enumerate(projects):
+                if p.mineral not in stages:
+                    raise ScenarioError(file, f"instruments.{i}.projects.{j}.mineral", f"unknown mineral {p.mineral!r}")
+                if p.stage not in stages[p.mineral]:
+                    raise ScenarioError(
+                        file, f"instruments.{i}.projects.{j}.stage", f"{p.mineral} has no stage {p.stage!r}"
+                    )
+                if p.region not in regions:
+                    raise ScenarioError(file, f"instruments.{i}.projects.{j}.region", f"unknown region {p.region!r}")
+
+
+@dataclass
+class _MineralRun:
+    cal: CalibratedMineral
+    instruments: list[tuple[str, Instrument, MineralContext]]
+    layout: MarketLayout
+    topology: Topology
+    segment_index: dict[str, int]
+    constraint_index: dict[str, int]
+    state: dict[str, Any]
+    destruction: FloatArray
+    expected: FloatArray
+    previous: MineralOutcome | None = None
+    warm: FloatArray | None = None
+    outcomes: list[MineralOutcome] = field(default_factory=list)
+    capacity: list[FloatArray] = field(default_factory=list)
+    demand: list[FloatArray] = field(default_factory=list)
+    iterations: list[int] = field(default_factory=list)
+    residual: list[float] = field(default_factory=list)
+    rounds: list[int] = field(default_factory=list)
+    ledgers: list[dict[tuple[str, str, str, str, str], float]] = field(default_factory=list)
+
+
+def _setup_mineral(scenario: Scenario, cal: CalibratedMineral, ids: list[str]) -> _MineralRun:
+    order = sorted(range(len(scenario.instruments)), key=lambda i: APPLY_ORDER[scenario.instruments[i].kind])
+    chosen = []
+    segments = []
+    constraints = []
+    for i in order:
+        inst = scenario.instruments[i]
+        if not inst.covers(cal.mineral):
+            continue
+        mctx = MineralContext(cal=cal, blocs=scenario.blocs, instrument_id=ids[i])
+        try:
+            segs, cons = inst.structure(mctx)
+        except (ValueError, KeyError) as err:
+            raise ScenarioError(scenario.name, f"instruments.{i}", str(err)) from None
+        segments.extend(segs)
+        constraints.extend(cons)
+        chosen.append((ids[i], inst, mctx))
+    layout = MarketLayout.for_mineral(cal, segments, constraints)
+    topology = topology_with_yields(layout, [cal])
+    return _MineralRun(
+        cal=cal,
+        instruments=chosen,
+        layout=layout,
+        topology=topology,
+        segment_index={s.name: i for i, s in enumerate(layout.segments)},
+        constraint_index={c.name: i for i, c in enumerate(layout.constraints)},
+        state={},
+        destruction=np.zeros_like(cal.base_consumption),
+        expected=cal.base_price.copy(),
+    )
+
+
+def _reserve_weights(scenario: Scenario, runs: dict[str, _MineralRun], ids: list[str]) -> dict[str, dict[str, float]]:
+    """Split of each reserve's budget across the minerals it covers (by target value at base prices)."""
+    out: dict[str, dict[str, float]] = {}
+    for i, inst in enumerate(scenario.instruments):
+        if not isinstance(inst, Reserve) or inst.budget is None:
+            continue
+        values = {}
+        for m, run in runs.items():
+            for iid, other, mctx in run.instruments:
+                if iid == ids[i]:
+                    s = other._stage(mctx)
+                    target = other.target(mctx)
+                    price = float(run.cal.base_price[s].max())
+                    values[m] = target * price if np.isfinite(target) else 1.0
+        total = sum(values.values())
+        if total > 0:
+            out[ids[i]] = {m: v / total for m, v in values.items()}
+    return out
+
+
+def _step(scenario: Scenario, run: _MineralRun, year: int, solver: Solver) -> tuple[float, MineralOutcome]:
+    cal = run.cal
+    start, end = period_dates(year)
+    idx = cal.years.index(year)
+    inputs = full_inputs(cal, len(run.layout.segments), len(run.layout.constraints))
+    assert inputs.demand_scale is not None
+    inputs.demand_scale[:] = cal.demand_index[idx] * (1.0 - run.destruction)
+    run.state["__floors__"] = {}
+    ledger = Ledger()
+    pctx = PeriodContext(
+        mineral=run.instruments[0][2] if run.instruments else MineralContext(cal=cal, blocs=scenario.blocs),
+        period=year,
+        start=start,
+        end=end,
+        inputs=inputs,
+        previous=run.previous,
+        state=run.state,
+        segment_index=run.segment_index,
+        constraint_index=run.constraint_index,
+        ledger=ledger,
+        expected_price=run.expected,
+    )
+    for iid, inst, mctx in run.instruments:
+        pctx.mineral = mctx
+        pctx.instrument_id = iid
+        inst.apply(pctx)
+    label = f"{cal.mineral} {year}"
+    solve_time = 0.0
+    rounds = 0
+    warm = run.warm
+    while True:
+        assert inputs.route_lower is not None and inputs.route_upper is not None
+        # an export ban overrides a contract on the same route (force majeure)
+        np.minimum(inputs.route_lower, inputs.route_upper, out=inputs.route_lower)
+        data = build_instances(run.layout, [cal], [inputs], [label])
+        t0 = time.perf_counter()
+        solution = solver.solve(run.topology, data, warm_start=warm)
+        solve_time += time.perf_counter() - t0
+        outcome = read_outcome(run.layout, solution, 0, cal.yields)
+        rounds += 1
+        moved = 0.0
+        for iid, inst, mctx in run.instruments:
+            pctx.mineral = mctx
+            pctx.instrument_id = iid
+            moved = max(moved, inst.refine(pctx, outcome))
+        if moved == 0.0:
+            break
+        if rounds >= scenario.dynamics.fixed_point_iterations:
+            raise SolveError(
+                label,
+                f"price-dependent policies did not settle in {rounds} rounds (last change {moved:.2e}); "
+                "raise dynamics.fixed_point_iterations or check the floor and budget settings",
+            )
+        warm = solution.price
+    for iid, inst, mctx in run.instruments:
+        pctx.mineral = mctx
+        pctx.instrument_id = iid
+        inst.settle(pctx, outcome)
+    run.warm = solution.price
+    run.previous = outcome
+    assert inputs.capacity is not None
+    run.capacity.append(inputs.capacity + _project_capacity(run, inputs))
+    run.demand.append(cal.base_consumption * cal.demand_index[idx])
+    run.outcomes.append(outcome)
+    run.iterations.append(int(solution.iterations[0]))
+    run.residual.append(float(solution.residuals.worst()[0]))
+    run.rounds.append(rounds)
+    run.ledgers.append(dict(ledger.values))
+    # dynamics: expectations and long-run demand
+    years = period_years(start, end)
+    w = scenario.dynamics.expectation_weight
+    run.expected = w * outcome.price + (1.0 - w) * run.expected
+    if scenario.dynamics.long_run_demand:
+        ratio = outcome.price[list(cal.sector_stage)].T / cal.base_price[list(cal.sector_stage)].T  # (R, K)
+        extra = np.minimum(cal.demand_elasticity_long_run - cal.demand_elasticity, 0.0)[None, :]  # e_l - e_s
+        target = np.clip(1.0 - np.power(np.maximum(ratio, 1e-9), extra), 0.0, scenario.dynamics.max_destruction)
+        speed = 1.0 - 0.5 ** (years / scenario.dynamics.demand_half_life)
+        run.destruction = run.destruction + speed * (target - run.destruction)
+    return solve_time, outcome
+
+
+def _project_capacity(run: _MineralRun, inputs: Any) -> FloatArray:
+    """Capacity added by project segments this period, by stage and region (output units)."""
+    extra = np.zeros_like(run.cal.capacity)
+    if inputs.segment_quantity is None:
+        return extra
+    for i, seg in enumerate(run.layout.segments):
+        if seg.node == "origin" and seg.side in ("sell", "process"):
+            extra[seg.stage, seg.region] += inputs.segment_quantity[i]
+    return extra
+
+
 def run_scenario(scenario: Scenario, world: World | None = None) -> RunRecord:
-    """Run ``scenario`` period by period and return the raw record."""
+    """Run ``scenario`` on its world (or ``world``), period by period, and return the raw record."""
     t0 = time.perf_counter()
     world = resolve_world(scenario.world) if world is None else world
+    check_scenario(scenario, world)
     cals = calibrate(world)
     names = list(world.minerals) if scenario.minerals is None else scenario.minerals
-    for m in names:
-        if m not in cals:
-            raise ScenarioError(scenario.name, "minerals", f"unknown mineral {m!r}; known: {', '.join(cals)}")
-    periods = _periods(scenario, world)
-    solver = get_solver(scenario.solver)
+    record = run_calibrated(scenario, {m: cals[m] for m in names}, _periods(scenario, world), world_name=world.name)
+    record.wall_time_s = time.perf_counter() - t0
+    return record
 
-    groups: dict[tuple[object, ...], list[CalibratedMineral]] = {}
-    for m in names:
-        cal = cals[m]
-        key = (*cal.structure_key(), tuple(cal.yields))
-        groups.setdefault(key, []).append(cal)
 
-    outcomes: dict[str, list[MineralOutcome]] = {m: [] for m in names}
-    capacity: dict[str, list[FloatArray]] = {m: [] for m in names}
-    demand: dict[str, list[FloatArray]] = {m: [] for m in names}
-    iterations: dict[str, list[int]] = {m: [] for m in names}
-    residual: dict[str, list[float]] = {m: [] for m in names}
-    solve_time = 0.0
-    for members in groups.values():
-        layout = MarketLayout.for_mineral(members[0])
-        topology = topology_with_yields(layout, members)
-        warm: FloatArray | None = None
+def run_calibrated(
+    scenario: Scenario,
+    cals: dict[str, CalibratedMineral],
+    periods: tuple[int, ...],
+    *,
+    world_name: str = "custom",
+) -> RunRecord:
+    """Run ``scenario`` on calibrated minerals (all sharing regions and sectors) over ``periods``."""
+    t0 = time.perf_counter()
+    names = list(cals)
+    first = cals[names[0]]
+    for m in names:
         for year in periods:
-            inputs = []
-            for cal in members:
-                i = cal.years.index(year)
-                inputs.append(PeriodInputs(demand_scale=cal.demand_index[i]))
-            data = build_instances(layout, members, inputs, [f"{c.mineral} {year}" for c in members])
-            ts = time.perf_counter()
-            solution = solver.solve(topology, data, warm_start=warm)
-            solve_time += time.perf_counter() - ts
-            warm = solution.price
-            worst = solution.residuals.worst()
-            for b, cal in enumerate(members):
-                outcomes[cal.mineral].append(read_outcome(layout, solution, b, cal.yields))
-                capacity[cal.mineral].append(cal.capacity)
-                demand[cal.mineral].append(cal.base_consumption * cal.demand_index[cal.years.index(year)])
-                iterations[cal.mineral].append(int(solution.iterations[b]))
-                residual[cal.mineral].append(float(worst[b]))
-
+            if year not in cals[m].years:
+                raise ScenarioError(scenario.name, "end", f"{m} has no reference demand for {year}")
+    solver = get_solver(scenario.solver)
+    ids = instrument_ids(scenario)
+    runs = {m: _setup_mineral(scenario, cals[m], ids) for m in names}
+    weights = _reserve_weights(scenario, runs, ids)
+    for m in names:
+        runs[m].state["__reserve_weights__"] = weights
+    solve_time = 0.0
+    for year in periods:
+        for m in names:
+            spent, _ = _step(scenario, runs[m], year, solver)
+            solve_time += spent
     paths: dict[str, MineralPath] = {}
     for m in names:
-        outs = outcomes[m]
+        run = runs[m]
+        outs = run.outcomes
         paths[m] = MineralPath(
             mineral=m,
             stages=cals[m].stages,
             price=np.stack([o.price for o in outs]),
             origin_price=np.stack([o.origin_price for o in outs]),
             production=np.stack([o.production for o in outs]),
-            capacity=np.stack(capacity[m]),
+            capacity=np.stack(run.capacity),
             flow=np.stack([o.flow for o in outs]),
             consumption=np.stack([o.consumption for o in outs]),
-            reference_demand=np.stack(demand[m]),
-            iterations=np.array(iterations[m], dtype=np.int64),
-            residual=np.array(residual[m]),
+            reference_demand=np.stack(run.demand),
+            iterations=np.array(run.iterations, dtype=np.int64),
+            residual=np.array(run.residual),
+            fixed_point_rounds=np.array(run.rounds, dtype=np.int64),
+            ledger=run.ledgers,
         )
-    sector_stage = {
-        m: tuple(cals[m].stages[s] for s in cals[m].sector_stage) for m in names
+    sector_stage = {m: tuple(cals[m].stages[s] for s in cals[m].sector_stage) for m in names}
+    blocs = {
+        name: [[r in bloc.members_at(midpoint(*period_dates(y))) for r in first.regions] for y in periods]
+        for name, bloc in scenario.blocs.items()
     }
     return RunRecord(
         scenario=scenario,
-        world=world,
+        world_name=world_name,
+        base_year=first.years[0],
         periods=periods,
-        regions=tuple(world.regions),
-        sectors=tuple(world.sectors),
+        regions=first.regions,
+        sectors=first.sectors,
         sector_stage=sector_stage,
         minerals=paths,
         solver=solver.name,
+        blocs=blocs,
         wall_time_s=time.perf_counter() - t0,
         solve_time_s=solve_time,
     )

@@ -1,7 +1,9 @@
-"""Scenario specs: what to run (world, horizon, solver). Validated by pydantic; loaded from YAML.
+"""Scenario specs: a world, a horizon, blocs, instruments and dynamics settings. Validated by pydantic.
 
-The instruments of the contest (blocs, tariffs, controls, floors, reserves, ...) join this spec as
-``instruments``; until then a scenario is the reference path of a world over a horizon.
+A scenario file is YAML. ``extends: NAME`` starts from another scenario (built-in name or a path relative to
+the file) and appends this file's blocs and instruments (a bloc of the same name replaces the parent's).
+Values accept units (``110 USD/kg``, ``12 billion USD``, ``90 days``, ``2 kt/yr``). Errors name the file,
+the field (as a dotted path such as ``instruments.3.floor``) and the reason.
 """
 
 from __future__ import annotations
@@ -14,8 +16,27 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from critmin.core.errors import ScenarioError
+from critmin.core.specs import Rate, Years
+from critmin.policy import AnyInstrument
+from critmin.policy.blocs import Bloc
 
 BUILTIN_PACKAGE = "critmin.scenarios"
+
+
+class Dynamics(BaseModel):
+    """Settings of the dynamics across periods (defaults are labelled assumptions, see docs/model.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    demand_half_life: Years = Field(
+        default=3.0, description="Half-life of long-run demand adjustment (assumption; range 2-6 years)"
+    )
+    long_run_demand: bool = Field(default=True, description="Destroy/substitute demand while prices stay high")
+    max_destruction: Rate = Field(default=0.6, description="Largest share of reference demand destroyed")
+    expectation_weight: Rate = Field(
+        default=0.5, description="Adaptive expectations: weight of the latest price (assumption; range 0.3-0.8)"
+    )
+    fixed_point_iterations: int = Field(default=60, ge=1, description="Most iterations of price-dependent policies")
 
 
 class Scenario(BaseModel):
@@ -34,6 +55,9 @@ class Scenario(BaseModel):
     minerals: list[str] | None = Field(default=None, description="Restrict the run to these minerals")
     solver: Literal["engine", "highs"] = Field(default="engine", description="Period solver")
     sources: list[str] = Field(default_factory=list, description="Citations for the scenario's choices")
+    blocs: dict[str, Bloc] = Field(default_factory=dict, description="Named blocs of regions")
+    instruments: list[AnyInstrument] = Field(default_factory=list, description="Policies and shocks")
+    dynamics: Dynamics = Field(default_factory=lambda: Dynamics(), description="Dynamics settings")
 
     @model_validator(mode="after")
     def _check_years(self) -> Scenario:
@@ -65,15 +89,16 @@ def scenario_from_dict(data: Any, *, file: str = "<scenario>") -> Scenario:
         raise ScenarioError(file, field, reason) from None
 
 
-def load_scenario(name_or_path: str | Path) -> Scenario:
-    """Load a built-in scenario by name, or a YAML file by path."""
-    text: str
+def _read(name_or_path: str | Path, base: Path | None = None) -> tuple[Any, str, Path | None]:
     path = Path(name_or_path)
+    if base is not None and not path.is_absolute() and (base / path).exists():
+        path = base / path
     if path.suffix in {".yaml", ".yml"} or path.exists():
         if not path.exists():
             raise ScenarioError(str(path), "(file)", "no such file")
         text = path.read_text(encoding="utf-8")
         file = str(path)
+        folder: Path | None = path.parent
     else:
         name = str(name_or_path)
         if name not in builtin_names():
@@ -82,8 +107,56 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
             )
         text = resources.files(BUILTIN_PACKAGE).joinpath(f"{name}.yaml").read_text(encoding="utf-8")
         file = f"built-in scenario {name}"
+        folder = None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ScenarioError(file, "(syntax)", f"not valid YAML: {err}") from None
+    return data, file, folder
+
+
+def _merge(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    out = dict(parent)
+    for key, value in child.items():
+        if key == "instruments":
+            out["instruments"] = list(parent.get("instruments", [])) + list(value or [])
+        elif key == "blocs":
+            out["blocs"] = {**parent.get("blocs", {}), **(value or {})}
+        elif key == "dynamics":
+            out["dynamics"] = {**parent.get("dynamics", {}), **(value or {})}
+        elif key == "sources":
+            out["sources"] = list(parent.get("sources", [])) + list(value or [])
+        else:
+            out[key] = value
+    return out
+
+
+def _resolve_extends(data: Any, file: str, folder: Path | None, depth: int = 0) -> Any:
+    if not isinstance(data, dict) or "extends" not in data:
+        return data
+    if depth > 8:
+        raise ScenarioError(file, "extends", "scenarios extend each other in a cycle or too deeply")
+    parent_name = data["extends"]
+    if not isinstance(parent_name, str):
+        raise ScenarioError(file, "extends", "must be a scenario name or a file path")
+    parent, pfile, pfolder = _read(parent_name, folder)
+    parent = _resolve_extends(parent, pfile, pfolder, depth + 1)
+    if not isinstance(parent, dict):
+        raise ScenarioError(pfile, "(top level)", "a scenario must be a mapping of fields")
+    child = {k: v for k, v in data.items() if k != "extends"}
+    return _merge(parent, child)
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """Load a built-in scenario by name, or a YAML file by path (following ``extends``)."""
+    data, file, folder = _read(name_or_path)
+    data = _resolve_extends(data, file, folder)
     return scenario_from_dict(data, file=file)
+
+
+def scenario_schema() -> dict[str, Any]:
+    """The published JSON Schema of scenario files."""
+    schema = Scenario.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "critmin scenario"
+    return schema

@@ -1,0 +1,1170 @@
+"""The batched engine: semismooth Newton on the dual of the period problem, in price space.
+
+For node prices ``p`` and side-constraint rents ``mu >= 0`` every agent's level is explicit
+(:func:`critmin.market.problem.agent_response`), and the dual function::
+
+    g(p, mu) = sum_j phi_j(net_j) + injection . p + rhs . mu,
+    phi_j(w) = max_{lower_j <= v <= upper_j} (w v - slope_j / 2 v**2),   net = E' p - A' mu - cost
+
+is convex, continuously differentiable and piecewise quadratic. Its gradient is ``(E v + injection,
+rhs - A v)`` (node excess and constraint slack) and its generalised Hessian ``M diag(free_j / slope_j) M'``
+with ``M = [E; -A]`` and ``free_j`` = 1 when the agent is strictly inside its bounds. The engine minimises
+``g`` over ``p`` free and ``mu >= 0`` with a projected Newton method (Bertsekas): rents at zero whose slack
+is positive are held at zero, the others take the Newton step; the step is globalised by an Armijo search
+along the projection arc, with an expansion when the model is too timid (linear pieces of ``g``).
+
+Structure: a set of nodes no two of which share an agent (found once per topology) has a diagonal Hessian
+block; it is eliminated and the Schur complement on the other nodes and the rents, built from free agents
+only, is factorised by a dense envelope Cholesky. A zero or numerically zero pivot (a node, or a chain of
+nodes, with no free agent to pin its price) is replaced by the diagonal that node would have with its free
+agents, or with all its agents, so that the step is a sensible price move. See ``docs/engine.md``.
+
+Everything runs per instance on numbers scaled by ``price_scale`` and ``quantity_scale``, inside one numba
+kernel that loops over the batch.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import numba as nb
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import reverse_cuthill_mckee
+
+from critmin.core.arrays import FloatArray, IntArray
+from critmin.core.errors import InfeasibleError, SolveError
+from critmin.market.problem import (
+    InstanceData,
+    Residuals,
+    Solution,
+    Status,
+    Topology,
+    agent_response,
+    check_bounds,
+    residuals,
+)
+
+__all__ = ["BatchedNewtonSolver", "PreparedTopology", "prepare_topology"]
+
+#: Kernel outcome codes (mirrored by :class:`~critmin.market.problem.Status`).
+_CONVERGED = 0
+_ITERATION_LIMIT = 1
+_UNBOUNDED = 2
+_LINE_SEARCH_FAILED = 3
+
+#: Scaled price or rent beyond which the dual is taken to be unbounded (the instance is infeasible).
+_PRICE_BOUND = 1e8
+#: Armijo sufficient-decrease parameter.
+_ARMIJO = 1e-4
+#: A Cholesky pivot below this share of its diagonal is taken as a null direction and regularised.
+_PIVOT_TOL = 1e-12
+_DEBUG = False
+
+
+@dataclass(frozen=True)
+class PreparedTopology:
+    """Index structure of a topology, computed once and shared by every solve of that topology.
+
+    Indices run over the ``N + K`` dual variables: node prices first, then rents.
+
+    Attributes
+    ----------
+    ent_ptr, ent_idx, ent_val:
+        Agent ``j``'s column of ``M = [E; -A]`` in compressed form: entries ``ent_ptr[j]:ent_ptr[j+1]``
+        hold the variable index and coefficient.
+    node_ptr, node_agent, node_coef:
+        For each node, the agents touching it and their incidence coefficient there.
+    eliminated:
+        ``(N + K,)`` whether a variable is eliminated (a node of the independent set).
+    elim_nodes:
+        The eliminated nodes.
+    position:
+        ``(N + K,)`` index of each non-eliminated variable in the reduced system, ``-1`` if eliminated.
+    first_col:
+        Envelope of the reduced system in its (bandwidth-reducing) order: the first column that can be
+        non-zero in each row of the Cholesky factor.
+    """
+
+    n_nodes: int
+    n_cons: int
+    ent_ptr: IntArray
+    ent_idx: IntArray
+    ent_val: FloatArray
+    node_ptr: IntArray
+    node_agent: IntArray
+    node_coef: FloatArray
+    eliminated: np.ndarray
+    elim_nodes: IntArray
+    position: IntArray
+    first_col: IntArray
+
+    @property
+    def n_reduced(self) -> int:
+        return int(self.first_col.shape[0])
+
+
+def prepare_topology(topology: Topology) -> PreparedTopology:
+    """Build the index structure the kernel needs (independent set, reduced ordering, envelope).
+
+    Parameters
+    ----------
+    topology:
+        The shared structure of a batch.
+
+    Returns
+    -------
+    PreparedTopology
+    """
+    N, K, J = topology.n_nodes, topology.n_cons, topology.n_agents
+    # Agent columns of M = [E; -A], duplicates merged (an agent listing one node twice touches it once).
+    cols: list[dict[int, float]] = [{} for _ in range(J)]
+    for j in range(J):
+        for slot in range(2):
+            n = int(topology.agent_node[j, slot])
+            if n >= 0:
+                cols[j][n] = cols[j].get(n, 0.0) + float(topology.agent_coef[j, slot])
+    for row, agent, coef in zip(topology.con_row, topology.con_agent, topology.con_coef, strict=True):
+        key = N + int(row)
+        cols[int(agent)][key] = cols[int(agent)].get(key, 0.0) - float(coef)
+    ent_ptr = np.zeros(J + 1, dtype=np.int64)
+    ent_idx_list: list[int] = []
+    ent_val_list: list[float] = []
+    for j in range(J):
+        items = sorted((i, c) for i, c in cols[j].items() if c != 0.0)
+        ent_idx_list.extend(i for i, _ in items)
+        ent_val_list.extend(c for _, c in items)
+        ent_ptr[j + 1] = len(ent_idx_list)
+    ent_idx = np.array(ent_idx_list, dtype=np.int64)
+    ent_val = np.array(ent_val_list, dtype=np.float64)
+
+    # Node -> agents.
+    node_lists: list[list[tuple[int, float]]] = [[] for _ in range(N)]
+    for j in range(J):
+        for e in range(ent_ptr[j], ent_ptr[j + 1]):
+            if ent_idx[e] < N:
+                node_lists[int(ent_idx[e])].append((j, float(ent_val[e])))
+    node_ptr = np.zeros(N + 1, dtype=np.int64)
+    node_ptr[1:] = np.cumsum([len(lst) for lst in node_lists])
+    node_agent = np.array([j for lst in node_lists for j, _ in lst], dtype=np.int64)
+    node_coef = np.array([c for lst in node_lists for _, c in lst], dtype=np.float64)
+
+    # Greedy independent set of nodes (no two share an agent), preferring nodes touched by many agents.
+    degree = np.diff(node_ptr)
+    order = sorted(range(N), key=lambda n: (-int(degree[n]), n))
+    blocked = np.zeros(N, dtype=bool)
+    eliminated = np.zeros(N + K, dtype=bool)
+    for n in order:
+        if blocked[n] or degree[n] == 0:
+            continue
+        eliminated[n] = True
+        for j in node_agent[node_ptr[n] : node_ptr[n + 1]]:
+            for e in range(ent_ptr[j], ent_ptr[j + 1]):
+                if ent_idx[e] < N:
+                    blocked[int(ent_idx[e])] = True
+    elim_nodes = np.flatnonzero(eliminated[:N]).astype(np.int64)
+
+    # Static pattern of the reduced system (every agent free), then a bandwidth-reducing order.
+    kept = np.flatnonzero(~eliminated)
+    m = len(kept)
+    local = -np.ones(N + K, dtype=np.int64)
+    local[kept] = np.arange(m)
+    rows: list[int] = []
+    colsp: list[int] = []
+
+    def couple(members: list[int]) -> None:
+        for a in members:
+            for b in members:
+                rows.append(a)
+                colsp.append(b)
+
+    for j in range(J):
+        couple([int(local[i]) for i in ent_idx[ent_ptr[j] : ent_ptr[j + 1]] if local[i] >= 0])
+    for o in elim_nodes:
+        members: set[int] = set()
+        for j in node_agent[node_ptr[o] : node_ptr[o + 1]]:
+            members.update(int(local[i]) for i in ent_idx[ent_ptr[j] : ent_ptr[j + 1]] if local[i] >= 0)
+        couple(sorted(members))
+    pattern = coo_matrix((np.ones(len(rows)), (rows, colsp)), shape=(m, m)).tocsr()
+    candidates = [np.arange(m, dtype=np.int64)]
+    if m > 2:
+        candidates.append(np.asarray(reverse_cuthill_mckee(pattern, symmetric_mode=True), dtype=np.int64))
+    best_perm, best_first, best_size = candidates[0], np.zeros(m, dtype=np.int64), np.inf
+    for perm in candidates:
+        inverse = np.empty(m, dtype=np.int64)
+        inverse[perm] = np.arange(m)
+        permuted = pattern[perm][:, perm].tocsr()
+        first = np.array(
+            [
+                min(i, int(permuted.indices[permuted.indptr[i] : permuted.indptr[i + 1]].min(initial=i)))
+                for i in range(m)
+            ],
+            dtype=np.int64,
+        )
+        size = float(np.sum(np.arange(m) - first))
+        if size < best_size:
+            best_perm, best_first, best_size = perm, first, size
+    position = -np.ones(N + K, dtype=np.int64)
+    position[kept[best_perm]] = np.arange(m)
+    return PreparedTopology(
+        n_nodes=N,
+        n_cons=K,
+        ent_ptr=ent_ptr,
+        ent_idx=ent_idx,
+        ent_val=ent_val,
+        node_ptr=node_ptr,
+        node_agent=node_agent,
+        node_coef=node_coef,
+        eliminated=eliminated,
+        elim_nodes=elim_nodes,
+        position=position,
+        first_col=best_first,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------
+# Kernel. All quantities are scaled: prices and rents by price_scale, levels by quantity_scale.
+# --------------------------------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True)
+def _responses(ent_ptr, ent_idx, ent_val, cost, inv_slope, lower, upper, x, u, v):  # type: ignore[no-untyped-def]
+    """Net values ``u = M' x - cost`` and the agents' optimal levels ``v``."""
+    for j in range(cost.shape[0]):
+        acc = -cost[j]
+        for e in range(ent_ptr[j], ent_ptr[j + 1]):
+            acc += ent_val[e] * x[ent_idx[e]]
+        u[j] = acc
+        v[j] = min(max(acc * inv_slope[j], lower[j]), upper[j])
+
+
+@nb.njit(cache=True)
+def _gradient(ent_ptr, ent_idx, ent_val, injection, rhs, mu_on, n_nodes, v, G):  # type: ignore[no-untyped-def]
+    """Gradient of the dual: node excess ``E v + injection`` and constraint slack ``rhs - A v``."""
+    for n in range(n_nodes):
+        G[n] = injection[n]
+    for k in range(rhs.shape[0]):
+        G[n_nodes + k] = rhs[k] if mu_on[k] else 0.0
+    for j in range(v.shape[0]):
+        vj = v[j]
+        for e in range(ent_ptr[j], ent_ptr[j + 1]):
+            G[ent_idx[e]] += ent_val[e] * vj
+    for k in range(rhs.shape[0]):
+        if not mu_on[k]:
+            G[n_nodes + k] = 0.0
+
+
+@nb.njit(cache=True)
+def _residual(x, G, n_nodes, mu_on):  # type: ignore[no-untyped-def]
+    """Largest scaled residual: node excess, constraint violation, complementarity of rents."""
+    worst = 0.0
+    for n in range(n_nodes):
+        worst = max(worst, abs(G[n]))
+    for k in range(mu_on.shape[0]):
+        if mu_on[k]:
+            i = n_nodes + k
+            worst = max(worst, -G[i], abs(x[i] * G[i]))
+    return worst
+
+
+@nb.njit(cache=True)
+def _phi_increment(w0, dw, slope, lower, upper):  # type: ignore[no-untyped-def]
+    """``phi(w0 + dw) - phi(w0)`` computed as the integral of ``clip(w / slope, lower, upper)``.
+
+    Written in terms of the increment so that the difference keeps its relative accuracy when it is tiny
+    (a difference of two large values of ``g`` would not).
+    """
+    if dw == 0.0:
+        return 0.0
+    low_break = lower * slope
+    high_break = upper * slope
+    w1 = w0 + dw
+    a, b = (w0, w1) if dw > 0.0 else (w1, w0)
+    if b <= low_break:
+        return lower * dw
+    if a >= high_break:
+        return upper * dw
+    if a >= low_break and b <= high_break:
+        return dw * (2.0 * w0 + dw) / (2.0 * slope)
+    total = 0.0
+    if a < low_break:
+        total += lower * (min(b, low_break) - a)
+    lo_mid = max(a, low_break)
+    hi_mid = min(b, high_break)
+    if hi_mid > lo_mid:
+        total += (hi_mid - lo_mid) * (hi_mid + lo_mid) / (2.0 * slope)
+    if b > high_break:
+        total += upper * (b - max(a, high_break))
+    return total if dw > 0.0 else -total
+
+
+@nb.njit(cache=True)
+def _trial(  # type: ignore[no-untyped-def]
+    t,
+    x,
+    d,
+    u,
+    G,
+    n_nodes,
+    mu_on,
+    ent_ptr,
+    ent_idx,
+    ent_val,
+    cost,
+    slope,
+    inv_slope,
+    lower,
+    upper,
+    injection,
+    rhs,
+    xt,
+    dx,
+    ut,
+    vt,
+    Gt,
+):
+    """Evaluate the point ``P(x + t d)`` of the projection arc.
+
+    Returns the change of the dual ``g`` (accurate to rounding in the step), the first-order term
+    ``G . dx`` and the sum of absolute contributions (the rounding noise level of the change).
+    """
+    n_all = x.shape[0]
+    gdx = 0.0
+    for i in range(n_all):
+        step = t * d[i]
+        if i >= n_nodes and x[i] + step < 0.0:
+            step = -x[i]
+        dx[i] = step
+        xt[i] = x[i] + step
+        gdx += G[i] * step
+    change = 0.0
+    noise = 0.0
+    for n in range(n_nodes):
+        term = injection[n] * dx[n]
+        change += term
+        noise += abs(term)
+    for k in range(mu_on.shape[0]):
+        if mu_on[k]:
+            term = rhs[k] * dx[n_nodes + k]
+            change += term
+            noise += abs(term)
+    for j in range(cost.shape[0]):
+        du = 0.0
+        acc = -cost[j]
+        for e in range(ent_ptr[j], ent_ptr[j + 1]):
+            i = ent_idx[e]
+            du += ent_val[e] * dx[i]
+            acc += ent_val[e] * xt[i]
+        inc = _phi_increment(u[j], du, slope[j], lower[j], upper[j])
+        change += inc
+        noise += abs(inc)
+        ut[j] = acc
+        vt[j] = min(max(acc * inv_slope[j], lower[j]), upper[j])
+    _gradient(ent_ptr, ent_idx, ent_val, injection, rhs, mu_on, n_nodes, vt, Gt)
+    return change, gdx, noise
+
+
+@nb.njit(cache=True)
+def _arc_slope(G, x, d, n_nodes):  # type: ignore[no-untyped-def]
+    """Derivative of ``g`` along the projection arc leaving ``x`` in direction ``d``."""
+    acc = 0.0
+    for i in range(x.shape[0]):
+        if i >= n_nodes and x[i] <= 0.0 and d[i] < 0.0:
+            continue
+        acc += G[i] * d[i]
+    return acc
+
+
+@nb.njit(cache=True, fastmath={"reassoc", "contract"})
+def _envelope_cholesky(S, first_col, diag_ref, fallback):  # type: ignore[no-untyped-def]
+    """In-place Cholesky of the lower triangle of ``S`` within its envelope; regularises null pivots."""
+    m = S.shape[0]
+    for i in range(m):
+        fi = first_col[i]
+        for j in range(fi, i):
+            k0 = max(fi, first_col[j])
+            acc = S[i, j]
+            for k in range(k0, j):
+                acc -= S[i, k] * S[j, k]
+            S[i, j] = acc / S[j, j]
+        acc = S[i, i]
+        for k in range(fi, i):
+            acc -= S[i, k] * S[i, k]
+        if acc <= _PIVOT_TOL * diag_ref[i]:
+            # A null direction: no free agent pins it. Use the diagonal it has (or would have with all its
+            # agents free) so that the step is the price move that would balance it in isolation.
+            acc = diag_ref[i] if diag_ref[i] > 0.0 else fallback[i]
+        S[i, i] = np.sqrt(acc)
+
+
+@nb.njit(cache=True, fastmath={"reassoc", "contract"})
+def _envelope_solve(L, first_col, y):  # type: ignore[no-untyped-def]
+    """Solve ``L L' z = y`` in place."""
+    m = L.shape[0]
+    for i in range(m):
+        acc = y[i]
+        for k in range(first_col[i], i):
+            acc -= L[i, k] * y[k]
+        y[i] = acc / L[i, i]
+    for i in range(m - 1, -1, -1):
+        y[i] /= L[i, i]
+        yi = y[i]
+        for k in range(first_col[i], i):
+            y[k] -= L[i, k] * yi
+
+
+@nb.njit(cache=True)
+def _newton_direction(  # type: ignore[no-untyped-def]
+    G,
+    free_scale,
+    fixed,
+    hfull,
+    n_nodes,
+    ent_ptr,
+    ent_idx,
+    ent_val,
+    node_ptr,
+    node_agent,
+    node_coef,
+    eliminated,
+    elim_nodes,
+    position,
+    first_col,
+    S,
+    r,
+    diag_ref,
+    fallback,
+    h_elim,
+    d,
+    w,
+    w_mark,
+    w_list,
+):
+    """Projected Newton direction ``d`` (Schur complement on the non-eliminated variables)."""
+    n_all = G.shape[0]
+    m = S.shape[0]
+    for a in range(m):
+        r[a] = 0.0
+        diag_ref[a] = 0.0
+        w_mark[a] = -1
+        for b in range(a + 1):
+            S[a, b] = 0.0
+    for i in range(n_all):
+        d[i] = 0.0
+        a = position[i]
+        if a < 0:
+            continue
+        fallback[a] = hfull[i] if hfull[i] > 0.0 else 1.0
+        if fixed[i]:
+            S[a, a] = 1.0
+            diag_ref[a] = 1.0
+            r[a] = 0.0
+        else:
+            r[a] = -G[i]
+    # Free agents' contributions between non-eliminated variables.
+    for j in range(ent_ptr.shape[0] - 1):
+        dj = free_scale[j]
+        if dj == 0.0:
+            continue
+        for e1 in range(ent_ptr[j], ent_ptr[j + 1]):
+            i1 = ent_idx[e1]
+            if fixed[i1] or eliminated[i1]:
+                continue
+            a = position[i1]
+            val = dj * ent_val[e1]
+            for e2 in range(ent_ptr[j], e1 + 1):
+                i2 = ent_idx[e2]
+                if fixed[i2] or eliminated[i2]:
+                    continue
+                b = position[i2]
+                if a >= b:
+                    S[a, b] += val * ent_val[e2]
+                else:
+                    S[b, a] += val * ent_val[e2]
+            diag_ref[a] += val * ent_val[e1]
+    # Eliminate the independent set: S -= w w' / h for each eliminated node.
+    for q in range(elim_nodes.shape[0]):
+        o = elim_nodes[q]
+        h = 0.0
+        count = 0
+        for idx in range(node_ptr[o], node_ptr[o + 1]):
+            j = node_agent[idx]
+            dj = free_scale[j]
+            if dj == 0.0:
+                continue
+            c = node_coef[idx]
+            h += dj * c * c
+            for e in range(ent_ptr[j], ent_ptr[j + 1]):
+                i = ent_idx[e]
+                if i == o or fixed[i]:
+                    continue
+                a = position[i]
+                if w_mark[a] != q:
+                    w_mark[a] = q
+                    w[a] = 0.0
+                    w_list[count] = a
+                    count += 1
+                w[a] += dj * c * ent_val[e]
+        if h <= 0.0:
+            h = hfull[o] if hfull[o] > 0.0 else 1.0
+        h_elim[q] = h
+        rhs_o = -G[o]
+        for ia in range(count):
+            a = w_list[ia]
+            wa = w[a] / h
+            r[a] -= wa * rhs_o
+            for ib in range(count):
+                b = w_list[ib]
+                if b <= a:
+                    S[a, b] -= wa * w[b]
+    _envelope_cholesky(S, first_col, diag_ref, fallback)
+    _envelope_solve(S, first_col, r)
+    for i in range(n_all):
+        a = position[i]
+        if a >= 0:
+            d[i] = r[a]
+    for i in range(n_all):
+        if fixed[i]:
+            d[i] = 0.0  # set by the caller (move to zero)
+    # Back out the eliminated nodes.
+    for q in range(elim_nodes.shape[0]):
+        o = elim_nodes[q]
+        acc = -G[o]
+        for idx in range(node_ptr[o], node_ptr[o + 1]):
+            j = node_agent[idx]
+            dj = free_scale[j]
+            if dj == 0.0:
+                continue
+            s = 0.0
+            for e in range(ent_ptr[j], ent_ptr[j + 1]):
+                i = ent_idx[e]
+                if i == o or fixed[i]:
+                    continue
+                s += ent_val[e] * d[i]
+            acc -= dj * node_coef[idx] * s
+        d[o] = acc / h_elim[q]
+
+
+@nb.njit(cache=True)
+def _canonicalise(  # type: ignore[no-untyped-def]
+    x,
+    n_nodes,
+    ent_ptr,
+    ent_idx,
+    ent_val,
+    node_ptr,
+    node_agent,
+    node_coef,
+    cost,
+    slope,
+    inv_slope,
+    lower,
+    upper,
+):
+    """Make the prices of nodes that no free agent pins canonical.
+
+    Such a node's price can move within an interval without changing any level. Among the prices that keep
+    every level, take the highest (the cost of the cheapest unit that could reach the node); where there is
+    no highest, the lowest (the highest value of any use); a node whose agents are all fixed gets 0. Both
+    are found by relaxation from the pinned nodes (the prices that keep every level form a lattice when
+    each agent's two coefficients have opposite signs), so they do not depend on the iterate. Where the
+    relaxation does not settle, or would change a level, the iterate's prices are kept.
+    """
+    J = cost.shape[0]
+    u0 = np.empty(J)
+    v0 = np.empty(J)
+    _responses(ent_ptr, ent_idx, ent_val, cost, inv_slope, lower, upper, x, u0, v0)
+    members = np.empty(n_nodes, dtype=np.int64)
+    count = 0
+    for n in range(n_nodes):
+        pinned = False
+        movable = False
+        for idx in range(node_ptr[n], node_ptr[n + 1]):
+            j = node_agent[idx]
+            z = u0[j] * inv_slope[j]
+            if lower[j] < z < upper[j]:
+                pinned = True
+            if lower[j] < upper[j]:
+                movable = True
+        if pinned:
+            continue
+        if movable:
+            members[count] = n
+            count += 1
+        else:
+            x[n] = 0.0
+    if count == 0:
+        return
+    original = np.empty(count)
+    relax = np.ones(count, dtype=np.bool_)
+    for q in range(count):
+        original[q] = x[members[q]]
+    ok = True
+    for side in range(2):  # 0: highest price, relaxed down from +inf; 1: lowest, relaxed up from -inf
+        start = np.inf if side == 0 else -np.inf
+        for q in range(count):
+            if relax[q]:
+                x[members[q]] = start
+        settled = False
+        for _ in range(count + 2):
+            changed = False
+            for q in range(count):
+                if not relax[q]:
+                    continue
+                n = members[q]
+                best = start
+                for idx in range(node_ptr[n], node_ptr[n + 1]):
+                    j = node_agent[idx]
+                    c = node_coef[idx]
+                    if not lower[j] < upper[j]:
+                        continue
+                    z = u0[j] * inv_slope[j]
+                    if z <= lower[j]:
+                        level = lower[j]
+                        caps_price = c > 0.0
+                    else:
+                        level = upper[j]
+                        caps_price = c < 0.0
+                    if caps_price != (side == 0):
+                        continue
+                    rest = -cost[j]
+                    for e in range(ent_ptr[j], ent_ptr[j + 1]):
+                        if ent_idx[e] != n:
+                            rest += ent_val[e] * x[ent_idx[e]]
+                    bound = (slope[j] * level - rest) / c
+                    best = min(best, bound) if side == 0 else max(best, bound)
+                if np.isnan(best):
+                    ok = False
+                    break
+                if (side == 0 and best < x[n]) or (side == 1 and best > x[n]):
+                    x[n] = best
+                    changed = True
+            if not ok:
+                break
+            if not changed:
+                settled = True
+                break
+        if not (ok and settled):
+            ok = False
+            break
+        for q in range(count):
+            relax[q] = side == 0 and x[members[q]] == np.inf
+    if ok:
+        for q in range(count):
+            if not np.isfinite(x[members[q]]):
+                ok = False
+    if ok:
+        ut = np.empty(J)
+        vt = np.empty(J)
+        _responses(ent_ptr, ent_idx, ent_val, cost, inv_slope, lower, upper, x, ut, vt)
+        for j in range(J):
+            if abs(vt[j] - v0[j]) > 1e-12 * (1.0 + abs(v0[j])):
+                ok = False
+                break
+    if not ok:
+        for q in range(count):
+            x[members[q]] = original[q]
+
+
+@nb.njit(cache=True)
+def _solve_one(  # type: ignore[no-untyped-def]
+    ent_ptr,
+    ent_idx,
+    ent_val,
+    node_ptr,
+    node_agent,
+    node_coef,
+    eliminated,
+    elim_nodes,
+    position,
+    first_col,
+    n_nodes,
+    cost,
+    slope,
+    lower,
+    upper,
+    injection,
+    rhs,
+    x,
+    tol,
+    max_iter,
+    direction,
+):
+    """Solve one scaled instance in place (``x`` holds the start and returns the solution).
+
+    Returns ``(iterations, outcome)`` with the outcome codes above; on an unbounded dual ``direction``
+    holds the last search direction (the diverging prices).
+    """
+    J = cost.shape[0]
+    n_all = x.shape[0]
+    K = n_all - n_nodes
+    m = first_col.shape[0]
+    inv_slope = 1.0 / slope
+    hfull = np.zeros(n_all)
+    for j in range(J):
+        for e in range(ent_ptr[j], ent_ptr[j + 1]):
+            hfull[ent_idx[e]] += ent_val[e] * ent_val[e] * inv_slope[j]
+    mu_on = np.empty(K, dtype=np.bool_)
+    for k in range(K):
+        mu_on[k] = rhs[k] < np.inf
+        if not mu_on[k]:
+            x[n_nodes + k] = 0.0
+        elif x[n_nodes + k] < 0.0:
+            x[n_nodes + k] = 0.0
+    u = np.empty(J)
+    v = np.empty(J)
+    G = np.empty(n_all)
+    free_scale = np.empty(J)
+    fixed = np.zeros(n_all, dtype=np.bool_)
+    d = np.empty(n_all)
+    S = np.empty((m, m))
+    r = np.empty(m)
+    diag_ref = np.empty(m)
+    fallback = np.empty(m)
+    h_elim = np.empty(elim_nodes.shape[0])
+    w = np.zeros(m)
+    w_mark = np.empty(m, dtype=np.int64)
+    w_list = np.empty(m, dtype=np.int64)
+    xt = np.empty(n_all)
+    dx = np.empty(n_all)
+    ut = np.empty(J)
+    vt = np.empty(J)
+    Gt = np.empty(n_all)
+
+    _responses(ent_ptr, ent_idx, ent_val, cost, inv_slope, lower, upper, x, u, v)
+    _gradient(ent_ptr, ent_idx, ent_val, injection, rhs, mu_on, n_nodes, v, G)
+    for it in range(max_iter + 1):
+        res = _residual(x, G, n_nodes, mu_on)
+        if _DEBUG:
+            nfree = 0
+            for j in range(J):
+                zz = u[j] * inv_slope[j]
+                if lower[j] < zz < upper[j]:
+                    nfree += 1
+            print("it", it, "res", res, "nfree", nfree)
+        if res <= tol:
+            return it, _CONVERGED
+        if it == max_iter:
+            return it, _ITERATION_LIMIT
+        # Rents held at zero this step (Bertsekas' epsilon-active set), and rows with no constraint.
+        eps_active = min(1e-3, res)
+        for i in range(n_all):
+            fixed[i] = False
+        for k in range(K):
+            i = n_nodes + k
+            if (not mu_on[k]) or (x[i] <= eps_active and G[i] > 0.0):
+                fixed[i] = True
+        for j in range(J):
+            z = u[j] * inv_slope[j]
+            free_scale[j] = inv_slope[j] if lower[j] < z < upper[j] else 0.0
+        _newton_direction(
+            G,
+            free_scale,
+            fixed,
+            hfull,
+            n_nodes,
+            ent_ptr,
+            ent_idx,
+            ent_val,
+            node_ptr,
+            node_agent,
+            node_coef,
+            eliminated,
+            elim_nodes,
+            position,
+            first_col,
+            S,
+            r,
+            diag_ref,
+            fallback,
+            h_elim,
+            d,
+            w,
+            w_mark,
+            w_list,
+        )
+        for i in range(n_all):
+            if fixed[i]:
+                d[i] = -x[i]
+        slope0 = _arc_slope(G, x, d, n_nodes)
+        if not slope0 < 0.0:
+            # Not a descent direction (rounding in a near-singular system): take a scaled gradient step.
+            for i in range(n_all):
+                d[i] = -G[i] / (hfull[i] if hfull[i] > 0.0 else 1.0)
+                if fixed[i]:
+                    d[i] = -x[i]
+            slope0 = _arc_slope(G, x, d, n_nodes)
+            if not slope0 < 0.0:
+                return it, _LINE_SEARCH_FAILED
+        # Armijo search along the projection arc, backtracking by safeguarded quadratic interpolation.
+        t = 1.0
+        accepted = False
+        first = True
+        change = 0.0
+        for _ in range(60):
+            change, gdx, noise = _trial(
+                t,
+                x,
+                d,
+                u,
+                G,
+                n_nodes,
+                mu_on,
+                ent_ptr,
+                ent_idx,
+                ent_val,
+                cost,
+                slope,
+                inv_slope,
+                lower,
+                upper,
+                injection,
+                rhs,
+                xt,
+                dx,
+                ut,
+                vt,
+                Gt,
+            )
+            if change <= _ARMIJO * gdx + 1e-14 * noise:
+                accepted = True
+                break
+            first = False
+            denom = 2.0 * (change - slope0 * t)
+            t_new = -slope0 * t * t / denom if denom > 0.0 else 0.5 * t
+            t = min(max(t_new, 0.1 * t), 0.5 * t)
+        if not accepted:
+            return it, _LINE_SEARCH_FAILED
+        if _DEBUG:
+            print("   t", t, "first", first, "slope0", slope0, "change", change)
+        if first:
+            # The full step was accepted; if g is still falling nearly as fast (a linear piece: no agent
+            # pins the prices that move), keep going. A dual falling without bound means infeasibility.
+            d_max = 0.0
+            for i in range(n_all):
+                d_max = max(d_max, abs(d[i]))
+            while _arc_slope(Gt, xt, d, n_nodes) < 0.5 * slope0:
+                if 2.0 * t * d_max > _PRICE_BOUND:
+                    for i in range(n_all):
+                        direction[i] = d[i]
+                    return it + 1, _UNBOUNDED
+                best_change = change
+                # Evaluate the doubled step into the work arrays, keep it only if g fell further.
+                change2, _gdx, _noise = _trial(
+                    2.0 * t,
+                    x,
+                    d,
+                    u,
+                    G,
+                    n_nodes,
+                    mu_on,
+                    ent_ptr,
+                    ent_idx,
+                    ent_val,
+                    cost,
+                    slope,
+                    inv_slope,
+                    lower,
+                    upper,
+                    injection,
+                    rhs,
+                    xt,
+                    dx,
+                    ut,
+                    vt,
+                    Gt,
+                )
+                if change2 < best_change:
+                    t *= 2.0
+                    change = change2
+                else:
+                    _trial(
+                        t,
+                        x,
+                        d,
+                        u,
+                        G,
+                        n_nodes,
+                        mu_on,
+                        ent_ptr,
+                        ent_idx,
+                        ent_val,
+                        cost,
+                        slope,
+                        inv_slope,
+                        lower,
+                        upper,
+                        injection,
+                        rhs,
+                        xt,
+                        dx,
+                        ut,
+                        vt,
+                        Gt,
+                    )
+                    break
+        for i in range(n_all):
+            x[i] = xt[i]
+            G[i] = Gt[i]
+        for j in range(J):
+            u[j] = ut[j]
+            v[j] = vt[j]
+        for i in range(n_all):
+            if abs(x[i]) > _PRICE_BOUND:
+                for q in range(n_all):
+                    direction[q] = d[q]
+                return it + 1, _UNBOUNDED
+    return max_iter, _ITERATION_LIMIT
+
+
+@nb.njit(cache=True, parallel=True)
+def _solve_batch(  # type: ignore[no-untyped-def]
+    ent_ptr,
+    ent_idx,
+    ent_val,
+    node_ptr,
+    node_agent,
+    node_coef,
+    eliminated,
+    elim_nodes,
+    position,
+    first_col,
+    n_nodes,
+    cost,
+    slope,
+    lower,
+    upper,
+    injection,
+    rhs,
+    x,
+    tol,
+    max_iter,
+    canonical,
+    iterations,
+    outcome,
+    direction,
+):
+    """Solve every instance of a scaled batch; ``x`` (B, N + K) holds starts and returns solutions."""
+    for b in nb.prange(cost.shape[0]):
+        its, code = _solve_one(
+            ent_ptr,
+            ent_idx,
+            ent_val,
+            node_ptr,
+            node_agent,
+            node_coef,
+            eliminated,
+            elim_nodes,
+            position,
+            first_col,
+            n_nodes,
+            cost[b],
+            slope[b],
+            lower[b],
+            upper[b],
+            injection[b],
+            rhs[b],
+            x[b],
+            tol,
+            max_iter,
+            direction[b],
+        )
+        iterations[b] = its
+        outcome[b] = code
+        if code == _CONVERGED and canonical:
+            _canonicalise(
+                x[b],
+                n_nodes,
+                ent_ptr,
+                ent_idx,
+                ent_val,
+                node_ptr,
+                node_agent,
+                node_coef,
+                cost[b],
+                slope[b],
+                1.0 / slope[b],
+                lower[b],
+                upper[b],
+            )
+
+
+# --------------------------------------------------------------------------------------------------------
+# Python facade
+# --------------------------------------------------------------------------------------------------------
+
+
+class BatchedNewtonSolver:
+    """Our own solver: a whole batch sharing one topology, solved by semismooth Newton in price space.
+
+    Parameters
+    ----------
+    max_iter:
+        Newton iterations allowed per instance before :class:`~critmin.core.errors.SolveError`.
+    canonical_prices:
+        Replace the prices of nodes that no free agent pins by their canonical value (see
+        ``docs/engine.md``). On by default; switching it off returns the iterate's value.
+    """
+
+    name = "engine"
+
+    def __init__(self, max_iter: int = 100, canonical_prices: bool = True) -> None:
+        self.max_iter = max_iter
+        self.canonical_prices = canonical_prices
+        self._prepared: dict[int, tuple[weakref.ref[Topology], PreparedTopology]] = {}
+
+    def prepare(self, topology: Topology) -> PreparedTopology:
+        """The prepared structure of ``topology`` (computed once and cached per topology object)."""
+        key = id(topology)
+        hit = self._prepared.get(key)
+        if hit is not None and hit[0]() is topology:
+            return hit[1]
+        prepared = prepare_topology(topology)
+        self._prepared = {k: val for k, val in self._prepared.items() if val[0]() is not None}
+        self._prepared[key] = (weakref.ref(topology), prepared)
+        return prepared
+
+    def solve(
+        self,
+        topology: Topology,
+        data: InstanceData,
+        *,
+        warm_start: FloatArray | None = None,
+        warm_rents: FloatArray | None = None,
+        tol: float = 1e-9,
+    ) -> Solution:
+        """Solve every instance of the batch.
+
+        Parameters
+        ----------
+        topology, data:
+            The batch.
+        warm_start:
+            ``(B, N)`` starting prices (e.g. the previous period's); default: ``price_scale`` everywhere.
+        warm_rents:
+            ``(B, K)`` starting rents; default zero.
+        tol:
+            Required largest relative residual (:func:`~critmin.market.problem.residuals`).
+
+        Returns
+        -------
+        Solution
+            ``solver="engine"``; ``iterations`` counts Newton steps.
+
+        Raises
+        ------
+        InfeasibleError
+            Bounds that conflict, or a dual that diverges (no feasible allocation); names the instance and
+            the nodes or constraints that cannot balance.
+        SolveError
+            The iteration limit, or a line search that could not make progress.
+        """
+        data.validate(topology)
+        check_bounds(topology, data)
+        prepared = self.prepare(topology)
+        B, N, K = data.n_instances, topology.n_nodes, topology.n_cons
+        ps = data.price_scale[:, None]
+        qs = data.quantity_scale[:, None]
+        cost = np.ascontiguousarray(data.cost / ps)
+        slope = np.ascontiguousarray(data.slope * qs / ps)
+        lower = np.ascontiguousarray(data.lower / qs)
+        upper = np.ascontiguousarray(data.upper / qs)
+        injection = np.ascontiguousarray(data.injection / qs)
+        rhs = np.ascontiguousarray(data.rhs / qs)
+        x = np.empty((B, N + K))
+        if warm_start is None:
+            x[:, :N] = 1.0
+        else:
+            if warm_start.shape != (B, N):
+                raise ValueError(f"warm_start has shape {warm_start.shape}, expected {(B, N)}")
+            x[:, :N] = warm_start / ps
+        if warm_rents is None:
+            x[:, N:] = 0.0
+        else:
+            if warm_rents.shape != (B, K):
+                raise ValueError(f"warm_rents has shape {warm_rents.shape}, expected {(B, K)}")
+            x[:, N:] = np.maximum(warm_rents / ps, 0.0)
+        iterations = np.zeros(B, dtype=np.int64)
+        outcome = np.zeros(B, dtype=np.int64)
+        direction = np.zeros((B, N + K))
+        _solve_batch(
+            prepared.ent_ptr,
+            prepared.ent_idx,
+            prepared.ent_val,
+            prepared.node_ptr,
+            prepared.node_agent,
+            prepared.node_coef,
+            prepared.eliminated,
+            prepared.elim_nodes,
+            prepared.position,
+            prepared.first_col,
+            N,
+            cost,
+            slope,
+            lower,
+            upper,
+            injection,
+            rhs,
+            x,
+            0.5 * tol,
+            self.max_iter,
+            self.canonical_prices,
+            iterations,
+            outcome,
+            direction,
+        )
+        for b in range(B):
+            code = int(outcome[b])
+            if code == _UNBOUNDED:
+                raise InfeasibleError(data.label(b), _divergence_reason(topology, direction[b]))
+            if code == _ITERATION_LIMIT:
+                raise SolveError(
+                    data.label(b), f"no convergence to tolerance {tol:g} within {self.max_iter} Newton iterations"
+                )
+            if code == _LINE_SEARCH_FAILED:
+                raise SolveError(data.label(b), "the line search could not make progress (numerical trouble)")
+        price = x[:, :N] * ps
+        rent = x[:, N:] * ps
+        level = agent_response(topology, data, price, rent)
+        res = residuals(topology, data, price, level, rent)
+        _raise_if_above(data, res, tol)
+        return Solution(
+            price=price,
+            level=level,
+            rent=rent,
+            iterations=iterations,
+            residuals=res,
+            solver=self.name,
+            status=tuple(Status.OPTIMAL for _ in range(B)),
+        )
+
+
+def _divergence_reason(topology: Topology, direction: FloatArray, shown: int = 6) -> str:
+    """Name the nodes (and constraints) whose duals diverge."""
+    N = topology.n_nodes
+    size = np.abs(direction)
+    top = float(size.max(initial=0.0))
+    moving = [i for i in np.argsort(-size, kind="stable") if size[i] >= 0.1 * top and top > 0.0]
+    nodes = [topology.node_labels[i] for i in moving if i < N]
+    cons = [topology.con_labels[i - N] for i in moving if i >= N]
+    parts = []
+    if nodes:
+        more = f" and {len(nodes) - shown} more" if len(nodes) > shown else ""
+        parts.append("nodes that cannot balance: " + ", ".join(nodes[:shown]) + more)
+    if cons:
+        parts.append("side constraints that cannot hold: " + ", ".join(cons[:shown]))
+    detail = "; ".join(parts) if parts else "no node identified"
+    return f"no feasible allocation (the dual is unbounded); {detail}"
+
+
+def _raise_if_above(data: InstanceData, res: Residuals, tol: float) -> None:
+    worst = res.worst()
+    bad = np.flatnonzero(~(worst <= tol))
+    if len(bad):
+        b = int(bad[0])
+        raise SolveError(
+            data.label(b),
+            f"residual {worst[b]:.3g} above tolerance {tol:g} (primal {res.primal[b]:.3g}, "
+            f"complementarity {res.complementarity[b]:.3g}, dual {res.dual[b]:.3g})",
+        )

@@ -1,0 +1,223 @@
+"""What every instrument shares: dates, the minerals and stages it covers, and the hooks it implements.
+
+An instrument is a validated spec (pydantic). At run time the simulation asks each instrument, for each
+mineral it covers:
+
+- ``structure(mctx)``: the segments and side constraints it adds to the mineral's problem (fixed for a run);
+- ``apply(pctx)``: its effect on one period's numbers (bounds, wedges, capacity, demand, segments);
+- ``refine(pctx, outcome)``: for instruments whose effect depends on the equilibrium itself (the variable
+  levy of a reference-price floor, a budget cap), update the effect and return how much it moved;
+- ``settle(pctx, outcome)``: its accounting after the period clears (payments, revenues, stocks).
+
+Runtime state (stocks, money, projects) lives in ``pctx.state[instrument id]``, never in the spec.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from critmin.core.arrays import FloatArray
+from critmin.core.specs import Date
+from critmin.policy.blocs import Bloc, Selector, check_selector, midpoint, resolve
+from critmin.policy.effects import ConstraintSpec, MineralOutcome, PeriodInputs, SegmentSpec
+
+if TYPE_CHECKING:
+    from critmin.data.calibrate import CalibratedMineral
+
+
+class Instrument(BaseModel):
+    """Fields shared by every instrument. Subclasses set ``kind`` to a literal."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str
+    name: str | None = Field(default=None, description="Label used in results; defaults to kind and position")
+    start: Date | None = Field(default=None, description="First day in force (default: from the start)")
+    end: Date | None = Field(default=None, description="First day no longer in force (default: never ends)")
+    minerals: list[str] | Literal["all"] = Field(default="all", description="Minerals covered")
+    description: str = ""
+    sources: list[str] = Field(default_factory=list, description="Citations for the parameters")
+
+    @model_validator(mode="after")
+    def _check_dates(self) -> Instrument:
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ValueError(f"end ({self.end}) must be after start ({self.start})")
+        return self
+
+    # -- identity and coverage ---------------------------------------------------------------------------
+    @property
+    def label(self) -> str:
+        return self.name or self.kind
+
+    def covers(self, mineral: str) -> bool:
+        return self.minerals == "all" or mineral in self.minerals
+
+    def selectors(self) -> dict[str, Selector]:
+        """The region selectors of this instrument, by field name (for validation)."""
+        return {}
+
+    def check(
+        self, regions: list[str], blocs: Mapping[str, Bloc], minerals: Mapping[str, tuple[str, ...]]
+    ) -> tuple[str, str] | None:
+        """Return ``(field, reason)`` if the instrument names something the world or scenario lacks."""
+        for fname, sel in self.selectors().items():
+            reason = check_selector(sel, regions, blocs)
+            if reason:
+                return fname, reason
+        if self.minerals != "all":
+            for m in self.minerals:
+                if m not in minerals:
+                    return "minerals", f"unknown mineral {m!r}; known: {', '.join(minerals)}"
+        stages = getattr(self, "stages", None)
+        if stages:
+            for m, st in minerals.items():
+                if self.covers(m):
+                    for s in stages:
+                        if s not in st and self.minerals != "all":
+                            return "stages", f"mineral {m!r} has no stage {s!r}; stages: {', '.join(st)}"
+        return None
+
+    def active_share(self, start: dt.date, end: dt.date) -> float:
+        """The share of the period ``[start, end)`` during which the instrument is in force."""
+        lo = max(start, self.start) if self.start else start
+        hi = min(end, self.end) if self.end else end
+        if hi <= lo:
+            return 0.0
+        return (hi - lo).days / (end - start).days
+
+    # -- hooks (defaults do nothing) ---------------------------------------------------------------------
+    def structure(self, mctx: MineralContext) -> tuple[list[SegmentSpec], list[ConstraintSpec]]:
+        return [], []
+
+    def apply(self, pctx: PeriodContext) -> None:
+        return None
+
+    def refine(self, pctx: PeriodContext, outcome: MineralOutcome) -> float:
+        return 0.0
+
+    def settle(self, pctx: PeriodContext, outcome: MineralOutcome) -> None:
+        return None
+
+
+@dataclass
+class MineralContext:
+    """What an instrument may read about one mineral for a whole run."""
+
+    cal: CalibratedMineral
+    blocs: Mapping[str, Bloc]
+    instrument_id: str = ""
+
+    @property
+    def regions(self) -> tuple[str, ...]:
+        return self.cal.regions
+
+    def stage_indices(self, stages: list[str] | None, default: str | None = None) -> list[int]:
+        """Indices of named stages present for this mineral (all stages when ``stages`` is None)."""
+        if stages is None:
+            if default is None:
+                return list(range(self.cal.n_stages))
+            stages = [default]
+        if stages == ["last"]:
+            return [self.cal.n_stages - 1]
+        return [self.cal.stages.index(s) for s in stages if s in self.cal.stages]
+
+    def sector_indices(self, sectors: list[str] | None) -> list[int]:
+        if sectors is None:
+            return list(range(len(self.cal.sectors)))
+        return [self.cal.sectors.index(s) for s in sectors if s in self.cal.sectors]
+
+    def regions_at(self, selector: Selector, date: dt.date) -> list[int]:
+        return resolve(selector, self.cal.regions, self.blocs, date)
+
+    def segment_name(self, suffix: str) -> str:
+        return f"{self.instrument_id}/{self.cal.mineral}/{suffix}"
+
+
+@dataclass
+class Ledger:
+    """Money and stock records of one period, keyed by variable and labels (summed on insertion)."""
+
+    values: dict[tuple[str, str, str, str, str], float] = field(default_factory=lambda: defaultdict(float))
+
+    def add(
+        self, variable: str, value: float, *, region: str = "", partner: str = "", stage: str = "", sector: str = ""
+    ) -> None:
+        if value != 0.0 and np.isfinite(value):
+            self.values[(variable, stage, region, partner, sector)] += float(value)
+
+    def set(
+        self, variable: str, value: float, *, region: str = "", partner: str = "", stage: str = "", sector: str = ""
+    ) -> None:
+        self.values[(variable, stage, region, partner, sector)] = float(value)
+
+
+@dataclass
+class PeriodContext:
+    """One period of one mineral: the numbers instruments write, and what they may read."""
+
+    mineral: MineralContext
+    period: int
+    start: dt.date
+    end: dt.date
+    inputs: PeriodInputs
+    previous: MineralOutcome | None
+    state: dict[str, Any]
+    segment_index: Mapping[str, int]
+    constraint_index: Mapping[str, int]
+    ledger: Ledger
+    expected_price: FloatArray  # (S, R) adaptive expectation of use-node prices
+    instrument_id: str = ""
+
+    @property
+    def years(self) -> float:
+        """Length of the period in years (calendar months / 12: a year is exactly 1, a quarter 0.25)."""
+        return period_years(self.start, self.end)
+
+    @property
+    def mid(self) -> dt.date:
+        return midpoint(self.start, self.end)
+
+    def regions_at(self, selector: Selector) -> list[int]:
+        return self.mineral.regions_at(selector, self.mid)
+
+    def my_state(self) -> dict[str, Any]:
+        return self.state.setdefault(self.instrument_id, {})
+
+    def last_price(self) -> FloatArray:
+        """Use-node prices of the previous period (base-year prices before the first)."""
+        return self.previous.price if self.previous is not None else self.mineral.cal.base_price
+
+    def last_flow(self) -> FloatArray:
+        return self.previous.flow if self.previous is not None else self.mineral.cal.base_flow
+
+
+def period_years(start: dt.date, end: dt.date) -> float:
+    """Length of ``[start, end)`` in years, counted in calendar months (a year is exactly 1)."""
+    return (end.year - start.year) + (end.month - start.month) / 12.0 + (end.day - start.day) / 365.25
+
+
+def full_inputs(cal: CalibratedMineral, n_segments: int, n_constraints: int) -> PeriodInputs:
+    """Period inputs with every array allocated at its neutral value (nothing changes the base year)."""
+    S, R, K = cal.n_stages, cal.n_regions, len(cal.sectors)
+    return PeriodInputs(
+        demand_scale=np.ones((R, K)),
+        capacity=cal.capacity.copy(),
+        supply_cost_shift=np.zeros((S, R)),
+        supply_lower=np.zeros((S, R)),
+        route_wedge=np.zeros((S, R, R)),
+        route_cost_shift=np.zeros((S, R, R)),
+        route_lower=np.zeros((S, R, R)),
+        route_upper=np.full((S, R, R), np.inf),
+        injection_use=np.zeros((S, R)),
+        segment_quantity=np.zeros(n_segments),
+        segment_price_low=np.zeros(n_segments),
+        segment_price_high=np.full(n_segments, cal.price_scale),
+        constraint_rhs=np.full(n_constraints, np.inf),
+    )

@@ -1,0 +1,235 @@
+"""Export controls (ban, quota, licensing; leakage; extraterritorial reach) and hoarding.
+
+Reference flow. A control that covers only part of a period cannot know the flow the market would have
+chosen in the uncovered part; it uses the *reference flow* of a route: the larger of its base-year flow and
+its flow in the previous period. A ban in force for a share ``f`` of a period caps the route at
+``(1 - f) * reference``; a quota's right-hand side is ``f * Q + (1 - f) * reference total``.
+
+- ``ban``: routes from the exporters to the targets carry nothing (beyond leakage).
+- ``quota``: total flow from the exporters to the targets at each covered stage is at most ``Q`` (absolute,
+  t/yr) or ``share`` times base-year exports to the targets; the dual of the constraint is the quota rent
+  (USD/t), earned by the exporters on what they ship. The target set is read at the quota's start.
+- ``licensing``: a share of the reference flow is approved, and licensed flows pay a per-unit cost wedge
+  (delay, paperwork): the wedge is ``cost`` per tonne or ``cost_rate`` times the base-year producer price.
+- ``leakage``: a share of the controlled (reference) volume still reaches the targets through third
+  countries, at a markup on the base-year producer price: modelled as extra capacity on the controlled route
+  that pays the markup as a wedge.
+- ``extraterritorial``: third countries' exports to the targets of a covered stage are capped at the share
+  of their reference flow that does not trace back to the controller (mine origin or any earlier processing
+  location), with content traced by proportional mixing through the previous period's flows; countries
+  whose content is below the de-minimis threshold are exempt.
+- ``hoarding``: the controller's own stock purchases, a buy segment at its market up to a rate and price cap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from critmin.core.arrays import FloatArray
+from critmin.core.specs import PricePerT, Rate, Share, TonnesPerYear
+from critmin.policy.base import Instrument, MineralContext, PeriodContext
+from critmin.policy.blocs import Selector
+from critmin.policy.effects import ConstraintSpec, MineralOutcome, SegmentSpec
+
+
+def reference_flow(pctx: PeriodContext) -> FloatArray:
+    """The larger of base-year and previous-period flows, per route ``(S, R, R)``."""
+    return np.maximum(pctx.mineral.cal.base_flow, pctx.last_flow())
+
+
+def controller_content(flow: FloatArray, controller: list[int]) -> FloatArray:
+    """Share of each origin node's product ``(S, R)`` that passed through ``controller`` regions at any step.
+
+    Proportional mixing: a use node's content is the flow-weighted mean of its origins' content; an origin
+    node of a processing stage carries its region's content at the previous stage's use node, or 1 when the
+    region itself is a controller.
+    """
+    S, R, _ = flow.shape
+    origin = np.zeros((S, R))
+    ctrl = np.zeros(R, dtype=bool)
+    ctrl[controller] = True
+    for s in range(S):
+        if s == 0:
+            origin[0] = ctrl.astype(float)
+        else:
+            inflow = flow[s - 1].sum(axis=0)
+            mixed = np.divide(
+                (flow[s - 1] * origin[s - 1][:, None]).sum(axis=0),
+                inflow,
+                out=np.zeros(R),
+                where=inflow > 0,
+            )
+            origin[s] = np.where(ctrl, 1.0, mixed)
+    return origin
+
+
+class ExportControl(Instrument):
+    """An export control by ``exporter`` on ``targets``: ban, quota or licensing."""
+
+    kind: Literal["export_control"] = "export_control"
+    mode: Literal["ban", "quota", "licensing"]
+    exporter: Selector = Field(description="Controlling regions or bloc")
+    targets: Selector = Field(default="all", description="Destinations covered")
+    stages: list[str] | None = Field(default=None, description="Stages covered (default: all)")
+    quota: TonnesPerYear | None = Field(default=None, description="Absolute quota (mode quota), per stage")
+    quota_share: Share | None = Field(default=None, description="Quota as a share of base-year exports")
+    approval_share: Share | None = Field(default=None, description="Licensing: share of flow approved")
+    cost: PricePerT | None = Field(default=None, description="Licensing: per-unit cost of delay")
+    cost_rate: Rate | None = Field(default=None, description="Licensing: cost as a share of the price")
+    leakage_share: Share = Field(default=0.0, description="Share of controlled volume that still leaks")
+    leakage_markup: Rate = Field(default=0.0, description="Markup on leaked volume, share of the price")
+    extraterritorial: bool = Field(default=False, description="Restrict third countries' re-exports")
+    de_minimis: Share = Field(default=0.0, description="Content share below which re-exports are exempt")
+
+    @model_validator(mode="after")
+    def _check_mode(self) -> ExportControl:
+        if self.mode == "quota" and (self.quota is None) == (self.quota_share is None):
+            raise ValueError("a quota needs exactly one of 'quota' (t/yr) or 'quota_share'")
+        if self.mode == "licensing" and self.approval_share is None:
+            raise ValueError("licensing needs 'approval_share'")
+        if self.mode != "quota" and (self.quota is not None or self.quota_share is not None):
+            raise ValueError(f"'quota' and 'quota_share' apply only to mode quota, not {self.mode}")
+        return self
+
+    def selectors(self) -> dict[str, Selector]:
+        return {"exporter": self.exporter, "targets": self.targets}
+
+    # -- structure: one constraint per covered stage for quotas ---------------------------------------------
+    def _routes(self, mctx: MineralContext, date: object) -> tuple[list[int], list[int]]:
+        when = date if isinstance(date, dt.date) else dt.date(mctx.cal.years[0], 7, 1)
+        exp = mctx.regions_at(self.exporter, when)
+        tgt = [d for d in mctx.regions_at(self.targets, when) if d not in exp]
+        return exp, tgt
+
+    def structure(self, mctx: MineralContext) -> tuple[list[SegmentSpec], list[ConstraintSpec]]:
+        if self.mode != "quota":
+            return [], []
+        when = self.start or dt.date(mctx.cal.years[0], 7, 1)
+        exp, tgt = self._routes(mctx, when)
+        cons = []
+        for s in mctx.stage_indices(self.stages):
+            routes = tuple((s, o, d, 1.0) for o in exp for d in tgt)
+            if routes:
+                cons.append(ConstraintSpec(name=mctx.segment_name(f"quota/{mctx.cal.stages[s]}"), routes=routes))
+        return [], cons
+
+    def apply(self, pctx: PeriodContext) -> None:
+        share = self.active_share(pctx.start, pctx.end)
+        state = pctx.my_state()
+        state["share"] = share
+        if share == 0.0:
+            return
+        cal = pctx.mineral.cal
+        inputs = pctx.inputs
+        assert inputs.route_upper is not None and inputs.route_wedge is not None
+        assert inputs.constraint_rhs is not None
+        ref = reference_flow(pctx)
+        stages = pctx.mineral.stage_indices(self.stages)
+        exp = pctx.regions_at(self.exporter)
+        tgt = [d for d in pctx.regions_at(self.targets) if d not in exp]
+        price_ref = cal.base_origin_price
+        for s in stages:
+            block = np.ix_(exp, tgt)
+            leak = self.leakage_share * ref[s][block] * share
+            if self.mode == "ban":
+                allowed = (1.0 - share) * ref[s][block] + leak
+                inputs.route_upper[s][block] = np.minimum(inputs.route_upper[s][block], allowed)
+            elif self.mode == "licensing":
+                approved = ((1.0 - share) + share * float(self.approval_share or 0.0)) * ref[s][block] + leak
+                inputs.route_upper[s][block] = np.minimum(inputs.route_upper[s][block], approved)
+                per_unit = float(self.cost or 0.0) + float(self.cost_rate or 0.0) * price_ref[s][exp][:, None]
+                inputs.route_wedge[s][block] += share * per_unit
+            if self.leakage_share > 0 and self.leakage_markup:
+                # the leaked volume pays the markup; with a full-period ban it is the only flow left
+                inputs.route_wedge[s][block] += share * self.leakage_markup * price_ref[s][exp][:, None]
+            if self.mode == "quota":
+                name = pctx.mineral.segment_name(f"quota/{cal.stages[s]}")
+                k = pctx.constraint_index.get(name)
+                if k is None:
+                    continue
+                base_exports = float(cal.base_flow[s][block].sum())
+                q = float(self.quota) if self.quota is not None else float(self.quota_share or 0.0) * base_exports
+                total_ref = float(ref[s][block].sum())
+                inputs.constraint_rhs[k] = share * q + (1.0 - share) * total_ref + leak.sum()
+        if self.extraterritorial:
+            content = controller_content(pctx.last_flow(), exp)
+            third = [o for o in range(cal.n_regions) if o not in exp and o not in tgt]
+            for s in stages:
+                c = content[s][third]
+                restricted = c > self.de_minimis
+                rows = [o for o, r in zip(third, restricted, strict=True) if r]
+                if not rows:
+                    continue
+                block = np.ix_(rows, tgt)
+                cap = (1.0 - share * content[s][rows][:, None]) * ref[s][block]
+                inputs.route_upper[s][block] = np.minimum(inputs.route_upper[s][block], cap)
+
+    def settle(self, pctx: PeriodContext, outcome: MineralOutcome) -> None:
+        if self.mode != "quota" or pctx.my_state().get("share", 0.0) == 0.0:
+            return
+        cal = pctx.mineral.cal
+        exp = pctx.regions_at(self.exporter)
+        for s in pctx.mineral.stage_indices(self.stages):
+            k = pctx.constraint_index.get(pctx.mineral.segment_name(f"quota/{cal.stages[s]}"))
+            if k is None:
+                continue
+            rent = float(outcome.rent[k])
+            when = self.start or dt.date(cal.years[0], 7, 1)
+            _, tgt = self._routes(pctx.mineral, when)
+            for o in exp:
+                shipped = float(outcome.flow[s, o, tgt].sum())
+                pctx.ledger.add("quota_rent", rent * shipped * pctx.years, region=cal.regions[o])
+
+
+class Hoarding(Instrument):
+    """Stock purchases by an exporting country for itself: buys up to ``rate`` while the price is at most
+    ``price_cap`` (gradually over a 2% band below it); the stock is kept and reported."""
+
+    kind: Literal["hoarding"] = "hoarding"
+    region: str = Field(description="The hoarding region")
+    stages: list[str] | None = Field(default=None, description="Stage bought (default: the first after mining)")
+    rate: TonnesPerYear = Field(description="Largest purchase per year")
+    price_cap: PricePerT | None = Field(default=None, description="Buys only at or below this price")
+
+    def selectors(self) -> dict[str, Selector]:
+        return {"region": self.region}
+
+    def _stage(self, mctx: MineralContext) -> int:
+        idx = mctx.stage_indices(self.stages)
+        if self.stages is None:
+            return min(1, mctx.cal.n_stages - 1)
+        return idx[0]
+
+    def structure(self, mctx: MineralContext) -> tuple[list[SegmentSpec], list[ConstraintSpec]]:
+        r = mctx.cal.regions.index(self.region)
+        return [SegmentSpec(mctx.segment_name("buy"), self._stage(mctx), r, "buy")], []
+
+    def apply(self, pctx: PeriodContext) -> None:
+        share = self.active_share(pctx.start, pctx.end)
+        j = pctx.segment_index[pctx.mineral.segment_name("buy")]
+        s = self._stage(pctx.mineral)
+        cap = (
+            float(self.price_cap) if self.price_cap is not None else 10.0 * float(pctx.mineral.cal.base_price[s].max())
+        )
+        assert pctx.inputs.segment_quantity is not None
+        assert pctx.inputs.segment_price_low is not None and pctx.inputs.segment_price_high is not None
+        pctx.inputs.segment_quantity[j] = share * float(self.rate)
+        pctx.inputs.segment_price_high[j] = cap
+        pctx.inputs.segment_price_low[j] = 0.98 * cap
+
+    def settle(self, pctx: PeriodContext, outcome: MineralOutcome) -> None:
+        j = pctx.segment_index[pctx.mineral.segment_name("buy")]
+        s = self._stage(pctx.mineral)
+        cal = pctx.mineral.cal
+        r = cal.regions.index(self.region)
+        bought = float(outcome.segment[j]) * pctx.years
+        state = pctx.my_state()
+        state["stock"] = state.get("stock", 0.0) + bought
+        stage = cal.stages[s]
+        pctx.ledger.add("reserve_purchase", float(outcome.segment[j]), region=self.region, stage=stage)
+        pctx.ledger.set("reserve_stock", state["stock"], region=self.region, stage=stage)
+        pctx.ledger.add("reserve_spent", bought * float(outcome.price[s, r]), region=self.region)

@@ -1,0 +1,88 @@
+"""The hooks through which instruments act on a period problem, in (stage, region, sector) positions.
+
+The policy layer fills these; the market builder (``critmin.market.build``) turns them into the bounds,
+wedges, side constraints and segments of the engine's problem. Structure (segments, constraints) is fixed
+for a run; numbers (``PeriodInputs``) change every period and draw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from critmin.core.arrays import FloatArray
+
+NodeKind = Literal["origin", "use"]
+
+
+@dataclass(frozen=True)
+class SegmentSpec:
+    """A price-responsive segment at a node: ``buy`` withdraws product, ``sell`` injects it, ``process``
+    turns stage ``s-1`` product at the region's use node into stage ``s`` product at its origin node.
+
+    Per instance it has a quantity (upper bound) and a price band ``[price_low, price_high]`` over which it
+    goes from nothing to the full quantity: a buyer buys all of it at ``price_low`` or below and nothing at
+    ``price_high`` or above; a seller sells nothing at ``price_low`` or below and all at ``price_high``; a
+    processor responds to its margin the same way. A band is never narrower than a millionth of the price
+    scale, which keeps the period problem strictly convex.
+    """
+
+    name: str
+    stage: int
+    region: int
+    side: Literal["buy", "sell", "process"]
+    node: NodeKind = "use"
+
+
+@dataclass(frozen=True)
+class ConstraintSpec:
+    """A side constraint ``sum coef * level <= rhs`` over a set of routes and segments.
+
+    ``routes`` holds ``(stage, origin, destination, coef)``; ``segments`` holds ``(segment name, coef)``.
+    """
+
+    name: str
+    routes: tuple[tuple[int, int, int, float], ...] = ()
+    segments: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass
+class PeriodInputs:
+    """What varies between instances of one mineral: demand, capacity, and the instruments' hooks.
+
+    Every field defaults to the calibrated base year. Shapes: ``S`` stages, ``R`` regions, ``K`` sectors.
+    """
+
+    demand_scale: FloatArray | None = None  # (R, K) multiplies base-year demand at every price
+    capacity: FloatArray | None = None  # (S, R) output capacity, t/yr
+    supply_cost_shift: FloatArray | None = None  # (S, R) added to the marginal cost / processing cost
+    supply_lower: FloatArray | None = None  # (S, R) must-produce output (e.g. a CfD-protected producer)
+    route_wedge: FloatArray | None = None  # (S, R, R) per-unit policy wedge on routes, USD/t
+    route_cost_shift: FloatArray | None = None  # (S, R, R) logistics cost change, USD/t
+    route_lower: FloatArray | None = None  # (S, R, R) e.g. offtake volumes
+    route_upper: FloatArray | None = None  # (S, R, R) e.g. bans (0) and licence shares
+    injection_use: FloatArray | None = None  # (S, R) fixed volume into use nodes (must-run release)
+    segment_quantity: FloatArray | None = None  # (n_segments,)
+    segment_price_low: FloatArray | None = None  # (n_segments,)
+    segment_price_high: FloatArray | None = None  # (n_segments,)
+    constraint_rhs: FloatArray | None = None  # (n_constraints,)
+
+
+@dataclass(frozen=True)
+class MineralOutcome:
+    """One instance's equilibrium in (stage, region, sector) arrays, engine units."""
+
+    price: FloatArray  # (S, R) use-node prices, USD/t
+    origin_price: FloatArray  # (S, R) origin-node prices, USD/t
+    production: FloatArray  # (S, R) output, t/yr (existing capacity and projects)
+    processing_input: FloatArray  # (S, R) input of processors (0 at stage 0)
+    flow: FloatArray  # (S, R, R) shipments origin -> destination
+    consumption: FloatArray  # (R, K)
+    segment: FloatArray  # (n_segments,) levels of the segments
+    rent: FloatArray  # (n_constraints,) side-constraint duals, USD/t
+
+    def use(self) -> FloatArray:
+        """Deliveries into each use node ``(S, R)``: the sum over origins of the flows."""
+        return np.asarray(self.flow.sum(axis=1))

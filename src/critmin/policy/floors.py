@@ -1,0 +1,225 @@
+"""Price floors, both proposed designs.
+
+``cfd`` (contract for difference; the July 2025 DoD–MP Materials terms: 110 USD/kg NdPr oxide for ten
+years from Q4 2025). Eligible producers receive ``max(F - p, 0)`` per tonne on eligible volume, where ``p``
+is their own (producer) price. In equilibrium an eligible producer supplies ``min(V, q(F))`` whatever the
+price, and follows its cost curve above: the instrument sets that lower bound on the producer's output,
+with ``q(F)`` read from the producer's calibrated supply curve (for a processor, its margin at output price
+``F`` and the previous period's input price). The payment is the payer's fiscal cost. A budget cap (over the
+whole term) scales the eligible volume down so that payments never exceed what is left; solved as a fixed
+point with the period's prices.
+
+``reference_price`` (the February 2026 proposal: reference prices kept by adjustable tariffs). Imports into
+the bloc from non-members pay the variable levy ``max(0, F - delivered price)``, with the delivered price the
+exporter's producer price plus the route's calibrated cost. The levy depends on prices, so the period is
+solved as a fixed point: levy from the last prices, solve, update, until the largest change in the levy is
+below ``tolerance`` times ``F`` (reported as ``levy_iterations`` and ``levy_residual``). Levy revenue
+accrues to the importing member.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from critmin.core.arrays import FloatArray
+from critmin.core.specs import Money, PricePerT, TonnesPerYear
+from critmin.policy.base import Instrument, PeriodContext
+from critmin.policy.blocs import Selector
+from critmin.policy.effects import MineralOutcome
+
+#: Default tolerance of the reference-price fixed point, relative to the floor.
+LEVY_TOLERANCE = 1e-6
+#: Payments may exceed what is left of a CfD budget by this share before the volume is scaled again; the
+#: settlement caps them at the budget exactly.
+BUDGET_TOLERANCE = 1e-6
+
+
+def supply_at(pctx: PeriodContext, stage: int, region: int, price: float) -> float:
+    """Output of a producer at ``price`` from its calibrated curve and this period's capacity."""
+    cal = pctx.mineral.cal
+    assert pctx.inputs.capacity is not None and pctx.inputs.supply_cost_shift is not None
+    a = cal.supply_intercept[stage, region] + pctx.inputs.supply_cost_shift[stage, region]
+    b = cal.supply_slope[stage, region]
+    cap = pctx.inputs.capacity[stage, region]
+    if stage == 0:
+        return float(np.clip((price - a) / b, 0.0, cap))
+    y = cal.yields[stage]
+    input_price = pctx.last_price()[stage - 1, region]
+    z = np.clip((y * price - input_price - a) / b, 0.0, cap / y)
+    return float(y * z)
+
+
+class CfdFloor(Instrument):
+    """A contract-for-difference price floor for eligible producers."""
+
+    kind: Literal["cfd"] = "cfd"
+    floor: PricePerT = Field(description="Floor price F, e.g. '110 USD/kg'")
+    eligible: Selector = Field(description="Producing regions (or bloc) whose output is eligible")
+    stage: str = Field(default="refine", description="Stage whose output is eligible")
+    volume_cap: TonnesPerYear | None = Field(default=None, description="Eligible volume per year (total)")
+    budget: Money | None = Field(default=None, description="Budget over the whole term")
+    payer: str | None = Field(default=None, description="Region that pays (default: the first eligible)")
+
+    def selectors(self) -> dict[str, Selector]:
+        out: dict[str, Selector] = {"eligible": self.eligible}
+        if self.payer is not None:
+            out["payer"] = self.payer
+        return out
+
+    def _stage(self, pctx: PeriodContext) -> int | None:
+        idx = pctx.mineral.stage_indices([self.stage])
+        return idx[0] if idx else None
+
+    def _eligible_total(self, pctx: PeriodContext) -> float:
+        """Eligible volume per year: the volume cap, lowered by the budget when the budget binds."""
+        cap = float(self.volume_cap) if self.volume_cap is not None else np.inf
+        return min(cap, pctx.my_state().get("budget_volume", np.inf))
+
+    def apply(self, pctx: PeriodContext) -> None:
+        share = self.active_share(pctx.start, pctx.end)
+        state = pctx.my_state()
+        state["share"] = share
+        s = self._stage(pctx)
+        if share == 0.0 or s is None:
+            state["volume"] = {}
+            return
+        cal = pctx.mineral.cal
+        regions = pctx.regions_at(self.eligible)
+        base = cal.base_production[s, regions]
+        weights = base / base.sum() if base.sum() > 0 else np.full(len(regions), 1.0 / max(len(regions), 1))
+        total = self._eligible_total(pctx)
+        volume: dict[int, float] = {}
+        assert pctx.inputs.supply_lower is not None
+        for r, w in zip(regions, weights, strict=True):
+            cap = total * w
+            volume[r] = cap
+            lower = min(cap, supply_at(pctx, s, r, float(self.floor)))
+            pctx.inputs.supply_lower[s, r] = max(pctx.inputs.supply_lower[s, r], share * lower)
+        state["volume"] = volume
+        # producers protected by the floor expect at least F (read by the investment pipeline)
+        protections = pctx.state.setdefault("__floors__", {})
+        for r in regions:
+            protections[(s, r)] = max(protections.get((s, r), 0.0), float(self.floor))
+
+    def _payments(self, pctx: PeriodContext, outcome: MineralOutcome) -> dict[int, float]:
+        """Payment per eligible region: ``max(F - producer price, 0)`` on output up to its eligible volume."""
+        state = pctx.my_state()
+        s = self._stage(pctx)
+        if s is None or not state.get("volume"):
+            return {}
+        share = state["share"]
+        out = {}
+        for r, cap in state["volume"].items():
+            gap = max(float(self.floor) - float(outcome.origin_price[s, r]), 0.0)
+            eligible = min(float(outcome.production[s, r]), cap)
+            out[r] = gap * eligible * share * pctx.years
+        return out
+
+    def refine(self, pctx: PeriodContext, outcome: MineralOutcome) -> float:
+        if self.budget is None:
+            return 0.0
+        state = pctx.my_state()
+        due = sum(self._payments(pctx, outcome).values())
+        left = max(float(self.budget) - state.get("spent", 0.0), 0.0)
+        if due <= left * (1 + BUDGET_TOLERANCE) or due == 0.0:
+            return 0.0
+        s = self._stage(pctx)
+        assert s is not None
+        # the volume whose payments exhaust what is left, at this round's prices
+        paid = [(r, cap) for r, cap in state["volume"].items()]
+        gap_volume = sum(
+            max(float(self.floor) - float(outcome.origin_price[s, r]), 0.0) * min(float(outcome.production[s, r]), cap)
+            for r, cap in paid
+        )
+        current = min(self._eligible_total(pctx), sum(min(float(outcome.production[s, r]), c) for r, c in paid))
+        new = current * left / due if gap_volume > 0 else 0.0
+        old = state.get("budget_volume", np.inf)
+        state["budget_volume"] = new
+        self.apply(pctx)
+        return abs(new - old) / max(new, 1e-12) if np.isfinite(old) else 1.0
+
+    def settle(self, pctx: PeriodContext, outcome: MineralOutcome) -> None:
+        state = pctx.my_state()
+        payments = self._payments(pctx, outcome)
+        cal = pctx.mineral.cal
+        total = sum(payments.values())
+        if self.budget is not None:
+            total = min(total, max(float(self.budget) - state.get("spent", 0.0), 0.0))
+        state["spent"] = state.get("spent", 0.0) + total
+        state.pop("budget_volume", None)
+        s = self._stage(pctx)
+        for r, pay in payments.items():
+            pctx.ledger.add("floor_payment", pay, region=cal.regions[r], stage=cal.stages[s] if s is not None else "")
+        if payments:
+            who = self.payer or cal.regions[next(iter(payments))]
+            pctx.ledger.add("fiscal_cost", total, region=who)
+
+
+class ReferencePriceFloor(Instrument):
+    """Reference prices kept by a variable levy on imports into a bloc from non-members."""
+
+    kind: Literal["reference_price"] = "reference_price"
+    floor: PricePerT = Field(description="Reference price F")
+    bloc: str = Field(description="The bloc whose imports are levied (a bloc or region selector)")
+    stages: list[str] = Field(default_factory=lambda: ["refine"], description="Stages with a reference price")
+    tolerance: float = Field(default=LEVY_TOLERANCE, gt=0, description="Fixed-point tolerance relative to F")
+
+    def selectors(self) -> dict[str, Selector]:
+        return {"bloc": self.bloc}
+
+    def _levy(self, pctx: PeriodContext, origin_price: FloatArray) -> FloatArray:
+        cal = pctx.mineral.cal
+        S, R = cal.n_stages, cal.n_regions
+        levy = np.zeros((S, R, R))
+        share = self.active_share(pctx.start, pctx.end)
+        if share == 0.0:
+            return levy
+        members = pctx.regions_at(self.bloc)
+        outside = [o for o in range(R) if o not in members]
+        assert pctx.inputs.route_cost_shift is not None
+        for s in pctx.mineral.stage_indices(self.stages):
+            block = np.ix_(outside, members)
+            delivered = (
+                origin_price[s][outside][:, None] + cal.route_cost[s][block] + pctx.inputs.route_cost_shift[s][block]
+            )
+            levy[s][block] = np.maximum(0.0, float(self.floor) - delivered)
+        return levy * share
+
+    def apply(self, pctx: PeriodContext) -> None:
+        state = pctx.my_state()
+        guess = pctx.previous.origin_price if pctx.previous is not None else pctx.mineral.cal.base_origin_price
+        levy = self._levy(pctx, guess)
+        state["levy"] = levy
+        state["iterations"] = 0
+        state["residual"] = 0.0
+        assert pctx.inputs.route_wedge is not None
+        pctx.inputs.route_wedge += levy
+
+    def refine(self, pctx: PeriodContext, outcome: MineralOutcome) -> float:
+        state = pctx.my_state()
+        old = state["levy"]
+        new = self._levy(pctx, outcome.origin_price)
+        change = float(np.abs(new - old).max(initial=0.0)) / float(self.floor)
+        state["iterations"] += 1
+        state["residual"] = change
+        if change <= self.tolerance:
+            return 0.0
+        assert pctx.inputs.route_wedge is not None
+        pctx.inputs.route_wedge += new - old
+        state["levy"] = new
+        return change
+
+    def settle(self, pctx: PeriodContext, outcome: MineralOutcome) -> None:
+        state = pctx.my_state()
+        levy = state.get("levy")
+        if levy is None:
+            return
+        revenue = (levy * outcome.flow).sum(axis=(0, 1)) * pctx.years
+        cal = pctx.mineral.cal
+        for d, region in enumerate(cal.regions):
+            pctx.ledger.add("levy_revenue", revenue[d], region=region)
+        pctx.ledger.set("levy_iterations", float(state.get("iterations", 0)), region=self.bloc)
+        pctx.ledger.set("levy_residual", float(state.get("residual", 0.0)), region=self.bloc)

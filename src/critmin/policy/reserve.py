@@ -1,0 +1,247 @@
+"""Strategic reserves (Project Vault, a SECURE-Act reserve agency, the National Defense Stockpile).
+
+A reserve holds a stock of one stage's product per mineral at a location (the owner, or a named region for
+a bloc's reserve). Each period it enters the market through price-responsive segments:
+
+- **buy**: up to ``min(rate, (target - stock)/years, money left / trigger / years)`` t/yr while the price at
+  the location is at or below the buy trigger; it buys gradually over a band of ``band`` below the trigger
+  (all of it at ``trigger * (1 - band)``);
+- **release**: up to ``min(rate, stock / years)`` t/yr, offered in every region allowed to draw, with one
+  side constraint keeping total releases within that amount. With a price trigger, releases start at the
+  trigger and are complete at ``trigger * (1 + band)``: the release caps the price near the trigger while
+  stock lasts. With a shortfall trigger, the reserve releases at any price once the shortfall in the owner's
+  market in the previous period reached the threshold. If ``sectors`` is given, releases are limited to those
+  sectors' shortfall in the drawing regions in the previous period (they are delivered into the market, as
+  a stockpile's sales are).
+
+Stocks carry over; a target in days of cover is converted with the location's base-year use of the stage.
+A budget shared by several minerals is split in proportion to each mineral's target value at base prices.
+Money is tracked: purchases, sales and holding cost (a share of the stock's value per year) make up the
+payer's fiscal cost.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from critmin.core.specs import Days, Money, PricePerT, Rate, Share, Tonnes, TonnesPerYear
+from critmin.policy.base import Instrument, MineralContext, PeriodContext
+from critmin.policy.blocs import Selector
+from critmin.policy.effects import ConstraintSpec, MineralOutcome, SegmentSpec
+
+
+class BuyRule(BaseModel):
+    """Buy up to ``rate`` while the price is at or below ``trigger_price``."""
+
+    model_config = ConfigDict(extra="forbid")
+    rate: TonnesPerYear
+    trigger_price: PricePerT
+
+
+class ReleaseRule(BaseModel):
+    """Release up to ``rate`` when the price exceeds ``trigger_price`` or shortfall reaches a threshold."""
+
+    model_config = ConfigDict(extra="forbid")
+    rate: TonnesPerYear
+    trigger_price: PricePerT | None = None
+    shortfall_trigger: Share | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> ReleaseRule:
+        if (self.trigger_price is None) == (self.shortfall_trigger is None):
+            raise ValueError("give exactly one of 'trigger_price' or 'shortfall_trigger'")
+        return self
+
+
+class Reserve(Instrument):
+    """A strategic reserve of one stage's product, per mineral covered."""
+
+    kind: Literal["reserve"] = "reserve"
+    owner: str = Field(description="Owning region or bloc")
+    location: str | None = Field(default=None, description="Region where the stock is held (default: owner)")
+    payer: str | None = Field(default=None, description="Region whose budget pays (default: location)")
+    stage: str = Field(default="refine", description="Stage of the product held")
+    target_tonnes: Tonnes | None = Field(default=None, description="Target stock per mineral")
+    target_days: Days | None = Field(default=None, description="Target in days of the location's use")
+    initial_stock: Tonnes = Field(default=0.0, description="Stock at the start, per mineral")
+    budget: Money | None = Field(default=None, description="Money available for purchases (all minerals)")
+    buy: BuyRule | None = None
+    release: ReleaseRule | None = None
+    holding_cost: Rate = Field(default=0.0, description="Share of the stock's value per year")
+    draw: Selector | None = Field(default=None, description="Regions that may draw (default: the location)")
+    sectors: list[str] | None = Field(default=None, description="Sectors that may draw (default: all)")
+    band: Share = Field(default=0.02, description="Width of the buy/release price band, share of trigger")
+
+    @model_validator(mode="after")
+    def _target(self) -> Reserve:
+        if self.target_tonnes is not None and self.target_days is not None:
+            raise ValueError("give at most one of 'target_tonnes' or 'target_days'")
+        if self.buy is None and self.release is None:
+            raise ValueError("a reserve needs a 'buy' rule, a 'release' rule, or both")
+        return self
+
+    def selectors(self) -> dict[str, Selector]:
+        out: dict[str, Selector] = {"owner": self.owner}
+        for name in ("location", "payer"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        if self.draw is not None:
+            out["draw"] = self.draw
+        return out
+
+    # -- helpers ---------------------------------------------------------------------------------------
+    def _location(self, mctx: MineralContext) -> int:
+        if self.location is not None:
+            return mctx.cal.regions.index(self.location)
+        if self.owner in mctx.cal.regions:
+            return mctx.cal.regions.index(self.owner)
+        import datetime as dt
+
+        members = mctx.regions_at(self.owner, self.start or dt.date(mctx.cal.years[0], 7, 1))
+        if not members:
+            raise ValueError(f"reserve {self.label}: owner {self.owner!r} has no members; set 'location'")
+        return members[0]
+
+    def _stage(self, mctx: MineralContext) -> int:
+        if self.stage in mctx.cal.stages:
+            return mctx.cal.stages.index(self.stage)
+        return mctx.cal.n_stages - 1
+
+    def _drawers(self, mctx: MineralContext) -> list[int]:
+        import datetime as dt
+
+        if self.draw is None:
+            return [self._location(mctx)]
+        when = self.start or dt.date(mctx.cal.years[0], 7, 1)
+        regions = mctx.regions_at(self.draw, when)
+        return regions or [self._location(mctx)]
+
+    def target(self, mctx: MineralContext) -> float:
+        """Target stock of this mineral in tonnes (infinite when none is given)."""
+        if self.target_tonnes is not None:
+            return float(self.target_tonnes)
+        if self.target_days is not None:
+            cal = mctx.cal
+            s, r = self._stage(mctx), self._location(mctx)
+            use = cal.base_flow[s, :, r].sum()
+            return float(self.target_days) * float(use) / 365.0
+        return np.inf
+
+    # -- hooks -----------------------------------------------------------------------------------------
+    def structure(self, mctx: MineralContext) -> tuple[list[SegmentSpec], list[ConstraintSpec]]:
+        s, loc = self._stage(mctx), self._location(mctx)
+        segments: list[SegmentSpec] = []
+        constraints: list[ConstraintSpec] = []
+        if self.buy is not None:
+            segments.append(SegmentSpec(mctx.segment_name("buy"), s, loc, "buy"))
+        if self.release is not None:
+            names = []
+            for r in self._drawers(mctx):
+                name = mctx.segment_name(f"release/{mctx.cal.regions[r]}")
+                segments.append(SegmentSpec(name, s, r, "sell"))
+                names.append(name)
+            constraints.append(
+                ConstraintSpec(mctx.segment_name("release-total"), segments=tuple((n, 1.0) for n in names))
+            )
+        return segments, constraints
+
+    def apply(self, pctx: PeriodContext) -> None:
+        mctx = pctx.mineral
+        cal = mctx.cal
+        state = pctx.my_state()
+        if "stock" not in state:
+            state["stock"] = float(self.initial_stock)
+            state["spent"] = 0.0
+            state["budget"] = self._budget_share(pctx)
+        share = self.active_share(pctx.start, pctx.end)
+        years = pctx.years
+        inputs = pctx.inputs
+        assert inputs.segment_quantity is not None and inputs.segment_price_low is not None
+        assert inputs.segment_price_high is not None and inputs.constraint_rhs is not None
+        stock = state["stock"]
+        if self.buy is not None:
+            j = pctx.segment_index[mctx.segment_name("buy")]
+            trigger = float(self.buy.trigger_price)
+            room = max(self.target(mctx) - stock, 0.0) / years
+            money = state["budget"] - state["spent"] if np.isfinite(state["budget"]) else np.inf
+            affordable = max(money, 0.0) / max(trigger, 1e-9) / years
+            inputs.segment_quantity[j] = share * min(float(self.buy.rate), room, affordable)
+            inputs.segment_price_high[j] = trigger
+            inputs.segment_price_low[j] = trigger * (1.0 - self.band)
+        if self.release is not None:
+            available = share * min(float(self.release.rate), stock / years)
+            if self.release.trigger_price is not None:
+                lo = float(self.release.trigger_price)
+                hi = lo * (1.0 + self.band)
+            else:
+                shortfall = state.get("last_shortfall", 0.0)
+                if shortfall < float(self.release.shortfall_trigger or 0.0):
+                    available = 0.0
+                lo, hi = 0.0, 0.01 * cal.price_scale
+            if self.sectors is not None:
+                available = min(available, state.get("last_sector_gap", 0.0))
+            drawers = self._drawers(mctx)
+            for r in drawers:
+                j = pctx.segment_index[mctx.segment_name(f"release/{cal.regions[r]}")]
+                inputs.segment_quantity[j] = available
+                inputs.segment_price_low[j] = lo
+                inputs.segment_price_high[j] = hi
+            k = pctx.constraint_index[mctx.segment_name("release-total")]
+            inputs.constraint_rhs[k] = available
+        assert inputs.demand_scale is not None
+        state["reference_demand"] = cal.base_consumption * inputs.demand_scale
+
+    def _budget_share(self, pctx: PeriodContext) -> float:
+        if self.budget is None:
+            return np.inf
+        weights = pctx.state.get("__reserve_weights__", {}).get(pctx.instrument_id)
+        if not weights:
+            return float(self.budget)
+        return float(self.budget) * weights.get(pctx.mineral.cal.mineral, 0.0)
+
+    def settle(self, pctx: PeriodContext, outcome: MineralOutcome) -> None:
+        mctx = pctx.mineral
+        cal = mctx.cal
+        state = pctx.my_state()
+        s, loc = self._stage(mctx), self._location(mctx)
+        years = pctx.years
+        stage = cal.stages[s]
+        location = cal.regions[loc]
+        bought = released = spent = recovered = 0.0
+        if self.buy is not None:
+            j = pctx.segment_index[mctx.segment_name("buy")]
+            bought = float(outcome.segment[j])
+            spent = bought * years * float(outcome.price[s, loc])
+        if self.release is not None:
+            for r in self._drawers(mctx):
+                j = pctx.segment_index[mctx.segment_name(f"release/{cal.regions[r]}")]
+                level = float(outcome.segment[j])
+                released += level
+                recovered += level * years * float(outcome.price[s, r])
+        stock = max(state["stock"] + (bought - released) * years, 0.0)
+        holding = float(self.holding_cost) * stock * float(outcome.price[s, loc]) * years
+        state["stock"] = stock
+        state["spent"] += spent
+        # shortfall in the owner's market, read by a shortfall-triggered release next period
+        ref = state.get("reference_demand")
+        if ref is not None:
+            demand = float(ref[loc].sum())
+            got = float(outcome.consumption[loc].sum())
+            state["last_shortfall"] = max(0.0, demand - got) / demand if demand > 0 else 0.0
+            if self.sectors is not None:
+                cols = mctx.sector_indices(self.sectors)
+                rows = self._drawers(mctx)
+                gap = ref[np.ix_(rows, cols)] - outcome.consumption[np.ix_(rows, cols)]
+                state["last_sector_gap"] = float(np.maximum(gap, 0.0).sum())
+        payer = self.payer or location
+        pctx.ledger.add("reserve_purchase", bought, region=location, stage=stage)
+        pctx.ledger.add("reserve_release", released, region=location, stage=stage)
+        pctx.ledger.add("reserve_stock", stock, region=location, stage=stage)
+        pctx.ledger.add("reserve_spent", spent, region=payer)
+        pctx.ledger.add("reserve_recovered", recovered, region=payer)
+        pctx.ledger.add("reserve_holding_cost", holding, region=payer)
+        pctx.ledger.add("fiscal_cost", spent - recovered + holding, region=payer)

@@ -1,0 +1,128 @@
+"""Tariffs and export taxes: per-unit wedges on routes, by importer, exporter, mineral and stage.
+
+An ad valorem rate is converted to a per-unit wedge at the reference price: the base-year market price of
+the stage in the importing region (a CIF basis) for tariffs, and the base-year producer price in the
+exporting region (an FOB basis) for export taxes. A preferential rate applies where importer and exporter
+are both members of a named bloc. A negative export tax is an export subsidy: its cost is the exporter's
+fiscal cost. Domestic routes are never taxed. Revenue accrues to the importer (tariff) or exporter (tax).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from critmin.core.specs import PricePerT, Rate
+from critmin.policy.base import Instrument, PeriodContext
+from critmin.policy.blocs import Selector
+from critmin.policy.effects import MineralOutcome
+
+
+class _RouteWedge(Instrument):
+    importer: Selector = Field(default="all", description="Importing regions or blocs")
+    exporter: Selector = Field(default="all", description="Exporting regions or blocs")
+    stages: list[str] | None = Field(default=None, description="Stages covered (default: all)")
+    rate: Rate | None = Field(default=None, description="Ad valorem rate, e.g. '25%'")
+    per_unit: PricePerT | None = Field(default=None, description="Per-unit rate, e.g. '5 USD/kg'")
+    preferential_bloc: str | None = Field(default=None, description="Bloc whose internal trade pays the lower rate")
+    preferential_rate: Rate | None = Field(default=None, description="Ad valorem rate inside the bloc")
+    preferential_per_unit: PricePerT | None = Field(default=None, description="Per-unit rate inside the bloc")
+
+    @model_validator(mode="after")
+    def _one_rate(self) -> _RouteWedge:
+        if (self.rate is None) == (self.per_unit is None):
+            raise ValueError("give exactly one of 'rate' (ad valorem) or 'per_unit'")
+        if self.preferential_bloc is None and (
+            self.preferential_rate is not None or self.preferential_per_unit is not None
+        ):
+            raise ValueError("a preferential rate needs 'preferential_bloc'")
+        return self
+
+    def selectors(self) -> dict[str, Selector]:
+        out: dict[str, Selector] = {"importer": self.importer, "exporter": self.exporter}
+        if self.preferential_bloc is not None:
+            out["preferential_bloc"] = self.preferential_bloc
+        return out
+
+    def _reference(self, pctx: PeriodContext) -> np.ndarray:
+        """Reference price per (stage, origin, destination) for ad valorem conversion."""
+        raise NotImplementedError
+
+    def wedge(self, pctx: PeriodContext) -> np.ndarray:
+        """The per-unit wedge ``(S, R, R)`` this instrument puts on routes this period."""
+        cal = pctx.mineral.cal
+        S, R = cal.n_stages, cal.n_regions
+        w = np.zeros((S, R, R))
+        share = self.active_share(pctx.start, pctx.end)
+        if share == 0.0:
+            return w
+        stages = pctx.mineral.stage_indices(self.stages)
+        imp = pctx.regions_at(self.importer)
+        exp = pctx.regions_at(self.exporter)
+        ref = self._reference(pctx)
+        base = ref * self.rate if self.rate is not None else np.full_like(ref, float(self.per_unit or 0.0))
+        mask = np.zeros((R, R), dtype=bool)
+        mask[np.ix_(exp, imp)] = True
+        np.fill_diagonal(mask, False)
+        for s in stages:
+            w[s][mask] = base[s][mask]
+        if self.preferential_bloc is not None:
+            members = pctx.regions_at(self.preferential_bloc)
+            inside = np.zeros((R, R), dtype=bool)
+            inside[np.ix_(members, members)] = True
+            inside &= mask
+            if self.preferential_rate is not None:
+                pref = ref * self.preferential_rate
+            else:
+                pref = np.full_like(ref, float(self.preferential_per_unit or 0.0))
+            for s in stages:
+                w[s][inside] = pref[s][inside]
+        return w * share
+
+    def apply(self, pctx: PeriodContext) -> None:
+        w = self.wedge(pctx)
+        pctx.my_state()["wedge"] = w
+        assert pctx.inputs.route_wedge is not None
+        pctx.inputs.route_wedge += w
+
+
+class Tariff(_RouteWedge):
+    """An import tariff: importers pay per tonne on routes from the exporters (revenue to the importer)."""
+
+    kind: Literal["tariff"] = "tariff"
+
+    def _reference(self, pctx: PeriodContext) -> np.ndarray:
+        cal = pctx.mineral.cal
+        return np.broadcast_to(cal.base_price[:, None, :], (cal.n_stages, cal.n_regions, cal.n_regions))
+
+    def settle(self, pctx: PeriodContext, outcome: MineralOutcome) -> None:
+        w = pctx.my_state().get("wedge")
+        if w is None:
+            return
+        revenue = (w * outcome.flow).sum(axis=(0, 1)) * pctx.years
+        for d, region in enumerate(pctx.mineral.regions):
+            pctx.ledger.add("tariff_revenue", revenue[d], region=region)
+
+
+class ExportTax(_RouteWedge):
+    """An export tax (negative: an export subsidy) paid by exporters on routes to the importers."""
+
+    kind: Literal["export_tax"] = "export_tax"
+
+    def _reference(self, pctx: PeriodContext) -> np.ndarray:
+        cal = pctx.mineral.cal
+        return np.broadcast_to(cal.base_origin_price[:, :, None], (cal.n_stages, cal.n_regions, cal.n_regions))
+
+    def settle(self, pctx: PeriodContext, outcome: MineralOutcome) -> None:
+        w = pctx.my_state().get("wedge")
+        if w is None:
+            return
+        revenue = (w * outcome.flow).sum(axis=(0, 2)) * pctx.years
+        for o, region in enumerate(pctx.mineral.regions):
+            if revenue[o] >= 0:
+                pctx.ledger.add("tariff_revenue", revenue[o], region=region)
+            else:
+                pctx.ledger.add("fiscal_cost", -revenue[o], region=region)
+                pctx.ledger.add("export_subsidy", -revenue[o], region=region)

@@ -1,0 +1,358 @@
+"""Every instrument on a market small enough to solve by hand (see ``tiny_market``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from critmin.results.dataset import to_dataset
+from critmin.simulate.run import run_calibrated
+from critmin.simulate.scenario import scenario_from_dict
+from tiny_market import free_trade_prices, two_region_market
+
+T = 4.0
+
+
+def run(instruments: list[dict], *, years: tuple[int, ...] = (2024,), blocs: dict | None = None, **market):
+    cal = two_region_market(t=T, **market)
+    spec = scenario_from_dict(
+        {
+            "name": "tiny",
+            "world": "toy",
+            "instruments": instruments,
+            "blocs": blocs or {},
+            "dynamics": {"long_run_demand": False},
+        }
+    )
+    return to_dataset(run_calibrated(spec, {"tiny": cal}, years))
+
+
+def price(ds, region: str, year: int = 2024) -> float:
+    return float(ds["price"].sel(mineral="tiny", stage="refine", region=region, period=year))
+
+
+def flow(ds, origin: str, dest: str, year: int = 2024) -> float:
+    return float(ds["flow"].sel(mineral="tiny", stage="refine", region=origin, partner=dest, period=year))
+
+
+def test_free_trade_matches_hand_solution():
+    ds = run([])
+    p_a, p_b = free_trade_prices(T)
+    assert price(ds, "AAA") == pytest.approx(p_a, abs=1e-3)
+    assert price(ds, "BBB") == pytest.approx(p_b, abs=1e-3)
+    assert flow(ds, "AAA", "BBB") == pytest.approx(15 - T, abs=1e-3)
+
+
+def test_ban_gives_autarky_prices():
+    ds = run([{"kind": "export_control", "mode": "ban", "exporter": "AAA", "targets": "BBB"}])
+    assert price(ds, "AAA") == pytest.approx(55.0, abs=1e-3)
+    assert price(ds, "BBB") == pytest.approx(70.0, abs=1e-3)
+    assert flow(ds, "AAA", "BBB") == pytest.approx(0.0, abs=1e-9)
+
+
+def test_ban_for_half_a_year_removes_half_the_flow():
+    ds = run([{"kind": "export_control", "mode": "ban", "exporter": "AAA", "targets": "BBB", "start": "2024-07-02"}])
+    # the reference flow is the base-year flow (15 - T); half of it stays allowed and binds
+    assert flow(ds, "AAA", "BBB") == pytest.approx((15 - T) * 0.5, rel=1e-2)
+
+
+def test_binding_quota_earns_rent_equal_to_price_gap():
+    ds = run([{"kind": "export_control", "mode": "quota", "exporter": "AAA", "targets": "BBB", "quota": 5}])
+    # A exports 5: (p_A - 10) - (100 - p_A) = 5 -> p_A = 57.5; B imports 5 -> p_B = 67.5
+    assert price(ds, "AAA") == pytest.approx(57.5, abs=1e-3)
+    assert price(ds, "BBB") == pytest.approx(67.5, abs=1e-3)
+    rent_per_t = price(ds, "BBB") - price(ds, "AAA") - T
+    assert float(ds["quota_rent"].sel(mineral="tiny", region="AAA", period=2024)) == pytest.approx(
+        rent_per_t * 5, rel=1e-4
+    )
+
+
+def test_quota_as_share_of_base_exports():
+    ds = run([{"kind": "export_control", "mode": "quota", "exporter": "AAA", "targets": "BBB", "quota_share": 0.5}])
+    assert flow(ds, "AAA", "BBB") == pytest.approx(0.5 * (15 - T), rel=1e-6)
+
+
+def test_licensing_approves_a_share_and_adds_a_cost():
+    ds = run(
+        [
+            {
+                "kind": "export_control",
+                "mode": "licensing",
+                "exporter": "AAA",
+                "targets": "BBB",
+                "approval_share": 0.25,
+                "cost": 1.0,
+            }
+        ]
+    )
+    assert flow(ds, "AAA", "BBB") == pytest.approx(0.25 * (15 - T), rel=1e-6)
+
+
+def test_leakage_lets_a_share_through_at_a_markup():
+    ds = run(
+        [
+            {
+                "kind": "export_control",
+                "mode": "ban",
+                "exporter": "AAA",
+                "targets": "BBB",
+                "leakage_share": 0.2,
+                "leakage_markup": 0.05,
+            }
+        ]
+    )
+    assert flow(ds, "AAA", "BBB") == pytest.approx(0.2 * (15 - T), rel=1e-6)
+
+
+def test_per_unit_tariff_acts_like_transport_cost_and_raises_revenue():
+    tau = 2.0
+    ds = run([{"kind": "tariff", "importer": "BBB", "exporter": "AAA", "per_unit": tau}])
+    p_a, p_b = free_trade_prices(T + tau)
+    assert price(ds, "AAA") == pytest.approx(p_a, abs=1e-3)
+    assert price(ds, "BBB") == pytest.approx(p_b, abs=1e-3)
+    revenue = float(ds["tariff_revenue"].sel(mineral="tiny", region="BBB", period=2024))
+    assert revenue == pytest.approx(tau * flow(ds, "AAA", "BBB"), rel=1e-9)
+
+
+def test_preferential_rate_inside_a_bloc():
+    ds = run(
+        [
+            {
+                "kind": "tariff",
+                "importer": "all",
+                "exporter": "all",
+                "per_unit": 50.0,
+                "preferential_bloc": "club",
+                "preferential_per_unit": 0.0,
+            }
+        ],
+        blocs={"club": {"members": ["AAA", "BBB"]}},
+    )
+    p_a, p_b = free_trade_prices(T)
+    assert price(ds, "BBB") == pytest.approx(p_b, abs=1e-3)
+
+
+def test_export_subsidy_is_a_fiscal_cost():
+    ds = run([{"kind": "export_tax", "exporter": "AAA", "importer": "BBB", "per_unit": -1.0}])
+    p_a, _ = free_trade_prices(T - 1.0)
+    assert price(ds, "AAA") == pytest.approx(p_a, abs=1e-3)
+    assert float(ds["fiscal_cost"].sel(mineral="tiny", region="AAA", period=2024)) == pytest.approx(
+        flow(ds, "AAA", "BBB"), rel=1e-9
+    )
+
+
+def test_cfd_floor_costs_gap_times_volume_and_raises_output_to_q_of_floor():
+    floor = 70.0
+    ds = run([{"kind": "cfd", "floor": floor, "eligible": "AAA"}])
+    output = float(ds["production"].sel(mineral="tiny", stage="refine", region="AAA", period=2024))
+    assert output == pytest.approx(floor - 10.0, rel=1e-9)  # q(F) on mc = 10 + q
+    # A sells 60 whatever the price: 60 + (p_B - 40) = (100 - p_A) + (100 - p_B), p_B = p_A + T
+    assert price(ds, "AAA") == pytest.approx((180 - 2 * T) / 3, abs=1e-3)
+    producer = float(ds["producer_price"].sel(mineral="tiny", stage="refine", region="AAA", period=2024))
+    payment = float(ds["fiscal_cost"].sel(mineral="tiny", region="AAA", period=2024))
+    assert payment == pytest.approx((floor - producer) * output, rel=1e-9)
+
+
+def test_cfd_floor_below_market_costs_nothing():
+    ds = run([{"kind": "cfd", "floor": 30.0, "eligible": "AAA"}])
+    assert "fiscal_cost" not in ds or float(ds["fiscal_cost"].sum()) == 0.0
+
+
+def test_cfd_budget_cap_limits_payments():
+    ds = run([{"kind": "cfd", "floor": 70.0, "eligible": "AAA", "budget": 100.0}])
+    assert float(ds["fiscal_cost"].sum()) == pytest.approx(100.0, rel=1e-6)
+
+
+def test_reference_price_keeps_non_member_imports_out_below_floor():
+    floor = 66.0
+    ds = run(
+        [{"kind": "reference_price", "floor": floor, "bloc": "club", "stages": ["refine"]}],
+        blocs={"club": {"members": ["BBB"]}},
+    )
+    # imports enter only at F: p_B = 66, imports = (100 - 66) - (66 - 40) = 8, p_A = 59, levy = 66 - 59 - T
+    assert price(ds, "BBB") == pytest.approx(floor, abs=1e-3)
+    assert flow(ds, "AAA", "BBB") == pytest.approx(8.0, abs=1e-3)
+    assert price(ds, "AAA") == pytest.approx(59.0, abs=1e-3)
+    levy = float(ds["levy_revenue"].sel(mineral="tiny", region="BBB", period=2024))
+    assert levy == pytest.approx((floor - 59.0 - T) * 8.0, rel=1e-3)
+    assert float(ds["levy_residual"].sel(mineral="tiny", period=2024)) <= 1e-6
+    assert int(ds["fixed_point_rounds"].sel(mineral="tiny", period=2024)) >= 2
+
+
+def test_offtake_volume_holds_while_market_price_moves():
+    years = (2024, 2025)
+    ds = run(
+        [
+            {"kind": "offtake", "buyer": "BBB", "seller": "AAA", "stage": "refine", "volume": 20, "contract_price": 65},
+            {"kind": "demand_surge", "regions": "AAA", "factor": 1.5, "start": 2025},
+        ],
+        years=years,
+    )
+    assert flow(ds, "AAA", "BBB", 2024) == pytest.approx(20.0, rel=1e-9)
+    assert flow(ds, "AAA", "BBB", 2025) == pytest.approx(20.0, rel=1e-9)
+    assert price(ds, "AAA", 2025) > price(ds, "AAA", 2024) + 1.0
+    transfer = float(ds["offtake_transfer"].sel(mineral="tiny", region="BBB", partner="AAA", period=2024))
+    assert transfer == pytest.approx((65 - price(ds, "BBB", 2024)) * 20.0, rel=1e-6)
+
+
+def test_reserve_release_caps_price_at_trigger_until_stock_runs_out():
+    years = (2024, 2025, 2026)
+    ds = run(
+        [
+            {"kind": "export_control", "mode": "ban", "exporter": "AAA", "targets": "BBB"},
+            {
+                "kind": "reserve",
+                "owner": "BBB",
+                "stage": "refine",
+                "initial_stock": 25,
+                "release": {"rate": 30, "trigger_price": 60},
+            },
+        ],
+        years=years,
+    )
+    # year 1: up to min(rate, stock) = 25 t is offered over the 2% band above the trigger, R = 25 (p - 60) / 1.2,
+    # and autarky in B gives p = 70 - R/2; so p = (70 + 60 k) / (1 + k) with k = 25 / 2.4
+    k = 25 / 2.4
+    p1 = (70 + 60 * k) / (1 + k)
+    assert 60.0 <= price(ds, "BBB", 2024) <= 61.2
+    assert price(ds, "BBB", 2024) == pytest.approx(p1, abs=1e-3)
+    stock = ds["reserve_stock"].sel(mineral="tiny", stage="refine", region="BBB")
+    assert float(stock.sel(period=2024)) == pytest.approx(25 - 2 * (70 - p1), abs=1e-3)
+    # year 2: the rest is released, not enough to hold the trigger
+    assert price(ds, "BBB", 2025) > 61.2
+    assert float(stock.sel(period=2025)) == pytest.approx(0.0, abs=1e-9)
+    # year 3: nothing left: autarky
+    assert price(ds, "BBB", 2026) == pytest.approx(70.0, abs=1e-3)
+
+
+def test_reserve_buys_below_trigger_up_to_target_and_budget():
+    years = (2024, 2025)
+    ds = run(
+        [
+            {
+                "kind": "reserve",
+                "owner": "AAA",
+                "stage": "refine",
+                "target_tonnes": 15,
+                "buy": {"rate": 10, "trigger_price": 80},
+            }
+        ],
+        years=years,
+    )
+    stock = ds["reserve_stock"].sel(mineral="tiny", stage="refine", region="AAA")
+    assert float(stock.sel(period=2024)) == pytest.approx(10.0, rel=1e-6)
+    assert float(stock.sel(period=2025)) == pytest.approx(15.0, rel=1e-6)
+    spent = float(ds["reserve_spent"].sel(mineral="tiny", region="AAA").sum())
+    expected = 10 * price(ds, "AAA", 2024) + 5 * price(ds, "AAA", 2025)
+    assert spent == pytest.approx(expected, rel=1e-6)
+
+
+def test_project_starts_after_incentive_price_and_delivers_after_lead_time():
+    years = tuple(range(2024, 2030))
+    ds = run(
+        [
+            {"kind": "export_control", "mode": "ban", "exporter": "AAA", "targets": "BBB"},
+            {
+                "kind": "projects",
+                "projects": [
+                    {
+                        "name": "new-mine",
+                        "mineral": "tiny",
+                        "region": "BBB",
+                        "stage": "refine",
+                        "capacity": 10,
+                        "incentive_price": 68,
+                        "unit_cost": 20,
+                        "lead_time": 2,
+                        "ramp_up": 0,
+                    }
+                ],
+            },
+        ],
+        years=years,
+    )
+    started = ds["projects_started"].sel(mineral="tiny", stage="refine", region="BBB")
+    # expectations: 64.5 (base) -> 67.25 after 2024 -> 68.625 after 2025: the project starts in 2026
+    assert [int(started.sel(period=y)) for y in years] == [0, 0, 1, 0, 0, 0]
+    output = ds["project_output"].sel(mineral="tiny", stage="refine", region="BBB")
+    assert all(float(output.sel(period=y)) == 0.0 for y in (2024, 2025, 2026, 2027))
+    assert float(output.sel(period=2028)) == pytest.approx(10.0, rel=1e-6)
+    assert price(ds, "BBB", 2028) < 70.0
+
+
+def test_permitting_reform_shortens_lead_time():
+    years = tuple(range(2024, 2030))
+    project = {
+        "name": "p",
+        "mineral": "tiny",
+        "region": "BBB",
+        "stage": "refine",
+        "capacity": 10,
+        "unit_cost": 20,
+        "joint": True,
+        "start_date": "2024-01-01",
+        "lead_time": 4,
+        "ramp_up": 0,
+    }
+    ds = run(
+        [
+            {"kind": "projects", "projects": [project]},
+            {"kind": "permitting_reform", "regions": "BBB", "lead_time_factor": 0.5},
+        ],
+        years=years,
+    )
+    output = ds["project_output"].sel(mineral="tiny", stage="refine", region="BBB")
+    assert float(output.sel(period=2025)) == 0.0
+    assert float(output.sel(period=2026)) > 0.0
+
+
+def test_outage_removes_capacity_share():
+    ds = run([{"kind": "outage", "regions": "AAA", "share": 0.5}], capacity=(40.0, np.inf))
+    out = float(ds["production"].sel(mineral="tiny", stage="refine", region="AAA", period=2024))
+    assert out == pytest.approx(20.0, rel=1e-9)
+
+
+def test_logistics_spike_widens_price_gap():
+    ds = run([{"kind": "logistics", "origins": "AAA", "destinations": "BBB", "per_unit": 3.0}])
+    p_a, p_b = free_trade_prices(T + 3.0)
+    assert price(ds, "BBB") - price(ds, "AAA") == pytest.approx(p_b - p_a, abs=1e-3)
+
+
+def test_hoarding_buys_for_the_exporter():
+    ds = run([{"kind": "hoarding", "region": "AAA", "stages": ["refine"], "rate": 5}])
+    stock = float(ds["reserve_stock"].sel(mineral="tiny", stage="refine", region="AAA", period=2024))
+    assert stock == pytest.approx(5.0, rel=1e-6)
+    p_a, _ = free_trade_prices(T)
+    assert price(ds, "AAA") > p_a
+
+
+def test_bloc_membership_changes_on_dates():
+    ds = run(
+        [{"kind": "export_control", "mode": "ban", "exporter": "AAA", "targets": "club"}],
+        years=(2024, 2025),
+        blocs={"club": {"members": [], "joins": {"BBB": "2025-01-01"}}},
+    )
+    assert flow(ds, "AAA", "BBB", 2024) > 1.0
+    assert flow(ds, "AAA", "BBB", 2025) == pytest.approx(0.0, abs=1e-9)
+    assert bool(ds["bloc_member"].sel(bloc="club", region="BBB", period=2025))
+
+
+def test_long_run_demand_destruction_builds_and_fades():
+    cal_years = tuple(range(2024, 2032))
+    cal = two_region_market(t=T, years=cal_years, long_run=-1.0)
+    spec = scenario_from_dict(
+        {
+            "name": "lr",
+            "world": "toy",
+            "instruments": [
+                {"kind": "export_control", "mode": "ban", "exporter": "AAA", "targets": "BBB", "end": 2028}
+            ],
+            "dynamics": {"demand_half_life": 2.0},
+        }
+    )
+    ds = to_dataset(run_calibrated(spec, {"tiny": cal}, cal_years))
+    cons = ds["consumption"].sel(mineral="tiny", stage="refine", region="BBB", sector="other")
+    seq = [float(cons.sel(period=y)) for y in cal_years]
+    # while banned, B's high price keeps eroding demand; after the ban prices fall and demand recovers
+    assert seq[1] < seq[0] and seq[3] < seq[1]
+    assert seq[-1] > seq[4]
