@@ -356,3 +356,24 @@ def test_long_run_demand_destruction_builds_and_fades():
     # while banned, B's high price keeps eroding demand; after the ban prices fall and demand recovers
     assert seq[1] < seq[0] and seq[3] < seq[1]
     assert seq[-1] > seq[4]
+
+
+def test_quarterly_periods_time_a_ban():
+    from critmin.simulate.run import make_periods
+
+    cal = two_region_market(t=T)
+    spec = scenario_from_dict(
+        {
+            "name": "q",
+            "world": "toy",
+            "period": "quarter",
+            "instruments": [
+                {"kind": "export_control", "mode": "ban", "exporter": "AAA", "targets": "BBB", "start": "2024-04-01"}
+            ],
+            "dynamics": {"long_run_demand": False},
+        }
+    )
+    ds = to_dataset(run_calibrated(spec, {"tiny": cal}, make_periods(2024, 2024, "quarter")))
+    f = ds["flow"].sel(mineral="tiny", stage="refine", region="AAA", partner="BBB")
+    assert float(f.sel(period="2024-Q1")) == pytest.approx(15 - T, abs=1e-3)
+    assert [float(f.sel(period=f"2024-Q{q}")) for q in (2, 3, 4)] == pytest.approx([0, 0, 0], abs=1e-9)

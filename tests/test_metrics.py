@@ -45,8 +45,8 @@ def blank(
     flow[~exists] = np.nan
     cons = np.full((M, S, R, K, P), np.nan)
     for k, sector in enumerate(sectors):
-        s = list(stages).index(sector_stage[sector])
-        cons[:, s, :, k, :] = 0.0
+        at = list(stages).index(sector_stage[sector])
+        cons[:, at, :, k, :] = 0.0
     cons[~exists] = np.nan
     ds = xr.Dataset(
         {
@@ -186,6 +186,8 @@ def test_bloc_price_is_use_weighted_with_processing_input_as_use() -> None:
     assert float(out.sel(stage="refine", region="world")) == pytest.approx(17.5)
     explicit = metrics.price_gap(ds, pairs=[("B", "A")]).sel(mineral="ndpr", period=2025, stage="refine")
     assert float(explicit.squeeze()) == pytest.approx(10.0)
+    with pytest.raises(MetricUnavailableError):
+        metrics.price_gap(blank())
 
 
 def test_price_spike_is_the_peak_over_baseline() -> None:
@@ -364,24 +366,25 @@ def test_origin_shares_are_a_composition_wherever_there_is_use(values: list[floa
     ds = blank(stages=STAGES, regions=("A", "B", "C", "D"), blocs={"ab": ["A", "B"]})
     flow = (np.array(values) * ~np.array(zero)).reshape(3, 4, 4, 2)
     ds["flow"].values[0] = flow
-    shares = metrics.origin_share(ds)
-    individual = shares.sel(source=["A", "B", "C", "D"], region=["A", "B", "C", "D", "ab", "world"])
+    shares = metrics.origin_share(ds).sel(mineral="ndpr")
+    users = ["A", "B", "C", "D", "ab", "world"]
+    individual = shares.sel(source=["A", "B", "C", "D"], region=users)
     finite = individual.values[np.isfinite(individual.values)]
     assert ((finite >= -1e-12) & (finite <= 1 + 1e-12)).all()
-    totals = individual.sum("source", min_count=1)
-    received = metrics.inflow(ds)
-    for stage_index, stage in enumerate(STAGES):
-        for step in STAGES[: stage_index + 1]:
-            for region in ("A", "B", "C", "D"):
-                for period in (2024, 2025):
-                    total = float(totals.sel(mineral="ndpr", stage=stage, step=step, region=region, period=period))
-                    used = float(received.sel(mineral="ndpr", stage=stage, region=region, period=period))
-                    if used > 0:
-                        assert total == pytest.approx(1.0)
-                    else:
-                        assert np.isnan(total)
-        for step in STAGES[stage_index + 1 :]:
-            assert np.isnan(shares.sel(stage=stage, step=step)).all()
+    totals = individual.sum("source", min_count=1).transpose("stage", "step", "region", "period").values
+    received = metrics.inflow(ds).sel(mineral="ndpr", region=["A", "B", "C", "D"])
+    used = np.concatenate(
+        [received.values, received.sum("region").values[:, None].repeat(2, axis=1)], axis=1
+    )  # (stage, user, period): the bloc ab and the world receive what their members receive
+    used[:, 4] = received.sel(region=["A", "B"]).sum("region").values
+    for stage in range(3):
+        for step in range(3):
+            if step > stage:
+                assert np.isnan(totals[stage, step]).all()
+            else:
+                positive = used[stage] > 0
+                assert totals[stage, step][positive] == pytest.approx(1.0)
+                assert np.isnan(totals[stage, step][~positive]).all()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -590,6 +593,11 @@ def test_headline_table_and_comparison() -> None:
     assert rows[("regions_relying_last", "ndpr", "eu")] == 0.0
     assert ("consumer_expenditure_change_cumulative", "all", "eu") in rows.index
     assert "shortfall_peak" in set(metrics.headline(run)["metric"])
+    # a shortfall that lasts to the end of the run is reported as never recovered (NaN), not left out
+    lasting = run.copy(deep=True)
+    lasting["consumption"].loc[{"mineral": "ndpr", "stage": "refine", "region": "DEU"}] = 20.0
+    never = metrics.headline(lasting).set_index(["metric", "mineral", "bloc"])["value"]
+    assert np.isnan(never[("recovery_periods", "ndpr", "eu")])
     assert "surplus_change_cumulative" not in set(metrics.headline(run)["metric"])
     side = metrics.compare({"base": base, "shock": run}, baseline=base)
     assert list(side.columns) == ["unit", "base", "shock"]
@@ -607,9 +615,25 @@ def test_compute_all_exports_every_metric_with_units() -> None:
         assert out[name].attrs["unit"] == metrics.REGISTRY[name].unit
     assert "surplus_change" not in out.data_vars
     assert "surplus_change" in out.attrs["skipped"]
+    assert "price_gap" in out.data_vars  # eu against the rest of the world
     assert list(out["region"].values) == ["CHN", "AUS", "FRA", "DEU", "eu", "world"]
     with_base = metrics.compute_all(ds, baseline=ds)
     assert float(abs(with_base["surplus_change"]).max()) == 0.0
     assert float(abs(with_base["price_spike"].fillna(0.0)).max()) == 0.0
     frame = metrics.headline(ds)
     assert isinstance(frame, pd.DataFrame)
+
+
+def test_docs_list_every_metric_with_its_unit() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "metrics.md").read_text()
+    rows = {
+        line.split("|")[1].strip().strip("`"): line.split("|")[2].strip()
+        for line in text.splitlines()
+        if line.startswith("| `")
+    }
+    for metric in metrics.list_metrics():
+        assert rows.get(metric.name) == metric.unit, metric.name
+    for name, (unit, _) in metrics.HEADLINE_DEFINITIONS.items():
+        assert rows.get(name) == unit, name

@@ -99,6 +99,11 @@ def run(
         record = run_scenario(spec)
         ds = to_dataset(record)
         elapsed = time.perf_counter() - t0
+        metrics_ds = None
+        if export is not None:
+            from critmin.metrics import compute_all
+
+            metrics_ds = compute_all(ds)
         console.print(_table(summary_table(ds), f"{spec.name}: headline by mineral (last stage)"))
         console.print(
             f"{len(record.periods)} periods x {len(record.minerals)} minerals solved by {record.solver} in "
@@ -106,8 +111,45 @@ def run(
             f"{float(ds['residual'].max()):.1e}"
         )
         if export is not None:
-            rows = export_csv(ds, export)
-            console.print(f"wrote {rows:,} rows to {export}")
+            rows = export_csv(ds, export, metrics_ds)
+            console.print(f"wrote {rows:,} rows (results and metrics) to {export}")
+    except CritminError as err:
+        _fail(err)
+
+
+@app.command()
+def compare(
+    scenarios: Annotated[
+        list[str], typer.Argument(help="Two or more scenarios (names or files); the first is the reference")
+    ],
+    export: Annotated[Path | None, typer.Option("--export", help="Write the comparison table as CSV")] = None,
+    mineral: Annotated[str | None, typer.Option("--mineral", "-m", help="Only this mineral (default: all)")] = None,
+) -> None:
+    """Run scenarios and print their headline metrics side by side, with differences from the first."""
+    try:
+        if len(scenarios) < 2:
+            raise CritminError("compare needs at least two scenarios")
+        from critmin.metrics import compare as compare_runs
+        from critmin.results.dataset import to_dataset
+        from critmin.simulate.run import run_scenario
+        from critmin.simulate.scenario import load_scenario
+
+        runs = {}
+        for name in scenarios:
+            spec = load_scenario(name)
+            label = spec.name if spec.name not in runs else name
+            runs[label] = to_dataset(run_scenario(spec))
+        labels = list(runs)
+        table = compare_runs(runs, baseline=runs[labels[0]])
+        table = table.reset_index()
+        if mineral is not None:
+            table = table[table["mineral"] == mineral]
+        for other in labels[1:]:
+            table[f"{other} - {labels[0]}"] = table[other] - table[labels[0]]
+        console.print(_table(table, f"Headline metrics: {' vs '.join(labels)} (differences from {labels[0]})"))
+        if export is not None:
+            table.to_csv(export, index=False)
+            console.print(f"wrote {len(table):,} rows to {export}")
     except CritminError as err:
         _fail(err)
 
@@ -118,14 +160,39 @@ def validate(
 ) -> None:
     """Check a scenario file and the world it names; print what it contains."""
     try:
-        from critmin.simulate.run import resolve_world
+        from critmin.simulate.run import check_scenario, resolve_world
         from critmin.simulate.scenario import load_scenario
 
         spec = load_scenario(scenario)
         w = resolve_world(spec.world)
-        console.print(f"[green]valid[/]: {spec.name} on world {w.name} ({len(w.minerals)} minerals)")
+        check_scenario(spec, w, file=scenario)
+        kinds: dict[str, int] = {}
+        for inst in spec.instruments:
+            kinds[inst.kind] = kinds.get(inst.kind, 0) + 1
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no instruments"
+        console.print(
+            f"[green]valid[/]: {spec.name} on world {w.name} ({len(w.minerals)} minerals); "
+            f"blocs: {', '.join(spec.blocs) or 'none'}; {summary}"
+        )
     except CritminError as err:
         _fail(err)
+
+
+@app.command()
+def schema(
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to a file instead of stdout")] = None,
+) -> None:
+    """Print the JSON Schema of scenario files."""
+    import json
+
+    from critmin.simulate.scenario import scenario_schema
+
+    text = json.dumps(scenario_schema(), indent=2)
+    if output is None:
+        sys.stdout.write(text + "\n")
+    else:
+        output.write_text(text + "\n", encoding="utf-8")
+        console.print(f"wrote the scenario schema to {output}")
 
 
 def main() -> None:

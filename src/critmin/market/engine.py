@@ -74,8 +74,8 @@ class PreparedTopology:
     ent_ptr, ent_idx, ent_val:
         Agent ``j``'s column of ``M = [E; -A]`` in compressed form: entries ``ent_ptr[j]:ent_ptr[j+1]``
         hold the variable index and coefficient.
-    node_ptr, node_agent, node_coef:
-        For each node, the agents touching it and their incidence coefficient there.
+    var_ptr, var_agent, var_coef:
+        For each variable (node or rent), the agents it touches and their coefficient in ``M``.
     eliminated:
         ``(N + K,)`` whether a variable is eliminated (a node of the independent set).
     elim_nodes:
@@ -92,9 +92,9 @@ class PreparedTopology:
     ent_ptr: IntArray
     ent_idx: IntArray
     ent_val: FloatArray
-    node_ptr: IntArray
-    node_agent: IntArray
-    node_coef: FloatArray
+    var_ptr: IntArray
+    var_agent: IntArray
+    var_coef: FloatArray
     eliminated: np.ndarray
     elim_nodes: IntArray
     position: IntArray
@@ -103,6 +103,21 @@ class PreparedTopology:
     @property
     def n_reduced(self) -> int:
         return int(self.first_col.shape[0])
+
+    def as_tuple(self) -> tuple[np.ndarray, ...]:
+        """The arrays in the order the kernel unpacks them."""
+        return (
+            self.ent_ptr,
+            self.ent_idx,
+            self.ent_val,
+            self.var_ptr,
+            self.var_agent,
+            self.var_coef,
+            self.eliminated,
+            self.elim_nodes,
+            self.position,
+            self.first_col,
+        )
 
 
 def prepare_topology(topology: Topology) -> PreparedTopology:
@@ -139,19 +154,18 @@ def prepare_topology(topology: Topology) -> PreparedTopology:
     ent_idx = np.array(ent_idx_list, dtype=np.int64)
     ent_val = np.array(ent_val_list, dtype=np.float64)
 
-    # Node -> agents.
-    node_lists: list[list[tuple[int, float]]] = [[] for _ in range(N)]
+    # Variable -> agents (the transpose of the above).
+    var_lists: list[list[tuple[int, float]]] = [[] for _ in range(N + K)]
     for j in range(J):
         for e in range(ent_ptr[j], ent_ptr[j + 1]):
-            if ent_idx[e] < N:
-                node_lists[int(ent_idx[e])].append((j, float(ent_val[e])))
-    node_ptr = np.zeros(N + 1, dtype=np.int64)
-    node_ptr[1:] = np.cumsum([len(lst) for lst in node_lists])
-    node_agent = np.array([j for lst in node_lists for j, _ in lst], dtype=np.int64)
-    node_coef = np.array([c for lst in node_lists for _, c in lst], dtype=np.float64)
+            var_lists[int(ent_idx[e])].append((j, float(ent_val[e])))
+    var_ptr = np.zeros(N + K + 1, dtype=np.int64)
+    var_ptr[1:] = np.cumsum([len(lst) for lst in var_lists])
+    var_agent = np.array([j for lst in var_lists for j, _ in lst], dtype=np.int64)
+    var_coef = np.array([c for lst in var_lists for _, c in lst], dtype=np.float64)
 
     # Greedy independent set of nodes (no two share an agent), preferring nodes touched by many agents.
-    degree = np.diff(node_ptr)
+    degree = np.diff(var_ptr)[:N]
     order = sorted(range(N), key=lambda n: (-int(degree[n]), n))
     blocked = np.zeros(N, dtype=bool)
     eliminated = np.zeros(N + K, dtype=bool)
@@ -159,7 +173,7 @@ def prepare_topology(topology: Topology) -> PreparedTopology:
         if blocked[n] or degree[n] == 0:
             continue
         eliminated[n] = True
-        for j in node_agent[node_ptr[n] : node_ptr[n + 1]]:
+        for j in var_agent[var_ptr[n] : var_ptr[n + 1]]:
             for e in range(ent_ptr[j], ent_ptr[j + 1]):
                 if ent_idx[e] < N:
                     blocked[int(ent_idx[e])] = True
@@ -183,7 +197,7 @@ def prepare_topology(topology: Topology) -> PreparedTopology:
         couple([int(local[i]) for i in ent_idx[ent_ptr[j] : ent_ptr[j + 1]] if local[i] >= 0])
     for o in elim_nodes:
         members: set[int] = set()
-        for j in node_agent[node_ptr[o] : node_ptr[o + 1]]:
+        for j in var_agent[var_ptr[o] : var_ptr[o + 1]]:
             members.update(int(local[i]) for i in ent_idx[ent_ptr[j] : ent_ptr[j + 1]] if local[i] >= 0)
         couple(sorted(members))
     pattern = coo_matrix((np.ones(len(rows)), (rows, colsp)), shape=(m, m)).tocsr()
@@ -213,9 +227,9 @@ def prepare_topology(topology: Topology) -> PreparedTopology:
         ent_ptr=ent_ptr,
         ent_idx=ent_idx,
         ent_val=ent_val,
-        node_ptr=node_ptr,
-        node_agent=node_agent,
-        node_coef=node_coef,
+        var_ptr=var_ptr,
+        var_agent=var_agent,
+        var_coef=var_coef,
         eliminated=eliminated,
         elim_nodes=elim_nodes,
         position=position,
@@ -225,23 +239,36 @@ def prepare_topology(topology: Topology) -> PreparedTopology:
 
 # --------------------------------------------------------------------------------------------------------
 # Kernel. All quantities are scaled: prices and rents by price_scale, levels by quantity_scale.
+#
+# ``st`` is the prepared structure as a tuple: (ent_ptr, ent_idx, ent_val, var_ptr, var_agent, var_coef,
+# eliminated, elim_nodes, position, first_col). ``inst`` is one instance: (cost, slope, inv_slope, lower,
+# upper, injection, rhs, mu_on), where ``mu_on[k]`` is False for a constraint with rhs = +inf (never binds).
 # --------------------------------------------------------------------------------------------------------
 
 
 @nb.njit(cache=True)
-def _responses(ent_ptr, ent_idx, ent_val, cost, inv_slope, lower, upper, x, u, v):  # type: ignore[no-untyped-def]
+def _clip(z, lower, upper):  # type: ignore[no-untyped-def]
+    return min(max(z, lower), upper)
+
+
+@nb.njit(cache=True)
+def _responses(st, inst, x, u, v):  # type: ignore[no-untyped-def]
     """Net values ``u = M' x - cost`` and the agents' optimal levels ``v``."""
+    ent_ptr, ent_idx, ent_val = st[0], st[1], st[2]
+    cost, inv_slope, lower, upper = inst[0], inst[2], inst[3], inst[4]
     for j in range(cost.shape[0]):
         acc = -cost[j]
         for e in range(ent_ptr[j], ent_ptr[j + 1]):
             acc += ent_val[e] * x[ent_idx[e]]
         u[j] = acc
-        v[j] = min(max(acc * inv_slope[j], lower[j]), upper[j])
+        v[j] = _clip(acc * inv_slope[j], lower[j], upper[j])
 
 
 @nb.njit(cache=True)
-def _gradient(ent_ptr, ent_idx, ent_val, injection, rhs, mu_on, n_nodes, v, G):  # type: ignore[no-untyped-def]
+def _gradient(st, inst, n_nodes, v, G):  # type: ignore[no-untyped-def]
     """Gradient of the dual: node excess ``E v + injection`` and constraint slack ``rhs - A v``."""
+    ent_ptr, ent_idx, ent_val = st[0], st[1], st[2]
+    injection, rhs, mu_on = inst[5], inst[6], inst[7]
     for n in range(n_nodes):
         G[n] = injection[n]
     for k in range(rhs.shape[0]):
@@ -270,10 +297,10 @@ def _residual(x, G, n_nodes, mu_on):  # type: ignore[no-untyped-def]
 
 @nb.njit(cache=True)
 def _phi_increment(w0, dw, slope, lower, upper):  # type: ignore[no-untyped-def]
-    """``phi(w0 + dw) - phi(w0)`` computed as the integral of ``clip(w / slope, lower, upper)``.
+    """``phi(w0 + dw) - phi(w0)``, the integral of ``clip(w / slope, lower, upper)`` over the step.
 
-    Written in terms of the increment so that the difference keeps its relative accuracy when it is tiny
-    (a difference of two large values of ``g`` would not).
+    Written in terms of the increment so that it keeps its relative accuracy when it is tiny (a difference
+    of two large values of ``g`` would not).
     """
     if dw == 0.0:
         return 0.0
@@ -300,38 +327,17 @@ def _phi_increment(w0, dw, slope, lower, upper):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True)
-def _trial(  # type: ignore[no-untyped-def]
-    t,
-    x,
-    d,
-    u,
-    G,
-    n_nodes,
-    mu_on,
-    ent_ptr,
-    ent_idx,
-    ent_val,
-    cost,
-    slope,
-    inv_slope,
-    lower,
-    upper,
-    injection,
-    rhs,
-    xt,
-    dx,
-    ut,
-    vt,
-    Gt,
-):
-    """Evaluate the point ``P(x + t d)`` of the projection arc.
+def _trial(st, inst, n_nodes, t, x, d, u, G, xt, dx, ut, vt, Gt):  # type: ignore[no-untyped-def]
+    """Evaluate the point ``P(x + t d)`` of the projection arc (rents clipped at zero).
 
-    Returns the change of the dual ``g`` (accurate to rounding in the step), the first-order term
-    ``G . dx`` and the sum of absolute contributions (the rounding noise level of the change).
+    Returns the change of ``g`` (accurate to rounding in the step), the first-order term ``G . dx`` and the
+    sum of absolute contributions to the change (its rounding noise level).
     """
-    n_all = x.shape[0]
+    ent_ptr, ent_idx, ent_val = st[0], st[1], st[2]
+    cost, slope, inv_slope, lower, upper = inst[0], inst[1], inst[2], inst[3], inst[4]
+    injection, rhs, mu_on = inst[5], inst[6], inst[7]
     gdx = 0.0
-    for i in range(n_all):
+    for i in range(x.shape[0]):
         step = t * d[i]
         if i >= n_nodes and x[i] + step < 0.0:
             step = -x[i]
@@ -360,8 +366,8 @@ def _trial(  # type: ignore[no-untyped-def]
         change += inc
         noise += abs(inc)
         ut[j] = acc
-        vt[j] = min(max(acc * inv_slope[j], lower[j]), upper[j])
-    _gradient(ent_ptr, ent_idx, ent_val, injection, rhs, mu_on, n_nodes, vt, Gt)
+        vt[j] = _clip(acc * inv_slope[j], lower[j], upper[j])
+    _gradient(st, inst, n_nodes, vt, Gt)
     return change, gdx, noise
 
 
@@ -376,10 +382,84 @@ def _arc_slope(G, x, d, n_nodes):  # type: ignore[no-untyped-def]
     return acc
 
 
+@nb.njit(cache=True)
+def _ray_gradient(agents, rates, g0, u, inv_slope, lower, upper, shift):  # type: ignore[no-untyped-def]
+    """Derivative of ``g`` along a ray after moving ``shift`` along it.
+
+    ``agents`` and ``rates`` list the agents whose net value changes along the ray and how fast; ``g0`` is
+    the derivative at the start.
+    """
+    acc = g0
+    for q in range(agents.shape[0]):
+        j = agents[q]
+        rate = rates[q]
+        before = _clip(u[j] * inv_slope[j], lower[j], upper[j])
+        after = _clip((u[j] + rate * shift) * inv_slope[j], lower[j], upper[j])
+        acc += rate * (after - before)
+    return acc
+
+
+@nb.njit(cache=True)
+def _ray_root(agents, rates, g0, u, slope, inv_slope, lower, upper, buf):  # type: ignore[no-untyped-def]
+    """The move along a ray that minimises ``g`` on it; ``inf`` (signed) if ``g`` falls without bound.
+
+    Along a ray the derivative of ``g`` is monotone and piecewise linear with a kink where an agent meets a
+    bound: sort the kinks, find the bracket of the root by bisection, interpolate.
+    """
+    if g0 == 0.0:
+        return 0.0
+    sign = -1.0 if g0 > 0.0 else 1.0
+    count = 0
+    for q in range(agents.shape[0]):
+        j = agents[q]
+        if not lower[j] < upper[j] or rates[q] == 0.0:
+            continue
+        if lower[j] > -np.inf:
+            dist = sign * (slope[j] * lower[j] - u[j]) / rates[q]
+            if dist > 0.0:
+                buf[count] = dist
+                count += 1
+        if upper[j] < np.inf:
+            dist = sign * (slope[j] * upper[j] - u[j]) / rates[q]
+            if dist > 0.0:
+                buf[count] = dist
+                count += 1
+    kinks = np.sort(buf[:count])
+    last = kinks[count - 1] if count else 0.0
+    g_last = _ray_gradient(agents, rates, g0, u, inv_slope, lower, upper, sign * last) if count else g0
+    if g_last * g0 <= 0.0:
+        low, high = 0, count - 1  # the first kink at which the derivative has reached zero
+        while low < high:
+            mid = (low + high) // 2
+            if _ray_gradient(agents, rates, g0, u, inv_slope, lower, upper, sign * kinks[mid]) * g0 <= 0.0:
+                high = mid
+            else:
+                low = mid + 1
+        t1 = kinks[low]
+        g1 = _ray_gradient(agents, rates, g0, u, inv_slope, lower, upper, sign * t1)
+        t0 = kinks[low - 1] if low > 0 else 0.0
+        g_0 = _ray_gradient(agents, rates, g0, u, inv_slope, lower, upper, sign * t0) if low > 0 else g0
+        if g1 == g_0:
+            return sign * t1
+        return sign * (t0 + g_0 * (t1 - t0) / (g_0 - g1))
+    g_far = _ray_gradient(agents, rates, g0, u, inv_slope, lower, upper, sign * (last + 1.0))
+    rate = g_last - g_far  # per unit of distance; same sign as g0 while the derivative still moves to zero
+    if rate * g0 <= 0.0:
+        return sign * np.inf
+    return sign * (last + g_last / rate)
+
+
 @nb.njit(cache=True, fastmath={"reassoc", "contract"})
-def _envelope_cholesky(S, first_col, diag_ref, fallback):  # type: ignore[no-untyped-def]
-    """In-place Cholesky of the lower triangle of ``S`` within its envelope; regularises null pivots."""
+def _envelope_cholesky(S, first_col, diag_ref, chain, null_pivots):  # type: ignore[no-untyped-def]
+    """In-place Cholesky of the lower triangle of ``S`` within its envelope.
+
+    A pivot that vanishes relative to ``diag_ref`` (a direction no free agent pins) is replaced by
+    ``diag_ref`` itself, the curvature that variable has alone. Replaced pivots of variables that have free
+    agents (``chain``: a group of prices tied together by free agents but pinned by none) are listed in
+    ``null_pivots``; returns how many.
+    """
     m = S.shape[0]
+    n_null = 0
     for i in range(m):
         fi = first_col[i]
         for j in range(fi, i):
@@ -392,10 +472,12 @@ def _envelope_cholesky(S, first_col, diag_ref, fallback):  # type: ignore[no-unt
         for k in range(fi, i):
             acc -= S[i, k] * S[i, k]
         if acc <= _PIVOT_TOL * diag_ref[i]:
-            # A null direction: no free agent pins it. Use the diagonal it has (or would have with all its
-            # agents free) so that the step is the price move that would balance it in isolation.
-            acc = diag_ref[i] if diag_ref[i] > 0.0 else fallback[i]
+            acc = diag_ref[i]
+            if chain[i]:
+                null_pivots[n_null] = i
+                n_null += 1
         S[i, i] = np.sqrt(acc)
+    return n_null
 
 
 @nb.njit(cache=True, fastmath={"reassoc", "contract"})
@@ -416,54 +498,37 @@ def _envelope_solve(L, first_col, y):  # type: ignore[no-untyped-def]
 
 @nb.njit(cache=True)
 def _newton_direction(  # type: ignore[no-untyped-def]
-    G,
-    free_scale,
-    fixed,
-    hfull,
-    n_nodes,
-    ent_ptr,
-    ent_idx,
-    ent_val,
-    node_ptr,
-    node_agent,
-    node_coef,
-    eliminated,
-    elim_nodes,
-    position,
-    first_col,
-    S,
-    r,
-    diag_ref,
-    fallback,
-    h_elim,
-    d,
-    w,
-    w_mark,
-    w_list,
+    st, G, free_scale, fixed, reg, flat, S, r, diag_ref, chain, null_pivots, d, w, w_mark, w_list
 ):
-    """Projected Newton direction ``d`` (Schur complement on the non-eliminated variables)."""
-    n_all = G.shape[0]
+    """Newton direction ``d`` on the free variables (fixed ones get 0), by Schur complement.
+
+    ``reg[i]`` is variable ``i``'s own curvature: its Hessian diagonal, or for a variable no free agent
+    touches (``flat[i]``), the curvature that makes its step the move that balances it alone. Leaves the
+    factor in ``S``; returns the number of null directions found (see :func:`_envelope_cholesky`).
+    """
+    ent_ptr, ent_idx, ent_val = st[0], st[1], st[2]
+    var_ptr, var_agent, var_coef = st[3], st[4], st[5]
+    eliminated, elim_nodes, position, first_col = st[6], st[7], st[8], st[9]
     m = S.shape[0]
     for a in range(m):
-        r[a] = 0.0
-        diag_ref[a] = 0.0
         w_mark[a] = -1
         for b in range(a + 1):
             S[a, b] = 0.0
-    for i in range(n_all):
+    for i in range(G.shape[0]):
         d[i] = 0.0
         a = position[i]
         if a < 0:
             continue
-        fallback[a] = hfull[i] if hfull[i] > 0.0 else 1.0
+        chain[a] = not (fixed[i] or flat[i])
         if fixed[i]:
             S[a, a] = 1.0
             diag_ref[a] = 1.0
             r[a] = 0.0
         else:
+            diag_ref[a] = reg[i]
             r[a] = -G[i]
-    # Free agents' contributions between non-eliminated variables.
-    for j in range(ent_ptr.shape[0] - 1):
+    # Free agents' curvature between non-eliminated variables.
+    for j in range(free_scale.shape[0]):
         dj = free_scale[j]
         if dj == 0.0:
             continue
@@ -482,19 +547,16 @@ def _newton_direction(  # type: ignore[no-untyped-def]
                     S[a, b] += val * ent_val[e2]
                 else:
                     S[b, a] += val * ent_val[e2]
-            diag_ref[a] += val * ent_val[e1]
-    # Eliminate the independent set: S -= w w' / h for each eliminated node.
+    # Eliminate the independent set: S -= w w' / h, r -= w r_o / h for each eliminated node o.
     for q in range(elim_nodes.shape[0]):
         o = elim_nodes[q]
-        h = 0.0
         count = 0
-        for idx in range(node_ptr[o], node_ptr[o + 1]):
-            j = node_agent[idx]
+        for idx in range(var_ptr[o], var_ptr[o + 1]):
+            j = var_agent[idx]
             dj = free_scale[j]
             if dj == 0.0:
                 continue
-            c = node_coef[idx]
-            h += dj * c * c
+            c = var_coef[idx]
             for e in range(ent_ptr[j], ent_ptr[j + 1]):
                 i = ent_idx[e]
                 if i == o or fixed[i]:
@@ -506,9 +568,7 @@ def _newton_direction(  # type: ignore[no-untyped-def]
                     w_list[count] = a
                     count += 1
                 w[a] += dj * c * ent_val[e]
-        if h <= 0.0:
-            h = hfull[o] if hfull[o] > 0.0 else 1.0
-        h_elim[q] = h
+        h = reg[o]
         rhs_o = -G[o]
         for ia in range(count):
             a = w_list[ia]
@@ -518,50 +578,40 @@ def _newton_direction(  # type: ignore[no-untyped-def]
                 b = w_list[ib]
                 if b <= a:
                     S[a, b] -= wa * w[b]
-    _envelope_cholesky(S, first_col, diag_ref, fallback)
+    n_null = _envelope_cholesky(S, first_col, diag_ref, chain, null_pivots)
     _envelope_solve(S, first_col, r)
-    for i in range(n_all):
+    _expand(st, G, free_scale, fixed, reg, r, d, True)
+    return n_null
+
+
+@nb.njit(cache=True)
+def _expand(st, G, free_scale, fixed, reg, reduced, d, with_gradient):  # type: ignore[no-untyped-def]
+    """Full-length direction ``d`` from the reduced solution: copy it, then back out eliminated nodes."""
+    ent_ptr, ent_idx, ent_val = st[0], st[1], st[2]
+    var_ptr, var_agent, var_coef = st[3], st[4], st[5]
+    elim_nodes, position = st[7], st[8]
+    for i in range(d.shape[0]):
         a = position[i]
-        if a >= 0:
-            d[i] = r[a]
-    for i in range(n_all):
-        if fixed[i]:
-            d[i] = 0.0  # set by the caller (move to zero)
-    # Back out the eliminated nodes.
+        d[i] = reduced[a] if (a >= 0 and not fixed[i]) else 0.0
     for q in range(elim_nodes.shape[0]):
         o = elim_nodes[q]
-        acc = -G[o]
-        for idx in range(node_ptr[o], node_ptr[o + 1]):
-            j = node_agent[idx]
+        acc = -G[o] if with_gradient else 0.0
+        for idx in range(var_ptr[o], var_ptr[o + 1]):
+            j = var_agent[idx]
             dj = free_scale[j]
             if dj == 0.0:
                 continue
             s = 0.0
             for e in range(ent_ptr[j], ent_ptr[j + 1]):
                 i = ent_idx[e]
-                if i == o or fixed[i]:
-                    continue
-                s += ent_val[e] * d[i]
-            acc -= dj * node_coef[idx] * s
-        d[o] = acc / h_elim[q]
+                if i != o:
+                    s += ent_val[e] * d[i]
+            acc -= dj * var_coef[idx] * s
+        d[o] = acc / reg[o]
 
 
 @nb.njit(cache=True)
-def _canonicalise(  # type: ignore[no-untyped-def]
-    x,
-    n_nodes,
-    ent_ptr,
-    ent_idx,
-    ent_val,
-    node_ptr,
-    node_agent,
-    node_coef,
-    cost,
-    slope,
-    inv_slope,
-    lower,
-    upper,
-):
+def _canonicalise(st, inst, n_nodes, x):  # type: ignore[no-untyped-def]
     """Make the prices of nodes that no free agent pins canonical.
 
     Such a node's price can move within an interval without changing any level. Among the prices that keep
@@ -571,19 +621,21 @@ def _canonicalise(  # type: ignore[no-untyped-def]
     each agent's two coefficients have opposite signs), so they do not depend on the iterate. Where the
     relaxation does not settle, or would change a level, the iterate's prices are kept.
     """
+    ent_ptr, ent_idx, ent_val = st[0], st[1], st[2]
+    var_ptr, var_agent, var_coef = st[3], st[4], st[5]
+    cost, slope, inv_slope, lower, upper = inst[0], inst[1], inst[2], inst[3], inst[4]
     J = cost.shape[0]
     u0 = np.empty(J)
     v0 = np.empty(J)
-    _responses(ent_ptr, ent_idx, ent_val, cost, inv_slope, lower, upper, x, u0, v0)
+    _responses(st, inst, x, u0, v0)
     members = np.empty(n_nodes, dtype=np.int64)
     count = 0
     for n in range(n_nodes):
         pinned = False
         movable = False
-        for idx in range(node_ptr[n], node_ptr[n + 1]):
-            j = node_agent[idx]
-            z = u0[j] * inv_slope[j]
-            if lower[j] < z < upper[j]:
+        for idx in range(var_ptr[n], var_ptr[n + 1]):
+            j = var_agent[idx]
+            if lower[j] < u0[j] * inv_slope[j] < upper[j]:
                 pinned = True
             if lower[j] < upper[j]:
                 movable = True
@@ -614,13 +666,12 @@ def _canonicalise(  # type: ignore[no-untyped-def]
                     continue
                 n = members[q]
                 best = start
-                for idx in range(node_ptr[n], node_ptr[n + 1]):
-                    j = node_agent[idx]
-                    c = node_coef[idx]
+                for idx in range(var_ptr[n], var_ptr[n + 1]):
+                    j = var_agent[idx]
+                    c = var_coef[idx]
                     if not lower[j] < upper[j]:
                         continue
-                    z = u0[j] * inv_slope[j]
-                    if z <= lower[j]:
+                    if u0[j] * inv_slope[j] <= lower[j]:
                         level = lower[j]
                         caps_price = c > 0.0
                     else:
@@ -657,7 +708,7 @@ def _canonicalise(  # type: ignore[no-untyped-def]
     if ok:
         ut = np.empty(J)
         vt = np.empty(J)
-        _responses(ent_ptr, ent_idx, ent_val, cost, inv_slope, lower, upper, x, ut, vt)
+        _responses(st, inst, x, ut, vt)
         for j in range(J):
             if abs(vt[j] - v0[j]) > 1e-12 * (1.0 + abs(v0[j])):
                 ok = False
@@ -668,86 +719,82 @@ def _canonicalise(  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True)
-def _solve_one(  # type: ignore[no-untyped-def]
-    ent_ptr,
-    ent_idx,
-    ent_val,
-    node_ptr,
-    node_agent,
-    node_coef,
-    eliminated,
-    elim_nodes,
-    position,
-    first_col,
-    n_nodes,
-    cost,
-    slope,
-    lower,
-    upper,
-    injection,
-    rhs,
-    x,
-    tol,
-    max_iter,
-    direction,
-):
+def _move_variable(st, inst, i, move, x, u, v, G):  # type: ignore[no-untyped-def]
+    """Move variable ``i`` alone by ``move`` and update net values, levels and the gradient."""
+    ent_ptr, ent_idx, ent_val = st[0], st[1], st[2]
+    var_ptr, var_agent, var_coef = st[3], st[4], st[5]
+    inv_slope, lower, upper = inst[2], inst[3], inst[4]
+    x[i] += move
+    for idx in range(var_ptr[i], var_ptr[i + 1]):
+        j = var_agent[idx]
+        u[j] += var_coef[idx] * move
+        level = _clip(u[j] * inv_slope[j], lower[j], upper[j])
+        change = level - v[j]
+        if change != 0.0:
+            v[j] = level
+            for e in range(ent_ptr[j], ent_ptr[j + 1]):
+                G[ent_idx[e]] += ent_val[e] * change
+
+
+@nb.njit(cache=True)
+def _solve_one(st, inst, n_nodes, x, tol, max_iter, direction):  # type: ignore[no-untyped-def]
     """Solve one scaled instance in place (``x`` holds the start and returns the solution).
 
     Returns ``(iterations, outcome)`` with the outcome codes above; on an unbounded dual ``direction``
-    holds the last search direction (the diverging prices).
+    holds the direction along which it falls (the diverging prices and rents).
     """
-    J = cost.shape[0]
+    ent_ptr, ent_idx, ent_val = st[0], st[1], st[2]
+    var_ptr, var_agent, var_coef = st[3], st[4], st[5]
+    first_col = st[9]
+    slope, inv_slope, lower, upper, mu_on = inst[1], inst[2], inst[3], inst[4], inst[7]
+    J = inv_slope.shape[0]
     n_all = x.shape[0]
     K = n_all - n_nodes
     m = first_col.shape[0]
-    inv_slope = 1.0 / slope
     hfull = np.zeros(n_all)
-    for j in range(J):
-        for e in range(ent_ptr[j], ent_ptr[j + 1]):
-            hfull[ent_idx[e]] += ent_val[e] * ent_val[e] * inv_slope[j]
-    mu_on = np.empty(K, dtype=np.bool_)
+    for i in range(n_all):
+        for idx in range(var_ptr[i], var_ptr[i + 1]):
+            hfull[i] += var_coef[idx] * var_coef[idx] * inv_slope[var_agent[idx]]
     for k in range(K):
-        mu_on[k] = rhs[k] < np.inf
-        if not mu_on[k]:
-            x[n_nodes + k] = 0.0
-        elif x[n_nodes + k] < 0.0:
+        if not mu_on[k] or x[n_nodes + k] < 0.0:
             x[n_nodes + k] = 0.0
     u = np.empty(J)
     v = np.empty(J)
     G = np.empty(n_all)
     free_scale = np.empty(J)
     fixed = np.zeros(n_all, dtype=np.bool_)
+    flat = np.zeros(n_all, dtype=np.bool_)
+    reg = np.empty(n_all)
     d = np.empty(n_all)
+    z = np.empty(n_all)
     S = np.empty((m, m))
     r = np.empty(m)
     diag_ref = np.empty(m)
-    fallback = np.empty(m)
-    h_elim = np.empty(elim_nodes.shape[0])
+    chain = np.zeros(m, dtype=np.bool_)
+    null_pivots = np.empty(m, dtype=np.int64)
     w = np.zeros(m)
     w_mark = np.empty(m, dtype=np.int64)
     w_list = np.empty(m, dtype=np.int64)
+    ray_agents = np.empty(J, dtype=np.int64)
+    ray_rates = np.empty(J)
+    buf = np.empty(2 * J + 1)
     xt = np.empty(n_all)
     dx = np.empty(n_all)
     ut = np.empty(J)
     vt = np.empty(J)
     Gt = np.empty(n_all)
 
-    _responses(ent_ptr, ent_idx, ent_val, cost, inv_slope, lower, upper, x, u, v)
-    _gradient(ent_ptr, ent_idx, ent_val, injection, rhs, mu_on, n_nodes, v, G)
+    _responses(st, inst, x, u, v)
+    _gradient(st, inst, n_nodes, v, G)
     for it in range(max_iter + 1):
         res = _residual(x, G, n_nodes, mu_on)
         if _DEBUG:
-            nfree = 0
-            for j in range(J):
-                zz = u[j] * inv_slope[j]
-                if lower[j] < zz < upper[j]:
-                    nfree += 1
-            print("it", it, "res", res, "nfree", nfree)
+            print("it", it, "res", res)
         if res <= tol:
             return it, _CONVERGED
         if it == max_iter:
             return it, _ITERATION_LIMIT
-        # Rents held at zero this step (Bertsekas' epsilon-active set), and rows with no constraint.
+        # Rents held at zero this step (Bertsekas' epsilon-active set), and rows that never bind.
         eps_active = min(1e-3, res)
         for i in range(n_all):
             fixed[i] = False
@@ -755,34 +802,46 @@ def _solve_one(  # type: ignore[no-untyped-def]
             i = n_nodes + k
             if (not mu_on[k]) or (x[i] <= eps_active and G[i] > 0.0):
                 fixed[i] = True
+        # Prices (and rents) that no free agent touches sit on a linear piece of g: minimise g exactly
+        # along each of them in turn (Gauss-Seidel, so neighbours see each other's moves).
+        for i in range(n_all):
+            if fixed[i] or G[i] == 0.0:
+                continue
+            lo, hi = var_ptr[i], var_ptr[i + 1]
+            touched = False
+            for idx in range(lo, hi):
+                j = var_agent[idx]
+                if lower[j] < u[j] * inv_slope[j] < upper[j]:
+                    touched = True
+                    break
+            if touched:
+                continue
+            move = _ray_root(var_agent[lo:hi], var_coef[lo:hi], G[i], u, slope, inv_slope, lower, upper, buf)
+            if i >= n_nodes:
+                move = max(move, -x[i])
+            if move == np.inf or move == -np.inf:
+                # g falls without bound along this variable alone: nothing can balance it.
+                for q in range(n_all):
+                    direction[q] = 0.0
+                direction[i] = 1.0 if move > 0.0 else -1.0
+                return it, _UNBOUNDED
+            if move != 0.0:
+                _move_variable(st, inst, i, move, x, u, v, G)
+        # Each variable's own curvature (its Hessian diagonal; where no free agent touches it, the
+        # diagonal it would have with all its agents free).
         for j in range(J):
-            z = u[j] * inv_slope[j]
-            free_scale[j] = inv_slope[j] if lower[j] < z < upper[j] else 0.0
-        _newton_direction(
-            G,
-            free_scale,
-            fixed,
-            hfull,
-            n_nodes,
-            ent_ptr,
-            ent_idx,
-            ent_val,
-            node_ptr,
-            node_agent,
-            node_coef,
-            eliminated,
-            elim_nodes,
-            position,
-            first_col,
-            S,
-            r,
-            diag_ref,
-            fallback,
-            h_elim,
-            d,
-            w,
-            w_mark,
-            w_list,
+            free_scale[j] = inv_slope[j] if lower[j] < u[j] * inv_slope[j] < upper[j] else 0.0
+        for i in range(n_all):
+            diag = 0.0
+            for idx in range(var_ptr[i], var_ptr[i + 1]):
+                diag += free_scale[var_agent[idx]] * var_coef[idx] * var_coef[idx]
+            flat[i] = diag == 0.0 and not fixed[i]
+            if diag > 0.0:
+                reg[i] = diag
+            else:
+                reg[i] = hfull[i] if hfull[i] > 0.0 else 1.0
+        n_null = _newton_direction(
+            st, G, free_scale, fixed, reg, flat, S, r, diag_ref, chain, null_pivots, d, w, w_mark, w_list
         )
         for i in range(n_all):
             if fixed[i]:
@@ -791,56 +850,29 @@ def _solve_one(  # type: ignore[no-untyped-def]
         if not slope0 < 0.0:
             # Not a descent direction (rounding in a near-singular system): take a scaled gradient step.
             for i in range(n_all):
-                d[i] = -G[i] / (hfull[i] if hfull[i] > 0.0 else 1.0)
-                if fixed[i]:
-                    d[i] = -x[i]
+                d[i] = -x[i] if fixed[i] else -G[i] / reg[i]
             slope0 = _arc_slope(G, x, d, n_nodes)
             if not slope0 < 0.0:
                 return it, _LINE_SEARCH_FAILED
         # Armijo search along the projection arc, backtracking by safeguarded quadratic interpolation.
         t = 1.0
         accepted = False
-        first = True
+        full_step = True
         change = 0.0
         for _ in range(60):
-            change, gdx, noise = _trial(
-                t,
-                x,
-                d,
-                u,
-                G,
-                n_nodes,
-                mu_on,
-                ent_ptr,
-                ent_idx,
-                ent_val,
-                cost,
-                slope,
-                inv_slope,
-                lower,
-                upper,
-                injection,
-                rhs,
-                xt,
-                dx,
-                ut,
-                vt,
-                Gt,
-            )
+            change, gdx, noise = _trial(st, inst, n_nodes, t, x, d, u, G, xt, dx, ut, vt, Gt)
             if change <= _ARMIJO * gdx + 1e-14 * noise:
                 accepted = True
                 break
-            first = False
+            full_step = False
             denom = 2.0 * (change - slope0 * t)
             t_new = -slope0 * t * t / denom if denom > 0.0 else 0.5 * t
             t = min(max(t_new, 0.1 * t), 0.5 * t)
         if not accepted:
             return it, _LINE_SEARCH_FAILED
-        if _DEBUG:
-            print("   t", t, "first", first, "slope0", slope0, "change", change)
-        if first:
-            # The full step was accepted; if g is still falling nearly as fast (a linear piece: no agent
-            # pins the prices that move), keep going. A dual falling without bound means infeasibility.
+        if full_step:
+            # If g still falls nearly as fast at the end of the step (a flat piece), keep going; a dual that
+            # falls without bound means there is no feasible allocation.
             d_max = 0.0
             for i in range(n_all):
                 d_max = max(d_max, abs(d[i]))
@@ -849,67 +881,63 @@ def _solve_one(  # type: ignore[no-untyped-def]
                     for i in range(n_all):
                         direction[i] = d[i]
                     return it + 1, _UNBOUNDED
-                best_change = change
-                # Evaluate the doubled step into the work arrays, keep it only if g fell further.
-                change2, _gdx, _noise = _trial(
-                    2.0 * t,
-                    x,
-                    d,
-                    u,
-                    G,
-                    n_nodes,
-                    mu_on,
-                    ent_ptr,
-                    ent_idx,
-                    ent_val,
-                    cost,
-                    slope,
-                    inv_slope,
-                    lower,
-                    upper,
-                    injection,
-                    rhs,
-                    xt,
-                    dx,
-                    ut,
-                    vt,
-                    Gt,
-                )
-                if change2 < best_change:
+                longer, _gdx, _noise = _trial(st, inst, n_nodes, 2.0 * t, x, d, u, G, xt, dx, ut, vt, Gt)
+                if longer < change:
                     t *= 2.0
-                    change = change2
+                    change = longer
                 else:
-                    _trial(
-                        t,
-                        x,
-                        d,
-                        u,
-                        G,
-                        n_nodes,
-                        mu_on,
-                        ent_ptr,
-                        ent_idx,
-                        ent_val,
-                        cost,
-                        slope,
-                        inv_slope,
-                        lower,
-                        upper,
-                        injection,
-                        rhs,
-                        xt,
-                        dx,
-                        ut,
-                        vt,
-                        Gt,
-                    )
+                    _trial(st, inst, n_nodes, t, x, d, u, G, xt, dx, ut, vt, Gt)
                     break
+        if _DEBUG:
+            print("   t", t, "full", full_step, "slope0", slope0, "change", change, "null", n_null)
+            for i in range(n_all):
+                print("      var", i, "x", x[i], "d", d[i], "G", G[i], "flat", flat[i], "fixed", fixed[i], "reg", reg[i])
         for i in range(n_all):
             x[i] = xt[i]
             G[i] = Gt[i]
         for j in range(J):
             u[j] = ut[j]
             v[j] = vt[j]
+        # Groups of prices tied together by free agents but pinned by none: g is linear along the group's
+        # common move, so minimise g exactly along it (the Newton step only scaled it by a guess).
+        for q in range(n_null):
+            a = null_pivots[q]
+            for b in range(m):
+                r[b] = 0.0
+            r[a] = diag_ref[a]
+            _envelope_solve(S, first_col, r)
+            _expand(st, G, free_scale, fixed, reg, r, z, False)
+            z_max = 0.0
+            g0 = 0.0
+            for i in range(n_all):
+                z_max = max(z_max, abs(z[i]))
+                g0 += G[i] * z[i]
+            count = 0
+            for j in range(J):
+                rate = 0.0
+                for e in range(ent_ptr[j], ent_ptr[j + 1]):
+                    rate += ent_val[e] * z[ent_idx[e]]
+                if abs(rate) > 1e-10 * z_max:
+                    ray_agents[count] = j
+                    ray_rates[count] = rate
+                    count += 1
+            move = _ray_root(
+                ray_agents[:count], ray_rates[:count], g0, u, slope, inv_slope, lower, upper, buf
+            )
+            for i in range(n_nodes, n_all):  # rents stay >= 0
+                if z[i] * move < 0.0:
+                    move = move if abs(move * z[i]) <= x[i] else -x[i] / z[i]
+            if move == np.inf or move == -np.inf:
+                for i in range(n_all):
+                    direction[i] = move * z[i] if z[i] != 0.0 else 0.0
+                return it + 1, _UNBOUNDED
+            if move != 0.0:
+                for i in range(n_all):
+                    x[i] += move * z[i]
+                for i in range(n_nodes, n_all):
+                    x[i] = max(x[i], 0.0)
+                _responses(st, inst, x, u, v)
+                _gradient(st, inst, n_nodes, v, G)
         for i in range(n_all):
             if abs(x[i]) > _PRICE_BOUND:
                 for q in range(n_all):
@@ -920,74 +948,20 @@ def _solve_one(  # type: ignore[no-untyped-def]
 
 @nb.njit(cache=True, parallel=True)
 def _solve_batch(  # type: ignore[no-untyped-def]
-    ent_ptr,
-    ent_idx,
-    ent_val,
-    node_ptr,
-    node_agent,
-    node_coef,
-    eliminated,
-    elim_nodes,
-    position,
-    first_col,
-    n_nodes,
-    cost,
-    slope,
-    lower,
-    upper,
-    injection,
-    rhs,
-    x,
-    tol,
-    max_iter,
-    canonical,
-    iterations,
-    outcome,
+    st, n_nodes, cost, slope, lower, upper, injection, rhs, x, tol, max_iter, canonical, iterations, outcome,
     direction,
 ):
     """Solve every instance of a scaled batch; ``x`` (B, N + K) holds starts and returns solutions."""
     for b in nb.prange(cost.shape[0]):
-        its, code = _solve_one(
-            ent_ptr,
-            ent_idx,
-            ent_val,
-            node_ptr,
-            node_agent,
-            node_coef,
-            eliminated,
-            elim_nodes,
-            position,
-            first_col,
-            n_nodes,
-            cost[b],
-            slope[b],
-            lower[b],
-            upper[b],
-            injection[b],
-            rhs[b],
-            x[b],
-            tol,
-            max_iter,
-            direction[b],
-        )
+        mu_on = np.empty(rhs.shape[1], dtype=np.bool_)
+        for k in range(rhs.shape[1]):
+            mu_on[k] = rhs[b, k] < np.inf
+        inst = (cost[b], slope[b], 1.0 / slope[b], lower[b], upper[b], injection[b], rhs[b], mu_on)
+        its, code = _solve_one(st, inst, n_nodes, x[b], tol, max_iter, direction[b])
         iterations[b] = its
         outcome[b] = code
         if code == _CONVERGED and canonical:
-            _canonicalise(
-                x[b],
-                n_nodes,
-                ent_ptr,
-                ent_idx,
-                ent_val,
-                node_ptr,
-                node_agent,
-                node_coef,
-                cost[b],
-                slope[b],
-                1.0 / slope[b],
-                lower[b],
-                upper[b],
-            )
+            _canonicalise(st, inst, n_nodes, x[b])
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -1089,16 +1063,7 @@ class BatchedNewtonSolver:
         outcome = np.zeros(B, dtype=np.int64)
         direction = np.zeros((B, N + K))
         _solve_batch(
-            prepared.ent_ptr,
-            prepared.ent_idx,
-            prepared.ent_val,
-            prepared.node_ptr,
-            prepared.node_agent,
-            prepared.node_coef,
-            prepared.eliminated,
-            prepared.elim_nodes,
-            prepared.position,
-            prepared.first_col,
+            prepared.as_tuple(),
             N,
             cost,
             slope,

@@ -51,7 +51,13 @@ from critmin.metrics.headline import (
 )
 from critmin.metrics.influence import RELIANCE_THRESHOLD, output_share, regions_relying, rents_captured
 from critmin.metrics.prices import price, price_change, price_gap, price_spike
-from critmin.metrics.reserve import days_of_cover, reserve_recovered, reserve_spent, reserve_stock
+from critmin.metrics.reserve import (
+    days_of_cover,
+    reserve_holding_cost,
+    reserve_recovered,
+    reserve_spent,
+    reserve_stock,
+)
 from critmin.metrics.shortfall import (
     RECOVERY_THRESHOLD,
     periods_to_recover,
@@ -109,6 +115,7 @@ __all__ = [
     "region_origin_shares",
     "regions_relying",
     "rents_captured",
+    "reserve_holding_cost",
     "reserve_recovered",
     "reserve_spent",
     "reserve_stock",

@@ -47,12 +47,13 @@ OPTIONAL_VARIABLES: dict[str, tuple[tuple[str, ...], str]] = {
     "levy_revenue": (("mineral", "region", "period"), "USD"),
     "tariff_revenue": (("mineral", "region", "period"), "USD"),
     "quota_rent": (("mineral", "region", "period"), "USD"),
-    "floor_payment": (("mineral", "region", "period"), "USD"),
+    "floor_payment": (("mineral", "stage", "region", "period"), "USD"),
     "reserve_stock": (("mineral", "stage", "region", "period"), "t"),
     "reserve_purchase": (("mineral", "stage", "region", "period"), "t/yr"),
     "reserve_release": (("mineral", "stage", "region", "period"), "t/yr"),
     "reserve_spent": (("mineral", "region", "period"), "USD"),
     "reserve_recovered": (("mineral", "region", "period"), "USD"),
+    "reserve_holding_cost": (("mineral", "region", "period"), "USD"),
     "offtake_transfer": (("mineral", "region", "partner", "period"), "USD"),
 }
 
@@ -92,15 +93,8 @@ class Metric:
         return self.func(ds, blocs=blocs)
 
 
-#: Every metric by name, in the order of registration (the order of DESIGN §6).
+#: Every metric by name, in the order of registration (:func:`list_metrics` orders them as DESIGN §6).
 REGISTRY: dict[str, Metric] = {}
-_DEFINITIONS: dict[str, tuple[str, str]] = {}
-
-
-def define(name: str, unit: str, definition: str) -> None:
-    """Declare a name, unit and definition for an array that a metric function returns but is not
-    itself registered (e.g. a by-product), so that :func:`finish` can stamp it."""
-    _DEFINITIONS[name] = (unit, definition)
 
 
 def register(
@@ -111,7 +105,6 @@ def register(
     def wrap(func: F) -> F:
         if name in REGISTRY:
             raise MetricError(f"metric {name!r} registered twice")
-        define(name, unit, definition)
         REGISTRY[name] = Metric(name, unit, definition, func, needs_baseline, category)
         return func
 
@@ -120,9 +113,9 @@ def register(
 
 def finish(da: xr.DataArray, name: str, **extra: Any) -> xr.DataArray:
     """Name ``da`` and stamp its unit and definition from the registry (plus ``extra`` attributes)."""
-    unit, definition = _DEFINITIONS[name]
+    metric = REGISTRY[name]
     da = da.rename(name)
-    da.attrs = {"unit": unit, "description": definition, **extra}
+    da.attrs = {"unit": metric.unit, "description": metric.definition, **extra}
     return da
 
 

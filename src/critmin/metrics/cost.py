@@ -67,8 +67,9 @@ def _money(name: str, ds: xr.Dataset, blocs: BlocSpec) -> xr.DataArray:
 @register(
     "fiscal_cost",
     "USD",
-    "Money paid by the region's government in the period (floor payments, reserve purchases net of sales, "
-    "investment support); 0 where no instrument pays; for a bloc or the world, the members' sum.",
+    "Money paid by the region's government in the period as the instruments report it (floor payments, "
+    "reserve purchases net of sales and holding cost, export subsidies, investment support); 0 where no "
+    "instrument pays; for a bloc or the world, the members' sum.",
     category="cost",
 )
 def fiscal_cost(ds: xr.Dataset, *, blocs: BlocSpec = None) -> xr.DataArray:
@@ -132,9 +133,10 @@ def _offtake_net(ds: xr.Dataset) -> xr.DataArray:
 def _producer_change(ds: xr.Dataset, baseline: xr.Dataset) -> xr.DataArray:
     """(mineral, region, period) producer surplus change of mines and processors (trapezoid rule)."""
     inputs = (processing_input(ds), processing_input(baseline))
+    needed = ["production", "producer_price", "price"]
     pieces = []
     for mineral, stages in mineral_stages(ds).items():
-        runs = (ds.sel(mineral=mineral, drop=True), baseline.sel(mineral=mineral, drop=True))
+        runs = tuple(r[needed].sel(mineral=mineral, drop=True) for r in (ds, baseline))
         total = xr.zeros_like(runs[0]["production"].isel(stage=0, drop=True))
         for i, stage in enumerate(stages):
             out1, out0 = (r["production"].sel(stage=stage, drop=True) for r in runs)
@@ -191,7 +193,8 @@ def surplus_change(ds: xr.Dataset, baseline: xr.Dataset, *, blocs: BlocSpec = No
     dp_use = ds["price"] - baseline["price"]
     consumer = (-dp_use * (ds["consumption"] + baseline["consumption"]) / 2.0).sum(("stage", "sector"), min_count=1)
     producer = _producer_change(ds, baseline)
-    producer = producer + optional(ds, "floor_payment") - optional(baseline, "floor_payment")
+    floor = (optional(ds, "floor_payment") - optional(baseline, "floor_payment")).sum("stage")
+    producer = producer + floor
     rents = xr.zeros_like(producer)
     for name in ("levy_revenue", "tariff_revenue", "quota_rent"):
         rents = rents + optional(ds, name) - optional(baseline, name)

@@ -61,15 +61,20 @@ HEADLINE_DEFINITIONS: dict[str, tuple[str, str]] = {
 }
 
 
-def _rows(metric: str, values: xr.DataArray, minerals: bool = True) -> list[dict[str, object]]:
-    """Rows of ``values`` (dims mineral, region) for one headline metric; NaN rows dropped."""
+def _rows(metric: str, values: xr.DataArray, applies: xr.DataArray | None = None) -> list[dict[str, object]]:
+    """Rows of ``values`` (dims mineral, region) for one headline metric.
+
+    A NaN value is left out where the row does not apply (a stage or bloc without data), and kept where
+    ``applies`` says it does (NaN then carries meaning, e.g. never recovered).
+    """
     unit = HEADLINE_DEFINITIONS[metric][0]
     rows: list[dict[str, object]] = []
     table = values.transpose("mineral", "region")
     for mineral in table["mineral"].values:
         for group in table["region"].values:
             value = float(table.sel(mineral=mineral, region=group))
-            if value == value:  # drop NaN: a stage or bloc the row does not apply to
+            keep = value == value or (applies is not None and bool(applies.sel(mineral=mineral, region=group)))
+            if keep:
                 rows.append(
                     {"metric": metric, "mineral": str(mineral), "bloc": str(group), "unit": unit, "value": value}
                 )
@@ -110,7 +115,7 @@ def headline(ds: xr.Dataset, baseline: xr.Dataset | None = None, blocs: BlocSpec
     ref_all = ref.sel(sector=ALL_SECTORS, region=group_names).sum("stage", min_count=1)
     share = (unmet_all / ref_all).where(ref_all > 0)
     rows += _rows("shortfall_peak", share.max("period", skipna=True))
-    rows += _rows("recovery_periods", recovery_of(share))
+    rows += _rows("recovery_periods", recovery_of(share), applies=share.notnull().any("period"))
     if HEADLINE_SUPPLIER in regions(ds):
         dep = dependence(ds, HEADLINE_SUPPLIER, blocs=blocs).sel(supplier=HEADLINE_SUPPLIER, region=group_names)
         rows += _rows("dependence_CHN_last", dep.isel(period=-1).max("stage", skipna=True))

@@ -9,6 +9,7 @@ import xarray as xr
 from critmin.metrics.core import (
     CANONICAL_DIMS,
     BlocSpec,
+    MetricUnavailableError,
     bloc_names,
     check_same_labels,
     extend_mean,
@@ -136,6 +137,8 @@ def price_gap(
     groups = membership(ds, blocs)
     if pairs is None:
         pairs = [(b, f"not {b}") for b in bloc_names(groups)]
+    if not pairs:
+        raise MetricUnavailableError("price_gap: no pair to compare (the run defines no bloc)")
     weight = use(ds)
     p = ds["price"]
     gaps = []
@@ -148,10 +151,6 @@ def price_gap(
             means.append(((p * w).sum("region", min_count=1) / den).where(den > 0))
         gaps.append(means[0] - means[1])
     labels = [f"{a} - {b}" for a, b in pairs]
-    out = xr.concat(gaps, dim="pair", coords="minimal") if gaps else _empty_gap(ds)
+    out = xr.concat(gaps, dim="pair", coords="minimal")
     out = out.assign_coords(pair=labels, first=("pair", [a for a, _ in pairs]), second=("pair", [b for _, b in pairs]))
     return finish(order_dims(out, ("pair", *CANONICAL_DIMS)), "price_gap")
-
-
-def _empty_gap(ds: xr.Dataset) -> xr.DataArray:
-    return ds["price"].isel(region=0, drop=True).expand_dims("pair").isel(pair=slice(0, 0))

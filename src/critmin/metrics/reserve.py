@@ -21,8 +21,8 @@ from critmin.metrics.core import (
 @register(
     "reserve_stock",
     "t",
-    "Strategic stock held by the region (owner) at the end of the period; for a bloc or the world, its "
-    "members' sum; 0 where no reserve is held.",
+    "Strategic stock held in the region (its location, as the results record it) at the end of the "
+    "period; for a bloc or the world, its members' sum; 0 where no reserve is held.",
     category="reserve",
 )
 def reserve_stock(ds: xr.Dataset, *, blocs: BlocSpec = None) -> xr.DataArray:
@@ -34,7 +34,7 @@ def reserve_stock(ds: xr.Dataset, *, blocs: BlocSpec = None) -> xr.DataArray:
 @register(
     "days_of_cover",
     "d",
-    "Reserve stock over the owner's use per day in the same period: stock / (use / 365), use = "
+    "Reserve stock over the region's use per day in the same period: stock / (use / 365), use = "
     "consumption + processing input at the stage; for a bloc, members' stock over members' use. NaN where "
     "use is zero.",
     category="reserve",
@@ -51,7 +51,7 @@ def days_of_cover(ds: xr.Dataset, *, blocs: BlocSpec = None) -> xr.DataArray:
 @register(
     "reserve_spent",
     "USD",
-    "Money the region's reserves spent on purchases (and holding) in the period; members' sum for a bloc.",
+    "Money the region spent on reserve purchases in the period (as payer); members' sum for a bloc.",
     category="reserve",
 )
 def reserve_spent(ds: xr.Dataset, *, blocs: BlocSpec = None) -> xr.DataArray:
@@ -63,10 +63,22 @@ def reserve_spent(ds: xr.Dataset, *, blocs: BlocSpec = None) -> xr.DataArray:
 @register(
     "reserve_recovered",
     "USD",
-    "Money the region's reserves recovered from sales (releases) in the period; members' sum for a bloc.",
+    "Money the region recovered from reserve sales in the period (as payer); members' sum for a bloc.",
     category="reserve",
 )
 def reserve_recovered(ds: xr.Dataset, *, blocs: BlocSpec = None) -> xr.DataArray:
     """Reserve receipts by mineral, region (+blocs, world) and period."""
     out = extend_sum(optional(ds, "reserve_recovered"), membership(ds, blocs))
     return finish(order_dims(out, CANONICAL_DIMS), "reserve_recovered")
+
+
+@register(
+    "reserve_holding_cost",
+    "USD",
+    "Cost of holding the region's reserve stock in the period; members' sum for a bloc.",
+    category="reserve",
+)
+def reserve_holding_cost(ds: xr.Dataset, *, blocs: BlocSpec = None) -> xr.DataArray:
+    """Reserve holding cost by mineral, region (+blocs, world) and period."""
+    out = extend_sum(optional(ds, "reserve_holding_cost"), membership(ds, blocs))
+    return finish(order_dims(out, CANONICAL_DIMS), "reserve_holding_cost")

@@ -17,6 +17,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "price": ("USD/t", "market price of the stage's product delivered to the region (use-node dual)"),
     "producer_price": ("USD/t", "price received by the region's producers of the stage, free on board"),
     "production": ("t/yr", "output of the stage in the region (contained element)"),
+    "processing_input": ("t/yr", "input of the stage's processors in the region (previous stage's product)"),
     "capacity": ("t/yr", "output capacity of the stage in the region"),
     "flow": ("t/yr", "shipments of the stage's product from region (origin) to partner (destination)"),
     "imports": ("t/yr", "shipments into the region from other regions"),
@@ -80,6 +81,7 @@ def to_dataset(record: RunRecord) -> xr.Dataset:
     producer_price = np.full((M, S, R, P), nan)
     production = np.full((M, S, R, P), nan)
     capacity = np.full((M, S, R, P), nan)
+    processing = np.full((M, S, R, P), nan)
     flow = np.full((M, S, R, R, P), nan)
     consumption = np.full((M, S, R, K, P), nan)
     reference = np.full((M, S, R, K, P), nan)
@@ -92,6 +94,8 @@ def to_dataset(record: RunRecord) -> xr.Dataset:
         producer_price[i, idx] = np.moveaxis(path.origin_price, 0, -1)
         production[i, idx] = np.moveaxis(path.production, 0, -1)
         capacity[i, idx] = np.moveaxis(path.capacity, 0, -1)
+        processing[i, idx] = np.moveaxis(path.processing_input, 0, -1)
+        processing[i, idx[0]] = nan  # mines have no processing input
         flow[i, idx] = np.moveaxis(path.flow, 0, -1)
         for k, stage in enumerate(record.sector_stage[m]):
             s = stages.index(stage)
@@ -106,6 +110,7 @@ def to_dataset(record: RunRecord) -> xr.Dataset:
             "price": (("mineral", "stage", "region", "period"), price),
             "producer_price": (("mineral", "stage", "region", "period"), producer_price),
             "production": (("mineral", "stage", "region", "period"), production),
+            "processing_input": (("mineral", "stage", "region", "period"), processing),
             "capacity": (("mineral", "stage", "region", "period"), capacity),
             "flow": (("mineral", "stage", "region", "partner", "period"), flow),
             "imports": (("mineral", "stage", "region", "period"), offdiag.sum(axis=2)),
@@ -191,20 +196,39 @@ def _add_ledger(ds: xr.Dataset, record: RunRecord, stages: list[str]) -> None:
 LONG_COLUMNS = ["variable", "mineral", "stage", "region", "partner", "sector", "period", "value", "unit"]
 
 
+#: Dimensions of metrics that are not columns of the long table: ``source``/``supplier`` go to ``partner``;
+#: the others are appended to the variable name (``surplus_change.consumer``, ``origin_share.mine``).
+_PARTNER_ALIASES = ("source", "supplier")
+
+
 def to_long(ds: xr.Dataset, variables: list[str] | None = None, *, drop_zero_flows: bool = True) -> pd.DataFrame:
     """A tidy long table: one row per value, columns ``LONG_COLUMNS``; empty where a dimension does not apply.
 
     Missing values (a stage a mineral does not have, a sector that does not consume at a stage) are
-    dropped; with ``drop_zero_flows`` so are routes that carry nothing (most of the route matrix).
+    dropped; with ``drop_zero_flows`` so are routes that carry nothing (most of the route matrix). A bloc
+    appears in ``region`` under its name. Dimensions outside the table's columns are folded: ``source`` and
+    ``supplier`` into ``partner``, any other into the variable name (``name.value``).
     """
     frames = []
     for name in variables or list(ds.data_vars):
         da = ds[name]
+        if da.dtype == bool:
+            da = da.astype(float)
         df = da.to_dataframe(name="value").reset_index()
         df = df[df["value"].notna()]
         if name == "flow" and drop_zero_flows:
             df = df[df["value"] != 0]
-        df.insert(0, "variable", name)
+        for alias in _PARTNER_ALIASES:
+            if alias in da.dims and "partner" not in da.dims:
+                df = df.rename(columns={alias: "partner"})
+        extra = [d for d in da.dims if d not in LONG_COLUMNS and d not in _PARTNER_ALIASES]
+        if name == "bloc_member":
+            df = df.rename(columns={"bloc": "partner"})
+            extra = []
+        variable = pd.Series(name, index=df.index)
+        for dim in extra:
+            variable = variable + "." + df[dim].astype(str)
+        df.insert(0, "variable", variable)
         df["unit"] = da.attrs.get("unit", "")
         for col in LONG_COLUMNS:
             if col not in df.columns:
@@ -215,10 +239,12 @@ def to_long(ds: xr.Dataset, variables: list[str] | None = None, *, drop_zero_flo
     return out
 
 
-def export_csv(ds: xr.Dataset, path: str | Path) -> int:
-    """Write the tidy long table to ``path`` atomically; return the number of rows."""
+def export_csv(ds: xr.Dataset, path: str | Path, metrics: xr.Dataset | None = None) -> int:
+    """Write the tidy long table (results, then metrics) to ``path`` atomically; return the number of rows."""
     path = Path(path)
     table = to_long(ds)
+    if metrics is not None:
+        table = pd.concat([table, to_long(metrics)], ignore_index=True)
     tmp = path.with_name(path.name + ".partial")
     table.to_csv(tmp, index=False)
     tmp.replace(path)

@@ -64,6 +64,7 @@ class MineralPath:
     price: FloatArray  # (P, S, R)
     origin_price: FloatArray  # (P, S, R)
     production: FloatArray  # (P, S, R)
+    processing_input: FloatArray  # (P, S, R) input of processors (0 at stage 0)
     capacity: FloatArray  # (P, S, R)
     flow: FloatArray  # (P, S, R, R)
     consumption: FloatArray  # (P, R, K)
@@ -81,7 +82,7 @@ class RunRecord:
     scenario: Scenario
     world_name: str
     base_year: int
-    periods: tuple[int, ...]
+    periods: tuple[PeriodLabel, ...]
     regions: tuple[str, ...]
     sectors: tuple[str, ...]
     sector_stage: dict[str, tuple[str, ...]]
@@ -93,12 +94,31 @@ class RunRecord:
     notes: list[str] = field(default_factory=list)
 
 
-def period_dates(year: int) -> tuple[dt.date, dt.date]:
-    """A period is a calendar year ``[1 January, next 1 January)``."""
-    return dt.date(year, 1, 1), dt.date(year + 1, 1, 1)
+PeriodLabel = int | str
 
 
-def _periods(scenario: Scenario, world: World) -> tuple[int, ...]:
+def period_dates(label: PeriodLabel) -> tuple[dt.date, dt.date]:
+    """A period ``2025`` is the calendar year; ``"2025-Q2"`` is the quarter ``[1 April, 1 July)``."""
+    if isinstance(label, int):
+        return dt.date(label, 1, 1), dt.date(label + 1, 1, 1)
+    year, quarter = int(label[:4]), int(label[-1])
+    start = dt.date(year, 3 * (quarter - 1) + 1, 1)
+    end = dt.date(year + 1, 1, 1) if quarter == 4 else dt.date(year, 3 * quarter + 1, 1)
+    return start, end
+
+
+def period_year(label: PeriodLabel) -> int:
+    return label if isinstance(label, int) else int(label[:4])
+
+
+def make_periods(start: int, end: int, length: str = "year") -> tuple[PeriodLabel, ...]:
+    """Period labels from year ``start`` to year ``end`` inclusive: years, or quarters ``"2025-Q1"``."""
+    if length == "year":
+        return tuple(range(start, end + 1))
+    return tuple(f"{y}-Q{q}" for y in range(start, end + 1) for q in (1, 2, 3, 4))
+
+
+def _periods(scenario: Scenario, world: World) -> tuple[PeriodLabel, ...]:
     start = world.base_year if scenario.start is None else scenario.start
     end = world.horizon if scenario.end is None else scenario.end
     if start < world.base_year or end > world.horizon:
@@ -107,7 +127,7 @@ def _periods(scenario: Scenario, world: World) -> tuple[int, ...]:
             "start" if start < world.base_year else "end",
             f"periods must lie within the world's {world.base_year}-{world.horizon}",
         )
-    return tuple(range(start, end + 1))
+    return make_periods(start, end, scenario.period)
 
 
 def instrument_ids(scenario: Scenario) -> list[str]:
@@ -234,10 +254,10 @@ def _reserve_weights(scenario: Scenario, runs: dict[str, _MineralRun], ids: list
     return out
 
 
-def _step(scenario: Scenario, run: _MineralRun, year: int, solver: Solver) -> tuple[float, MineralOutcome]:
+def _step(scenario: Scenario, run: _MineralRun, year: PeriodLabel, solver: Solver) -> tuple[float, MineralOutcome]:
     cal = run.cal
     start, end = period_dates(year)
-    idx = cal.years.index(year)
+    idx = cal.years.index(period_year(year))
     inputs = full_inputs(cal, len(run.layout.segments), len(run.layout.constraints))
     assert inputs.demand_scale is not None
     inputs.demand_scale[:] = cal.demand_index[idx] * (1.0 - run.destruction)
@@ -341,7 +361,7 @@ def run_scenario(scenario: Scenario, world: World | None = None) -> RunRecord:
 def run_calibrated(
     scenario: Scenario,
     cals: dict[str, CalibratedMineral],
-    periods: tuple[int, ...],
+    periods: tuple[PeriodLabel, ...],
     *,
     world_name: str = "custom",
 ) -> RunRecord:
@@ -351,7 +371,7 @@ def run_calibrated(
     first = cals[names[0]]
     for m in names:
         for year in periods:
-            if year not in cals[m].years:
+            if period_year(year) not in cals[m].years:
                 raise ScenarioError(scenario.name, "end", f"{m} has no reference demand for {year}")
     solver = get_solver(scenario.solver)
     ids = instrument_ids(scenario)
@@ -374,6 +394,7 @@ def run_calibrated(
             price=np.stack([o.price for o in outs]),
             origin_price=np.stack([o.origin_price for o in outs]),
             production=np.stack([o.production for o in outs]),
+            processing_input=np.stack([o.processing_input for o in outs]),
             capacity=np.stack(run.capacity),
             flow=np.stack([o.flow for o in outs]),
             consumption=np.stack([o.consumption for o in outs]),

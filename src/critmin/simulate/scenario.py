@@ -52,6 +52,9 @@ class Scenario(BaseModel):
     )
     start: int | None = Field(default=None, description="First period (year); default: the world's base year")
     end: int | None = Field(default=None, description="Last period (year); default: the world's horizon")
+    period: Literal["year", "quarter"] = Field(
+        default="year", description="Period length: calendar years, or quarters where timing matters"
+    )
     minerals: list[str] | None = Field(default=None, description="Restrict the run to these minerals")
     solver: Literal["engine", "highs"] = Field(default="engine", description="Period solver")
     sources: list[str] = Field(default_factory=list, description="Citations for the scenario's choices")
