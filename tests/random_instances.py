@@ -193,7 +193,7 @@ def random_instance_numbers(
         if not sector_on[r, last].any():
             sector_on[r, last[0]] = True
 
-    output = rng.uniform(0.0, 1.0, R) * (rng.random(R) < 0.85)
+    output = rng.uniform(0.1, 1.0, R) * (rng.random(R) < 0.85)
     for r in range(R):
         v0[layout.supply(r)] = output[r]
     seg_level = np.zeros(len(layout.segment_side))
@@ -202,6 +202,7 @@ def random_instance_numbers(
         for o in range(R):
             dests = np.flatnonzero(allowed[s, o])
             weights = rng.dirichlet(np.ones(len(dests))) * (rng.random(len(dests)) < 0.7)
+            weights[weights < 0.05] = 0.0  # no vanishing flows: they make needlessly tiny bounds
             if weights.sum() == 0.0:
                 weights[dests == o] = 1.0
             weights /= weights.sum()
@@ -227,7 +228,7 @@ def random_instance_numbers(
             sinks = [k for k in range(K) if layout.sector_stage[k] == s and sector_on[d, k]]
             to_process = 0.0
             if s < S - 1:
-                to_process = inflow[d] if not sinks else inflow[d] * rng.uniform(0.0, 1.0)
+                to_process = inflow[d] if not sinks else inflow[d] * rng.uniform(0.1, 0.9)
                 v0[layout.process(s + 1, d)] = to_process
                 next_output[d] = layout.yields[s + 1] * to_process
             rest = inflow[d] - to_process
@@ -250,16 +251,16 @@ def random_instance_numbers(
         cost[j] = rng.uniform(0.1, 1.0)
         slope[j] = np.exp(rng.uniform(np.log(0.2), np.log(5.0)))
         upper[j] = capacity(v0[j]) if (bind_all or rng.random() < 0.8) else np.inf
-        if rng.random() < features.must_produce:
-            lower[j] = v0[j] * rng.uniform(0.0, 1.0)
+        if v0[j] > 0.05 and rng.random() < features.must_produce:
+            lower[j] = v0[j] * rng.uniform(0.3, 1.0)
     for s in range(1, S):
         for r in range(R):
             j = layout.process(s, r)
             cost[j] = rng.uniform(0.05, 0.5)
             slope[j] = np.exp(rng.uniform(np.log(0.2), np.log(5.0)))
             upper[j] = capacity(v0[j])
-            if rng.random() < features.must_produce:
-                lower[j] = v0[j] * rng.uniform(0.0, 1.0)
+            if v0[j] > 0.05 and rng.random() < features.must_produce:
+                lower[j] = v0[j] * rng.uniform(0.3, 1.0)
     # Routes.
     for s in range(S):
         friction = rng.uniform(0.02, 0.3)
@@ -274,8 +275,8 @@ def random_instance_numbers(
                     upper[j] = 0.0
                 elif rng.random() < features.licence:
                     upper[j] = v0[j] * rng.uniform(1.0, 2.0)
-                if v0[j] > 0.0 and rng.random() < features.offtake:
-                    lower[j] = v0[j] * rng.uniform(0.0, 1.0)
+                if v0[j] > 0.05 and rng.random() < features.offtake:
+                    lower[j] = v0[j] * rng.uniform(0.3, 1.0)
     # Sectors.
     for r in range(R):
         for k, s in enumerate(layout.sector_stage):
@@ -289,7 +290,7 @@ def random_instance_numbers(
     # Segments: a band of prices over which the quantity goes from none to all.
     for i, side in enumerate(layout.segment_side):
         j = layout.segment(i)
-        qty = max(v0[j], rng.uniform(0.0, 0.5))
+        qty = max(v0[j], rng.uniform(0.05, 0.5))
         low = rng.uniform(0.5, 2.0) * (1.0 + layout.segment_stage[i])
         width = rng.uniform(0.05, 1.0)
         slope[j] = width / qty if qty > 0.0 else 1.0

@@ -1516,8 +1516,9 @@ def build(sources_dir: Path, out_dir: Path) -> dict[str, pd.DataFrame]:  # noqa:
     li_prod = prod[("lithium", "refine")]
     rest = li_prod["ROW"]
     exporters = li_flows.groupby("exporter").quantity_t.sum()
-    candidates = {r: float(v) for r, v in exporters.items()
-                  if r not in ("CHN", "CHL", "ARG", "ROW") and v > 0}
+    # a region needs at least 100 t Li of exports to count as a producer; smaller flows are re-exports
+    candidates = {str(r): float(v) for r, v in exporters.items()
+                  if r not in ("CHN", "CHL", "ARG", "ROW") and v >= 100.0}
     need = sum(candidates.values())
     scale = min(1.0, rest / need) if need > 0 else 0.0
     t.rows["production"] = [row for row in t.rows["production"]
@@ -1530,10 +1531,13 @@ def build(sources_dir: Path, out_dir: Path) -> dict[str, pd.DataFrame]:  # noqa:
               note=f"no published output: set to the region's observed 2024 exports of lithium chemicals "
               f"(BACI, {v:,.1f} t Li) as a lower bound, taken from the world remainder")
     li_prod["ROW"] = rest - sum(v * scale for v in candidates.values())
-    t.add("production", mineral="lithium", stage="refine", region="ROW", quantity_t=li_prod["ROW"],
-          source=_cite("IEA-GCMO2025", "CRITMIN"), basis="derived",
-          note="remainder of world lithium chemical output after China (70%), Chile and Argentina (own brine) "
-          "and the exporters above")
+    if li_prod["ROW"] <= 1e-6 * rest:
+        li_prod["ROW"] = 0.0
+    else:
+        t.add("production", mineral="lithium", stage="refine", region="ROW", quantity_t=li_prod["ROW"],
+              source=_cite("IEA-GCMO2025", "CRITMIN"), basis="derived",
+              note="remainder of world lithium chemical output after China (70%), Chile and Argentina (own brine) "
+              "and the exporters above")
     # consumption: apparent consumption (output + observed imports - observed exports), then end-use split
     li_trade = reconcile_trade(li_flows, li_prod, {r: math.inf for r in REGIONS})
     trade_final[("lithium", "refine")] = li_trade

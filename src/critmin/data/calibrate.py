@@ -34,8 +34,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from critmin.core.arrays import FloatArray
+from critmin.core.arrays import FloatArray, IntArray
 from critmin.core.errors import DataError
+from critmin.core.highs import new_highs
 
 if TYPE_CHECKING:
     from critmin.data.world import MineralData, World
@@ -123,62 +124,111 @@ def _reconcile_flows(
 ) -> FloatArray:
     """Flows ``(R, R)`` that balance ``supply`` and ``use`` exactly, close to ``observed`` (NaN = unobserved).
 
-    Solved as a convex QP with HiGHS: relative least squares on observed routes, a linear transport-cost
-    penalty on unobserved ones, and a small quadratic term everywhere for uniqueness.
+    A linear programme solved with HiGHS (through scipy): minimise the relative absolute deviation from the
+    observed routes, plus a transport-cost term that decides what observations cannot (domestic supply
+    first, then the cheapest routes). Unobserved routes on a stage with observations pay a steep penalty.
     """
-    import highspy
-
     R = supply.size
     total = float(supply.sum())
     if total <= 0:
         return np.zeros((R, R))
     if abs(total - float(use.sum())) > 1e-6 * total:
         raise DataError(file, "quantity", f"{label}: world output {total:g} t differs from world use {use.sum():g} t")
-    scale = total
-    s = supply / scale
-    u = use / scale
-    obs = observed / scale
-    tmax = float(np.nanmax(transport)) if np.isfinite(transport).any() and np.nanmax(transport) > 0 else 1.0
+    s = supply / total
+    u = use / float(use.sum())
+    obs = observed / total
+    tmax = float(np.nanmax(transport)) if np.nanmax(transport) > 0 else 1.0
     tcost = transport / tmax
-    has_obs = np.isfinite(obs)
+    has_obs = np.isfinite(obs) & (obs > 0)
+    any_obs = bool(has_obs.any())
     n = R * R
-    lin = np.zeros(n)
-    quad = np.full(n, 1e-4)
+    cost = np.zeros(n)
     for o in range(R):
         for d in range(R):
-            j = o * R + d
             if o == d:
-                lin[j] = 0.0
-            elif has_obs[o, d] and obs[o, d] > 0:
-                w = 1.0 / max(obs[o, d], 1e-4)
-                quad[j] += 2.0 * w
-                lin[j] = -2.0 * w * obs[o, d] + 0.01 * tcost[o, d]
-            else:
-                lin[j] = 0.01 * tcost[o, d] + (UNOBSERVED_ROUTE_PENALTY * (0.02 + tcost[o, d]) if has_obs.any() else 0)
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    inf = highspy.kHighsInf
-    h.addVars(n, np.zeros(n), np.full(n, inf))
-    h.changeColsCost(n, np.arange(n, dtype=np.int32), lin)
-    # rows: supply of each origin, use of each destination
+                continue
+            j = o * R + d
+            cost[j] = 0.01 * tcost[o, d]
+            if any_obs and not has_obs[o, d]:
+                cost[j] += UNOBSERVED_ROUTE_PENALTY * (0.02 + tcost[o, d])
+    obs_idx = np.flatnonzero(has_obs.ravel())
+    m = obs_idx.size
+    # variables: x (n), over (m), under (m); rows: supply (R), use (R), x_j - over + under = obs_j (m)
+    c = np.concatenate([cost, 1.0 / obs.ravel()[obs_idx], 1.0 / obs.ravel()[obs_idx]]) if m else cost
+    rows, cols, vals = [], [], []
     for o in range(R):
-        idx = np.array([o * R + d for d in range(R)], dtype=np.int32)
-        h.addRow(s[o], s[o], R, idx, np.ones(R))
-    for d in range(R):
-        idx = np.array([o * R + d for o in range(R)], dtype=np.int32)
-        h.addRow(u[d], u[d], R, idx, np.ones(R))
-    hess = highspy.HighsHessian()
-    hess.dim_ = n
-    hess.format_ = highspy.HessianFormat.kTriangular
-    hess.start_ = np.arange(n + 1, dtype=np.int32)
-    hess.index_ = np.arange(n, dtype=np.int32)
-    hess.value_ = quad
-    h.passHessian(hess)
+        for d in range(R):
+            rows += [o, R + d]
+            cols += [o * R + d, o * R + d]
+            vals += [1.0, 1.0]
+    b_eq = list(s) + list(u)
+    for i, j in enumerate(obs_idx):
+        r = 2 * R + i
+        rows += [r, r, r]
+        cols += [int(j), n + i, n + m + i]
+        vals += [1.0, -1.0, 1.0]
+        b_eq.append(float(obs.ravel()[j]))
+    x_scaled = _solve_lp(c, np.array(rows), np.array(cols), np.array(vals), np.array(b_eq), file=file, label=label)
+    x = x_scaled[:n].reshape(R, R) * total
+    return _restore_balance(x, supply, use * (total / float(use.sum())), transport)
+
+
+def _solve_lp(
+    cost: FloatArray, rows: IntArray, cols: IntArray, vals: FloatArray, rhs: FloatArray, *, file: str, label: str
+) -> FloatArray:
+    """``min cost x`` s.t. ``A x = rhs``, ``x >= 0`` (A in coordinate form), solved with HiGHS."""
+    import highspy
+
+    n, m = cost.size, rhs.size
+    order = np.lexsort((rows, cols))
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    lp = highspy.HighsLp()
+    lp.num_col_ = n
+    lp.num_row_ = m
+    lp.col_cost_ = cost
+    lp.col_lower_ = np.zeros(n)
+    lp.col_upper_ = np.full(n, highspy.kHighsInf)
+    lp.row_lower_ = rhs
+    lp.row_upper_ = rhs
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = np.searchsorted(cols, np.arange(n + 1)).astype(np.int32)
+    lp.a_matrix_.index_ = rows.astype(np.int32)
+    lp.a_matrix_.value_ = vals
+    h = new_highs()
+    h.passModel(lp)
     h.run()
-    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-        raise DataError(file, "quantity", f"{label}: base-year flows cannot balance output and use")
-    x = np.array(h.getSolution().col_value).reshape(R, R) * scale
-    x[x < 1e-9 * total] = 0.0
+    status = h.getModelStatus()
+    if status != highspy.HighsModelStatus.kOptimal:
+        raise DataError(
+            file,
+            "quantity",
+            f"{label}: base-year flows cannot balance output and use ({h.modelStatusToString(status)})",
+        )
+    return np.asarray(h.getSolution().col_value, dtype=float)
+
+
+def _restore_balance(x: FloatArray, supply: FloatArray, use: FloatArray, transport: FloatArray) -> FloatArray:
+    """Make flows balance output and use exactly (an LP solver balances only to its tolerance).
+
+    Rows shipping more than their output and columns receiving more than their use are scaled down; what is
+    left unshipped then goes to what is left unserved along the cheapest routes (domestic first).
+    """
+    x = np.maximum(x, 0.0)
+    rows = x.sum(axis=1)
+    x *= np.divide(supply, rows, out=np.ones_like(rows), where=rows > supply)[:, None]
+    cols = x.sum(axis=0)
+    x *= np.divide(use, cols, out=np.ones_like(cols), where=cols > use)[None, :]
+    surplus = np.maximum(supply - x.sum(axis=1), 0.0)
+    deficit = np.maximum(use - x.sum(axis=0), 0.0)
+    order = np.argsort(transport, axis=None, kind="stable")
+    for j in order:
+        o, d = divmod(int(j), x.shape[0])
+        if surplus[o] <= 0.0 or deficit[d] <= 0.0:
+            continue
+        move = min(surplus[o], deficit[d])
+        x[o, d] += move
+        surplus[o] -= move
+        deficit[d] -= move
     return x
 
 

@@ -18,7 +18,10 @@ Every problem in a world folder raises :class:`~critmin.core.errors.DataError` n
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import csv
+import math
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from importlib import resources
@@ -110,10 +113,23 @@ def _load_cached(folder: str, signature: tuple[tuple[str, int, int], ...]) -> Wo
 
 
 def _da(values: Any, coords: Mapping[str, Any], dims: tuple[str, ...], name: str, unit: str, desc: str) -> xr.DataArray:
-    return xr.DataArray(
-        values, coords={d: list(coords[d]) for d in dims}, dims=dims, name=name,
-        attrs={"unit": unit, "description": desc},
-    )
+    """A labelled array with ``unit`` and ``description`` attributes.
+
+    ``coords`` maps each dimension to its labels. A ``_cache`` entry (a dict) keeps one template array per
+    dimension tuple; new arrays are shallow copies of it with new data, which is much cheaper than building
+    coordinates afresh for each of the many small arrays of a world.
+    """
+    cache = coords.get("_cache")
+    template = cache.get(dims) if isinstance(cache, dict) else None
+    if template is None:
+        built = xr.Coordinates({d: pd.Index(list(coords[d]), dtype=object, name=d) for d in dims})
+        template = xr.DataArray(np.zeros(tuple(len(coords[d]) for d in dims)), coords=built, dims=dims)
+        if isinstance(cache, dict):
+            cache[dims] = template
+    out = template.copy(deep=False, data=np.asarray(values, dtype=float))
+    out.name = name
+    out.attrs = {"unit": unit, "description": desc}
+    return out
 
 
 @dataclass(frozen=True)
@@ -204,7 +220,7 @@ class World:
         *,
         path: Path,
         spec: WorldSpec,
-        tables: dict[str, pd.DataFrame],
+        raw: dict[str, _Table],
         regions: tuple[str, ...],
         minerals: tuple[str, ...],
         stages: dict[str, tuple[str, ...]],
@@ -217,7 +233,8 @@ class World:
         self.regions = regions
         self.minerals = minerals
         self.sectors = tuple(s.code for s in spec.sectors)
-        self._tables = tables
+        self._raw = raw
+        self._frames: dict[str, pd.DataFrame] = {}
         self._stages = stages
         self._minerals_cache: dict[str, MineralData] = {}
         self._transport_cache: dict[str, xr.DataArray] = {}
@@ -232,7 +249,7 @@ class World:
     @property
     def region_table(self) -> pd.DataFrame:
         """Regions in model order: code, name, kind, members, lat, lon, location, inclusion, source, basis."""
-        df = self._tables["regions"].set_index("code").loc[list(self.regions)].reset_index()
+        df = self._frame("regions").set_index("code").loc[list(self.regions)].reset_index()
         cols = ["code", "name", "kind", "members", "lat", "lon", "location", "inclusion", "source", "basis"]
         return df[[c for c in cols if c in df.columns]].copy()
 
@@ -241,13 +258,20 @@ class World:
 
         Raises ``KeyError`` for a table the world does not ship.
         """
-        if name not in self._tables:
-            raise KeyError(f"world {self.name!r} has no table {name!r}; it has {sorted(self._tables)}")
-        return self._tables[name].drop(columns="_row").copy()
+        if name not in self._raw:
+            raise KeyError(f"world {self.name!r} has no table {name!r}; it has {sorted(self._raw)}")
+        return self._frame(name).drop(columns="_row")
+
+    def _frame(self, name: str) -> pd.DataFrame:
+        """The validated table ``name`` as a DataFrame (built on first use; a ``_row`` column holds the
+        record number in the file)."""
+        if name not in self._frames:
+            self._frames[name] = self._raw[name].frame()
+        return self._frames[name]
 
     def has_table(self, name: str) -> bool:
         """Whether the world ships table ``name``."""
-        return name in self._tables
+        return name in self._raw
 
     def stages_of(self, mineral: str) -> tuple[str, ...]:
         """The ordered stages of ``mineral``."""
@@ -262,8 +286,9 @@ class World:
         ships one. Numbers in ``world.yaml`` (the transport formula) are included.
         """
         frames = []
-        for name, df in self._tables.items():
+        for name in self._raw:
             spec = FILES[name]
+            df = self._frame(name)
             if not spec.values:
                 continue
             key_cols = [k for k in spec.keys if k not in spec.values]
@@ -305,8 +330,9 @@ class World:
             )
         )
         out = pd.concat(frames, ignore_index=True)
-        if "sources" in self._tables:
-            cite = dict(zip(self._tables["sources"]["id"], self._tables["sources"]["citation"], strict=True))
+        if "sources" in self._raw:
+            ids = self._raw["sources"]
+            cite = dict(zip(ids.get("id"), ids.get("citation"), strict=True))
             out["citation"] = out["source"].map(
                 lambda s: " | ".join(cite.get(i.strip(), i.strip()) for i in str(s).split(";") if i.strip())
             )
@@ -318,7 +344,7 @@ class World:
     @cached_property
     def distance_km(self) -> xr.DataArray:
         """Great-circle distance between the regions' representative points, ``(origin, destination)``, km."""
-        reg = self._tables["regions"].set_index("code").loc[list(self.regions)]
+        reg = self._frame("regions").set_index("code").loc[list(self.regions)]
         lat = np.radians(reg["lat"].to_numpy(dtype=float))
         lon = np.radians(reg["lon"].to_numpy(dtype=float))
         dlat = lat[None, :] - lat[:, None]
@@ -328,6 +354,20 @@ class World:
         coords = {"origin": self.regions, "destination": self.regions}
         return _da(km, coords, ("origin", "destination"), "distance", "km", "great-circle distance")
 
+    def _transport(self, mode: str) -> xr.DataArray:
+        tr = self.spec.transport
+        if mode not in tr.modes:
+            raise ValueError(f"unknown freight mode {mode!r}; the world has {sorted(tr.modes)}")
+        if mode not in self._transport_cache:
+            m = tr.modes[mode]
+            cost = m.base_usd_per_t.value + m.usd_per_t_km.value * tr.route_factor.value * self.distance_km.values
+            np.fill_diagonal(cost, 0.0)
+            da = _da(cost, {"origin": self.regions, "destination": self.regions}, ("origin", "destination"),
+                     "transport_cost", PRICE_UNIT, f"distance-based transport cost ({mode}) per tonne shipped")
+            da.attrs.update(formula=tr.formula, mode=mode)
+            self._transport_cache[mode] = da
+        return self._transport_cache[mode]
+
     def transport_cost(self, mode: str | None = None) -> xr.DataArray:
         """Distance-based transport cost per tonne of shipped product, ``(origin, destination)``, USD/t.
 
@@ -335,20 +375,7 @@ class World:
         world's ``default_mode``), 0 on the diagonal. For USD per tonne of contained element of a given
         stage use :attr:`MineralData.transport_cost`.
         """
-        tr = self.spec.transport
-        mode = mode or tr.default_mode
-        if mode not in tr.modes:
-            raise ValueError(f"unknown freight mode {mode!r}; the world has {sorted(tr.modes)}")
-        if mode not in self._transport_cache:
-            m = tr.modes[mode]
-            km = self.distance_km.values
-            cost = m.base_usd_per_t.value + m.usd_per_t_km.value * tr.route_factor.value * km
-            np.fill_diagonal(cost, 0.0)
-            da = _da(cost, {"origin": self.regions, "destination": self.regions}, ("origin", "destination"),
-                     "transport_cost", PRICE_UNIT, f"distance-based transport cost ({mode}) per tonne shipped")
-            da.attrs.update(formula=tr.formula, mode=mode)
-            self._transport_cache[mode] = da
-        return self._transport_cache[mode].copy()
+        return self._transport(mode or self.spec.transport.default_mode).copy()
 
     # ------------------------------------------------------------------------------------------ minerals
     def _check_mineral(self, mineral: str) -> None:
@@ -362,101 +389,108 @@ class World:
             self._minerals_cache[mineral] = self._build_mineral(mineral)
         return self._minerals_cache[mineral]
 
-    def _rows(self, table: str, mineral: str) -> pd.DataFrame:
-        df = self._tables.get(table)
-        if df is None:
-            return pd.DataFrame()
-        return df[df["mineral"] == mineral]
+    @cached_property
+    def _records(self) -> dict[str, dict[str, list[dict[str, Any]]]]:
+        """Rows of every table with a ``mineral`` column, as dicts, grouped by mineral."""
+        out: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        for name, table in self._raw.items():
+            if "mineral" not in table.cols:
+                continue
+            names = list(table.cols)
+            groups: dict[str, list[dict[str, Any]]] = {}
+            for values in zip(*(table.cols[c] for c in names), strict=True):
+                rec = dict(zip(names, values, strict=True))
+                groups.setdefault(str(rec["mineral"]), []).append(rec)
+            out[name] = groups
+        return out
+
+    def _rows(self, table: str, mineral: str) -> list[dict[str, Any]]:
+        return self._records.get(table, {}).get(mineral, [])
 
     def _build_mineral(self, m: str) -> MineralData:  # noqa: C901 - straight-line assembly
         stages = self._stages[m]
         regions, sectors = self.regions, self.sectors
         coords: dict[str, Any] = {"stage": stages, "region": regions, "sector": sectors,
-                                  "origin": regions, "destination": regions, "bound": ("low", "high")}
+                                  "origin": regions, "destination": regions, "bound": ("low", "high"),
+                                  "_cache": {}}
         si = {s: i for i, s in enumerate(stages)}
         ri = {r: i for i, r in enumerate(regions)}
         ki = {k: i for i, k in enumerate(sectors)}
-        st = self._rows("stages", m)
-        yields = {str(r.stage): float(r["yield"]) for _, r in st.iterrows() if si[str(r.stage)] > 0}
-        minfo = self._tables["minerals"].set_index("mineral").loc[m]
+        S, R, K = len(stages), len(regions), len(sectors)
+        yields = {str(r["stage"]): float(r["yield"]) for r in self._rows("stages", m) if si[str(r["stage"])] > 0}
+        minfo = self._rows("minerals", m)[0]
 
-        def grid(table: str, col: str, dims: tuple[str, ...], fill: float = 0.0) -> np.ndarray:
-            arr = np.full(tuple(len(coords[d]) for d in dims), fill)
-            df = self._rows(table, m)
-            if len(df):
-                lookup = {"stage": si, "region": ri, "sector": ki}
-                idx = tuple(df[d].map(lookup[d]).to_numpy(dtype=int) for d in dims)
-                arr[idx] = df[col].to_numpy(dtype=float)
-            return arr
-
-        production = _da(grid("production", "quantity_t", ("stage", "region")), coords, ("stage", "region"),
-                         "production", QUANTITY_UNIT, f"{m} base-year output of each stage")
-        capacity = _da(grid("capacity", "capacity_t", ("stage", "region")), coords, ("stage", "region"),
-                       "capacity", QUANTITY_UNIT, f"{m} base-year capacity (output) of each stage")
-        capacity = capacity.where(capacity >= production, production)
-        consumption = _da(grid("consumption", "quantity_t", ("stage", "region", "sector")), coords,
-                          ("stage", "region", "sector"), "consumption", QUANTITY_UNIT,
+        prod = np.zeros((S, R))
+        for r in self._rows("production", m):
+            prod[si[r["stage"]], ri[r["region"]]] = r["quantity_t"]
+        cap = np.zeros((S, R))
+        for r in self._rows("capacity", m):
+            cap[si[r["stage"]], ri[r["region"]]] = r["capacity_t"]
+        cap = np.maximum(cap, prod)
+        cons = np.zeros((S, R, K))
+        for r in self._rows("consumption", m):
+            cons[si[r["stage"]], ri[r["region"]], ki[r["sector"]]] = r["quantity_t"]
+        production = _da(prod, coords, ("stage", "region"), "production", QUANTITY_UNIT,
+                         f"{m} base-year output of each stage")
+        capacity = _da(cap, coords, ("stage", "region"), "capacity", QUANTITY_UNIT,
+                       f"{m} base-year capacity (output) of each stage")
+        consumption = _da(cons, coords, ("stage", "region", "sector"), "consumption", QUANTITY_UNIT,
                           f"{m} base-year consumption by stage, region and sector")
-        sector_stage = {str(r.sector): str(r.stage) for r in self._rows("sectors", m).itertuples()}
+        sector_stage = {str(r["sector"]): str(r["stage"]) for r in self._rows("sectors", m)}
 
-        price = np.full((len(stages), len(regions)), np.nan)
-        pr = self._rows("prices", m)
-        for r in pr[pr["region"] == ANY_REGION].itertuples():
-            price[si[str(r.stage)], :] = float(r.price_usd_per_t)
-        for r in pr[pr["region"] != ANY_REGION].itertuples():
-            price[si[str(r.stage)], ri[str(r.region)]] = float(r.price_usd_per_t)
+        price = np.full((S, R), np.nan)
+        rows = self._rows("prices", m)
+        for r in rows:
+            if r["region"] == ANY_REGION:
+                price[si[r["stage"]], :] = r["price_usd_per_t"]
+        for r in rows:
+            if r["region"] != ANY_REGION:
+                price[si[r["stage"]], ri[r["region"]]] = r["price_usd_per_t"]
         price_da = _da(price, coords, ("stage", "region"), "price", PRICE_UNIT,
                        f"{m} base-year market price at each node")
 
         # demand index: compound the sector growth rates from the base year to the horizon
         years = np.arange(self.base_year, self.horizon + 1)
-        index = np.ones((len(years), len(sectors)))
-        dg = self._rows("demand_growth", m)
-        for k in sectors:
-            level = np.ones(len(years))
-            for r in dg[dg["sector"] == k].sort_values("start_year").itertuples():
-                start, end, g = int(r.start_year), int(r.end_year), float(r.annual_growth)
-                sel = (years > start) & (years <= end)
-                level[sel] = level[years == start][0] * (1.0 + g) ** (years[sel] - start)
-            index[:, ki[k]] = level
-        demand_index = xr.DataArray(
-            np.broadcast_to(index[:, None, :], (len(years), len(regions), len(sectors))).copy(),
-            coords={"year": years, "region": list(regions), "sector": list(sectors)},
-            dims=("year", "region", "sector"), name="demand_index",
-            attrs={"unit": "1", "description": f"{m} reference demand relative to {self.base_year} (same path "
-                   f"in every region)"},
-        )
+        index = np.ones((len(years), K))
+        periods = sorted(self._rows("demand_growth", m), key=lambda r: r["start_year"])
+        for r in periods:
+            k = ki[r["sector"]]
+            start, end, g = int(r["start_year"]), int(r["end_year"]), float(r["annual_growth"])
+            sel = (years > start) & (years <= end)
+            index[sel, k] = index[years == start, k][0] * (1.0 + g) ** (years[sel] - start)
+        coords["year"] = years
+        demand_index = _da(np.broadcast_to(index[:, None, :], (len(years), R, K)).copy(), coords,
+                           ("year", "region", "sector"), "demand_index", "1",
+                           f"{m} reference demand relative to {self.base_year} (same path in every region)")
 
-        el = self._rows("elasticities", m)
+        el = {(r["side"], r["horizon"], r["key"]): r for r in self._rows("elasticities", m)}
 
         def elastic(side: str, horizon: str, dim: str, keys: tuple[str, ...]) -> tuple[xr.DataArray, xr.DataArray]:
-            sub = el[(el["side"] == side) & (el["horizon"] == horizon)].set_index("key")
-            val = np.array([float(sub.at[k, "value"]) if k in sub.index else np.nan for k in keys])
-            rng = np.array([[float(sub.at[k, b]) if k in sub.index else np.nan for b in ("low", "high")]
-                            for k in keys])
+            val = np.array([float(el[(side, horizon, k)]["value"]) for k in keys])
+            rng = np.array([[float(el[(side, horizon, k)][b]) for b in ("low", "high")] for k in keys])
             name = f"{side}_elasticity" + ("" if horizon == "short_run" else "_long_run")
             desc = f"{m} {horizon.replace('_', '-')} price elasticity of {side}"
             return (_da(val, coords, (dim,), name, "1", desc),
-                    _da(rng, coords, (dim, "bound"), f"{name}_range", "1", f"{desc}: low and high"))
+                    _da(rng, coords, (dim, "bound"), f"{name}_range", "1", f"{desc}: low and high (NaN: none given)"))
 
         s_sr, s_sr_rng = elastic("supply", "short_run", "stage", stages)
         s_lr, s_lr_rng = elastic("supply", "long_run", "stage", stages)
         d_sr, d_sr_rng = elastic("demand", "short_run", "sector", sectors)
         d_lr, d_lr_rng = elastic("demand", "long_run", "sector", sectors)
 
-        trade = np.full((len(stages), len(regions), len(regions)), np.nan)
-        tr = self._rows("trade", m)
-        if len(tr):
-            trade[tr["stage"].map(si).to_numpy(dtype=int), tr["exporter"].map(ri).to_numpy(dtype=int),
-                  tr["importer"].map(ri).to_numpy(dtype=int)] = tr["quantity_t"].to_numpy(dtype=float)
+        trade = np.full((S, R, R), np.nan)
+        observed_stages: set[str] = set()
+        for r in self._rows("trade", m):
+            trade[si[r["stage"]], ri[r["exporter"]], ri[r["importer"]]] = r["quantity_t"]
+            observed_stages.add(str(r["stage"]))
         trade_da = _da(trade, coords, ("stage", "origin", "destination"), "trade", QUANTITY_UNIT,
                        f"{m} observed base-year bilateral flows (NaN: not observed)")
-        observed = tuple(s for s in stages if len(tr) and (tr["stage"] == s).any())
+        observed = tuple(s for s in stages if s in observed_stages)
 
-        fr = self._rows("freight", m).set_index("stage") if "freight" in self._tables else pd.DataFrame()
-        gpc = {s: float(fr.at[s, "gross_per_contained"]) if s in fr.index else 1.0 for s in stages}
-        modes = {s: str(fr.at[s, "mode"]) if s in fr.index else self.spec.transport.default_mode for s in stages}
-        tc = np.stack([self.transport_cost(modes[s]).values * gpc[s] for s in stages])
+        fr = {str(r["stage"]): r for r in self._rows("freight", m)}
+        gpc = {s: float(fr[s]["gross_per_contained"]) if s in fr else 1.0 for s in stages}
+        modes = {s: str(fr[s]["mode"]) if s in fr else self.spec.transport.default_mode for s in stages}
+        tc = np.stack([self._transport(modes[s]).values * gpc[s] for s in stages])
         transport = _da(tc, coords, ("stage", "origin", "destination"), "transport_cost", PRICE_UNIT,
                         f"{m} distance-based transport cost per tonne of contained element")
         transport.attrs.update(formula=self.spec.transport.formula,
@@ -544,27 +578,64 @@ class World:
 # ==========================================================================================================
 
 
+@dataclass
+class _Table:
+    """One table as read from CSV: columns as lists (text stripped, numbers as floats), record numbers."""
+
+    name: str
+    path: str
+    cols: dict[str, list[Any]]
+    rows: list[int]  # record number in the file, the header being row 1
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def get(self, col: str) -> list[Any]:
+        return self.cols[col]
+
+    def frame(self) -> pd.DataFrame:
+        df = pd.DataFrame(self.cols)
+        df["_row"] = self.rows
+        return df
+
+
+def _float(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
 class _Loader:
-    """Reads a world folder and checks every rule; one instance per load."""
+    """Reads a world folder and checks every rule; one instance per load.
+
+    The tables are small, so the checks run as plain Python loops over columns (faster than pandas
+    operations at this size); the validated tables become DataFrames once, at the end.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.tables: dict[str, pd.DataFrame] = {}
+        self.tables: dict[str, _Table] = {}
 
     # ------------------------------------------------------------------------------------------ helpers
-    def file(self, table: str) -> str:
-        return str(self.folder / self.spec.filename(table))
-
     def fail(self, table: str, field: str, reason: str, row: int | None = None) -> DataError:
-        return DataError(self.file(table), field, reason, row)
+        return DataError(str(self.folder / self.spec.filename(table)), field, reason, row)
 
-    def first_bad(self, table: str, df: pd.DataFrame, mask: Any, field: str, reason: Any) -> None:
-        """Raise for the first row where ``mask`` holds; ``reason`` may be a callable of the row."""
-        m = np.asarray(mask, dtype=bool)
-        if m.any():
-            row = df.iloc[int(np.argmax(m))]
-            text = reason(row) if callable(reason) else reason
-            raise self.fail(table, field, text, int(row["_row"]))
+    def check(
+        self,
+        t: _Table,
+        cols: str | tuple[str, ...],
+        bad: Callable[..., bool],
+        field: str,
+        reason: str | Callable[..., str],
+    ) -> None:
+        """Raise for the first row where ``bad(*values)`` holds; ``reason`` may be a callable of the values."""
+        names = (cols,) if isinstance(cols, str) else cols
+        for i, values in enumerate(zip(*(t.cols[c] for c in names), strict=True)):
+            if bad(*values):
+                text = reason(*values) if callable(reason) else reason
+                raise self.fail(t.name, field, text, t.rows[i])
 
     # ------------------------------------------------------------------------------------------ entry
     def load(self) -> World:
@@ -572,12 +643,12 @@ class _Loader:
             raise DataError(str(self.folder), "path", "not a world folder (no such directory)")
         self.spec = self.read_spec()
         for name in FILES:
-            df = self.read(name)
-            if df is not None:
-                self.tables[name] = df
-        self.source_ids = set(self.tables["sources"]["id"]) if "sources" in self.tables else None
-        for name, df in self.tables.items():
-            self.check_provenance(name, df)
+            table = self.read(name)
+            if table is not None:
+                self.tables[name] = table
+        self.source_ids = set(self.tables["sources"].get("id")) if "sources" in self.tables else None
+        for table in self.tables.values():
+            self.check_provenance(table)
         self.check_regions()
         self.check_minerals_stages()
         self.check_sectors()
@@ -588,7 +659,7 @@ class _Loader:
         self.check_demand_growth()
         self.check_elasticities()
         self.check_optional()
-        return World(path=self.folder, spec=self.spec, tables=self.tables, regions=self.regions,
+        return World(path=self.folder, spec=self.spec, raw=self.tables, regions=self.regions,
                      minerals=self.minerals, stages=self.stages)
 
     def read_spec(self) -> WorldSpec:
@@ -609,8 +680,8 @@ class _Loader:
             loc = ".".join(str(p) for p in first["loc"]) or "world.yaml"
             raise DataError(str(path), loc, first["msg"]) from err
 
-    def read(self, name: str) -> pd.DataFrame | None:
-        spec = FILES[name]
+    def read(self, name: str) -> _Table | None:
+        spec: FileSpec = FILES[name]
         fname = self.spec.filename(name)
         path = self.folder / fname
         if not path.is_file():
@@ -618,195 +689,217 @@ class _Loader:
                 raise DataError(str(path), "file", f"missing file: the world needs {fname} ({name} table)")
             return None
         try:
-            df = pd.read_csv(path, dtype=str, keep_default_na=False)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            with open(path, encoding="utf-8", newline="") as fh:
+                records = list(csv.reader(fh))
+        except (OSError, UnicodeDecodeError, csv.Error) as err:
             raise DataError(str(path), "file", f"cannot read as CSV: {err}") from err
-        df.columns = [str(c).strip() for c in df.columns]
+        if not records:
+            raise DataError(str(path), "file", "empty file (no header)")
+        header = [h.strip() for h in records[0]]
         for col in spec.columns:
-            if col not in df.columns:
+            if col not in header:
                 raise DataError(str(path), col, f"missing column {col!r}")
-        df = df.copy()
-        for col in df.columns:
-            df[col] = df[col].astype(str).str.strip()
-        df["_row"] = np.arange(len(df)) + 2
-        numeric = set(spec.numeric) | set(spec.optional_numeric)
+        body = [r for r in records[1:] if any(cell.strip() for cell in r)]
+        rows = [i + 2 for i, r in enumerate(records[1:]) if any(cell.strip() for cell in r)]
+        for r, n in zip(body, rows, strict=True):
+            if len(r) != len(header):
+                raise DataError(str(path), "file", f"{len(r)} fields where the header has {len(header)}", n)
+        cols: dict[str, list[Any]] = {h: [r[j].strip() for r in body] for j, h in enumerate(header)}
+        t = _Table(name, str(path), cols, rows)
+        numeric = (*spec.numeric, *spec.optional_numeric)
         for col in (*spec.keys, *spec.text):
             if col in numeric or col in spec.optional_text:
                 continue
-            self.first_bad(name, df, df[col] == "", col, "missing value")
+            self.check(t, col, lambda v: v == "", col, "missing value")
         for col in spec.numeric:
-            self.first_bad(name, df, df[col] == "", col, "missing value (a number is required)")
-        for col in (*spec.numeric, *spec.optional_numeric):
-            given = df[col] != ""
-            values = pd.to_numeric(df[col].where(given, None), errors="coerce")
-            self.first_bad(name, df, given & (values.isna() | ~np.isfinite(values.fillna(0.0))), col,
-                           lambda r, c=col: f"not a number: {r[c]!r}")
-            df[col] = values.astype(float)
+            self.check(t, col, lambda v: v == "", col, "missing value (a number is required)")
+        for col in numeric:
+            self.check(t, col, lambda v: v != "" and _float(v) is None, col, lambda v: f"not a number: {v!r}")
+            t.cols[col] = [math.nan if v == "" else float(v) for v in t.cols[col]]
         for col in spec.nonnegative:
-            self.first_bad(name, df, df[col] < 0, col, lambda r, c=col: f"negative value {r[c]:g}")
-        if "low" in df.columns and "high" in df.columns:
-            self.first_bad(name, df, df["low"] > df["high"], "low",
-                           lambda r: f"range low {r['low']:g} > high {r['high']:g}")
-        dup = df.duplicated(list(spec.keys), keep="first")
-        self.first_bad(name, df, dup, spec.keys[-1],
-                       lambda r: "duplicate key " + ", ".join(f"{k}={r[k]}" for k in spec.keys))
-        return df
+            self.check(t, col, lambda v: v < 0, col, lambda v: f"negative value {v:g}")
+        if "low" in t.cols and "high" in t.cols:
+            self.check(t, ("low", "high"), lambda lo, hi: lo > hi, "low", lambda lo, hi: f"range low {lo:g} > high {hi:g}")
+        seen: set[tuple[Any, ...]] = set()
+        for i, key in enumerate(zip(*(t.cols[k] for k in spec.keys), strict=True)):
+            if key in seen:
+                raise DataError(str(path), spec.keys[-1], "duplicate key " + ", ".join(
+                    f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in zip(spec.keys, key, strict=True)
+                ), rows[i])
+            seen.add(key)
+        return t
 
-    def check_provenance(self, name: str, df: pd.DataFrame) -> None:
-        if not FILES[name].provenance:
+    def check_provenance(self, t: _Table) -> None:
+        if not FILES[t.name].provenance:
             return
-        self.first_bad(name, df, df["source"] == "", "source", "missing source (a citation id or reference)")
-        self.first_bad(name, df, df["basis"] == "", "basis", f"missing basis (one of {', '.join(BASES)})")
-        self.first_bad(name, df, ~df["basis"].isin(BASES), "basis",
-                       lambda r: f"basis {r['basis']!r} is not one of {', '.join(BASES)}")
+        self.check(t, "source", lambda v: v == "", "source", "missing source (a citation id or reference)")
+        self.check(t, "basis", lambda v: v == "", "basis", f"missing basis (one of {', '.join(BASES)})")
+        self.check(t, "basis", lambda v: v not in BASES, "basis",
+                   lambda v: f"basis {v!r} is not one of {', '.join(BASES)}")
         if self.source_ids is not None:
             ids = self.source_ids
 
             def unknown(s: str) -> list[str]:
                 return [i for i in (p.strip() for p in s.split(";")) if i and i not in ids]
 
-            bad = df["source"].map(lambda s: bool(unknown(s)))
-            self.first_bad(name, df, bad, "source",
-                           lambda r: f"unknown source id {unknown(r['source'])[0]!r} (not an id in sources.csv)")
+            self.check(t, "source", lambda s: bool(unknown(s)), "source",
+                       lambda s: f"unknown source id {unknown(s)[0]!r} (not an id in sources.csv)")
 
     # ------------------------------------------------------------------------------------------ regions
     def check_regions(self) -> None:
-        df = self.tables["regions"]
-        t = "regions"
-        self.first_bad(t, df, ~df["kind"].isin(REGION_KINDS), "kind",
-                       lambda r: f"kind {r['kind']!r} is not one of {', '.join(REGION_KINDS)}")
-        is_country = df["kind"] == "country"
-        valid = df["code"].map(lambda c: pycountry.countries.get(alpha_3=c) is not None)
-        self.first_bad(t, df, is_country & ~valid, "code",
-                       lambda r: f"unknown region code {r['code']!r}: not an ISO 3166 alpha-3 code (pycountry); "
-                       "declare aggregates with kind 'aggregate' or 'remainder'")
-        self.first_bad(t, df, ~is_country & valid, "kind",
-                       lambda r: f"{r['code']!r} is an ISO 3166 country code; an aggregate needs its own code")
-        self.first_bad(t, df, ~df["code"].str.fullmatch(r"[A-Z][A-Z0-9_]*"), "code",
-                       lambda r: f"region code {r['code']!r} must be upper case letters/digits")
-        agg = df["kind"] == "aggregate"
-        self.first_bad(t, df, agg & (df["members"] == ""), "members", "an aggregate region lists its members")
+        t = self.tables["regions"]
+        self.check(t, "kind", lambda k: k not in REGION_KINDS, "kind",
+                   lambda k: f"kind {k!r} is not one of {', '.join(REGION_KINDS)}")
+        self.check(t, "code", lambda c: not _CODE.fullmatch(c), "code",
+                   lambda c: f"region code {c!r} must be upper case letters/digits")
+        self.check(t, ("code", "kind"), lambda c, k: k == "country" and not _is_iso3(c), "code",
+                   lambda c, k: f"unknown region code {c!r}: not an ISO 3166 alpha-3 code (pycountry); declare an "
+                   "aggregate with kind 'aggregate' or 'remainder'")
+        self.check(t, ("code", "kind"), lambda c, k: k != "country" and _is_iso3(c), "kind",
+                   lambda c, k: f"{c!r} is an ISO 3166 country code; an aggregate needs a code of its own")
+        self.check(t, ("kind", "members"), lambda k, m: k == "aggregate" and not m, "members",
+                   "an aggregate region lists its members (ISO 3166 alpha-3 codes)")
 
         def bad_member(members: str) -> str | None:
-            for code in members.split():
-                if pycountry.countries.get(alpha_3=code) is None:
-                    return code
-            return None
+            return next((c for c in members.split() if not _is_iso3(c)), None)
 
-        self.first_bad(t, df, agg & df["members"].map(lambda s: bad_member(s) is not None), "members",
-                       lambda r: f"member {bad_member(r['members'])!r} is not an ISO 3166 alpha-3 code (pycountry)")
-        country_codes = set(df.loc[is_country, "code"])
-        self.first_bad(t, df, agg & df["members"].map(lambda s: bool(set(s.split()) & country_codes)), "members",
-                       "a member of an aggregate is also a region of its own")
-        self.first_bad(t, df, (df["kind"] == "remainder").cumsum() > 1, "kind", "more than one remainder region")
-        self.first_bad(t, df, ~df["lat"].between(-90, 90), "lat", lambda r: f"latitude {r['lat']:g} out of range")
-        self.first_bad(t, df, ~df["lon"].between(-180, 180), "lon",
-                       lambda r: f"longitude {r['lon']:g} out of range")
-        order = list(df.loc[df["kind"] != "remainder", "code"]) + list(df.loc[df["kind"] == "remainder", "code"])
+        self.check(t, ("kind", "members"), lambda k, m: k == "aggregate" and bad_member(m) is not None, "members",
+                   lambda k, m: f"member {bad_member(m)!r} is not an ISO 3166 alpha-3 code (pycountry)")
+        countries = {c for c, k in zip(t.get("code"), t.get("kind"), strict=True) if k == "country"}
+        self.check(t, ("kind", "members"), lambda k, m: k == "aggregate" and bool(set(m.split()) & countries),
+                   "members", "a member of an aggregate is also a region of its own")
+        if sum(k == "remainder" for k in t.get("kind")) > 1:
+            raise self.fail("regions", "kind", "more than one remainder region")
+        self.check(t, "lat", lambda v: not -90 <= v <= 90, "lat", lambda v: f"latitude {v:g} out of range")
+        self.check(t, "lon", lambda v: not -180 <= v <= 180, "lon", lambda v: f"longitude {v:g} out of range")
+        codes, kinds = t.get("code"), t.get("kind")
+        order = [c for c, k in zip(codes, kinds, strict=True) if k != "remainder"]
+        order += [c for c, k in zip(codes, kinds, strict=True) if k == "remainder"]
         self.regions: tuple[str, ...] = tuple(order)
         self.region_set = set(order)
 
-    def check_region_col(self, table: str, df: pd.DataFrame, col: str, allow_any: bool = False) -> None:
-        ok = df[col].isin(self.region_set) | (df[col] == ANY_REGION if allow_any else False)
+    def check_region_col(self, t: _Table, col: str, allow_any: bool = False) -> None:
+        ok = self.region_set | ({ANY_REGION} if allow_any else set())
 
-        def reason(r: pd.Series) -> str:
-            code = r[col]
-            if pycountry.countries.get(alpha_3=code) is not None:
+        def reason(code: str) -> str:
+            if _is_iso3(code):
                 return (f"region {code!r} is an ISO 3166 code but not a region of this world (regions.csv); "
                         "use its aggregate (e.g. EU or ROW)")
             return (f"unknown region code {code!r}: not ISO 3166 alpha-3 (pycountry) and not an aggregate "
                     "declared in regions.csv")
 
-        self.first_bad(table, df, ~ok, col, reason)
+        self.check(t, col, lambda c: c not in ok, col, reason)
 
     # ------------------------------------------------------------------------------------------ minerals
     def check_minerals_stages(self) -> None:
         mins = self.tables["minerals"]
-        self.first_bad("minerals", mins, ~mins["mineral"].str.fullmatch(r"[a-z][a-z0-9_]*"), "mineral",
-                       lambda r: f"mineral code {r['mineral']!r} must be lower case letters/digits/underscores")
-        self.minerals: tuple[str, ...] = tuple(mins["mineral"])
+        self.check(mins, "mineral", lambda m: not _MINERAL.fullmatch(m), "mineral",
+                   lambda m: f"mineral code {m!r} must be lower case letters, digits or underscores")
+        self.minerals: tuple[str, ...] = tuple(mins.get("mineral"))
         st = self.tables["stages"]
-        self.check_mineral_col("stages", st)
+        self.check_mineral_col(st)
+        by: dict[str, list[tuple[float, str, float, int]]] = {m: [] for m in self.minerals}
+        for m, s, o, y, row in zip(st.get("mineral"), st.get("stage"), st.get("order"), st.get("yield"), st.rows,
+                                   strict=True):
+            by[m].append((o, s, y, row))
         stages: dict[str, tuple[str, ...]] = {}
+        self.yields: dict[tuple[str, str], float] = {}
         for m in self.minerals:
-            sub = st[st["mineral"] == m].sort_values("order")
-            if sub.empty:
+            items = sorted(by[m])
+            if not items:
                 raise self.fail("stages", "mineral", f"mineral {m!r} has no stages")
-            orders = sub["order"].to_numpy()
-            if not np.array_equal(orders, np.arange(1, len(sub) + 1)):
-                row = int(sub["_row"].iloc[0])
-                raise self.fail("stages", "order", f"stages of {m!r} must be numbered 1..{len(sub)}, got "
-                                f"{[int(o) if float(o).is_integer() else o for o in orders]}", row)
-            later = sub[sub["order"] > 1]
-            self.first_bad("stages", later, later["yield"].isna(), "yield",
-                           lambda r: f"stage {r['stage']!r} of {r['mineral']!r} needs a yield (output per unit input)")
-            self.first_bad("stages", later, later["yield"] <= 0, "yield",
-                           lambda r: f"yield {r['yield']:g} must be > 0")
-            stages[m] = tuple(sub["stage"])
+            orders = [o for o, _s, _y, _r in items]
+            if orders != [float(i) for i in range(1, len(items) + 1)]:
+                raise self.fail("stages", "order", f"stages of {m!r} must be numbered 1..{len(items)}, got "
+                                f"{[f'{o:g}' for o in orders]}", items[0][3])
+            for o, s, y, row in items:
+                if o > 1 and math.isnan(y):
+                    raise self.fail("stages", "yield", f"stage {s!r} of {m!r} needs a yield (output per unit input)",
+                                    row)
+                if o > 1 and y <= 0:
+                    raise self.fail("stages", "yield", f"yield {y:g} must be > 0", row)
+                self.yields[(m, s)] = y
+            stages[m] = tuple(s for _o, s, _y, _r in items)
         self.stages = stages
         self.stage_pairs = {(m, s) for m, ss in stages.items() for s in ss}
+        self.sector_codes = [s.code for s in self.spec.sectors]
 
-    def check_mineral_col(self, table: str, df: pd.DataFrame) -> None:
-        self.first_bad(table, df, ~df["mineral"].isin(self.minerals), "mineral",
-                       lambda r: f"unknown mineral {r['mineral']!r} (not in minerals.csv)")
+    def check_mineral_col(self, t: _Table) -> None:
+        known = set(self.minerals)
+        self.check(t, "mineral", lambda m: m not in known, "mineral",
+                   lambda m: f"unknown mineral {m!r} (not in minerals.csv)")
 
-    def check_stage_col(self, table: str, df: pd.DataFrame, col: str = "stage") -> None:
-        self.check_mineral_col(table, df)
-        pairs = pd.Series(list(zip(df["mineral"], df[col], strict=True)), index=df.index)
-        self.first_bad(table, df, ~pairs.isin(self.stage_pairs), col,
-                       lambda r: f"unknown stage {r[col]!r} for mineral {r['mineral']!r} (stages: "
-                       f"{', '.join(self.stages.get(r['mineral'], ()))})")
+    def check_stage_col(self, t: _Table, col: str = "stage", where: Callable[..., bool] | None = None) -> None:
+        self.check_mineral_col(t)
+        pairs = self.stage_pairs
+        cols = ("mineral", col, "side") if where else ("mineral", col)
 
-    def check_sector_col(self, table: str, df: pd.DataFrame, col: str = "sector") -> None:
-        sectors = [s.code for s in self.spec.sectors]
-        self.first_bad(table, df, ~df[col].isin(sectors), col,
-                       lambda r: f"unknown sector {r[col]!r} (world.yaml sectors: {', '.join(sectors)})")
+        def bad(m: str, s: str, *rest: str) -> bool:
+            return (where is None or where(*rest)) and (m, s) not in pairs
+
+        self.check(t, cols, bad, col, lambda m, s, *rest: f"unknown stage {s!r} for mineral {m!r} (stages: "
+                   f"{', '.join(self.stages.get(m, ()))})")
+
+    def check_sector_col(self, t: _Table, col: str = "sector", where: Callable[..., bool] | None = None,
+                         where_col: str = "side") -> None:
+        known = set(self.sector_codes)
+        cols = (col, where_col) if where else (col,)
+
+        def bad(k: str, *rest: str) -> bool:
+            return (where is None or where(*rest)) and k not in known
+
+        self.check(t, cols, bad, col,
+                   lambda k, *rest: f"unknown sector {k!r} (world.yaml sectors: {', '.join(self.sector_codes)})")
 
     def check_sectors(self) -> None:
-        df = self.tables["sectors"]
-        self.check_stage_col("sectors", df)
-        self.check_sector_col("sectors", df)
-        have = set(zip(df["mineral"], df["sector"], strict=True))
+        t = self.tables["sectors"]
+        self.check_stage_col(t)
+        self.check_sector_col(t)
+        self.sector_stage = {(m, k): s for m, k, s in zip(t.get("mineral"), t.get("sector"), t.get("stage"),
+                                                          strict=True)}
         for m in self.minerals:
-            for s in self.spec.sectors:
-                if (m, s.code) not in have:
-                    raise self.fail("sectors", "sector", f"mineral {m!r} has no row for sector {s.code!r} (every "
-                                    "sector needs the stage it consumes at)")
-        self.sector_stage = {(m, k): s for m, k, s in zip(df["mineral"], df["sector"], df["stage"], strict=True)}
+            for k in self.sector_codes:
+                if (m, k) not in self.sector_stage:
+                    raise self.fail("sectors", "sector", f"mineral {m!r} has no row for sector {k!r} (every sector "
+                                    "needs the stage it consumes at)")
 
     # ------------------------------------------------------------------------------------------ quantities
     def check_quantities(self) -> None:
-        for table in ("production", "capacity"):
-            df = self.tables[table]
-            self.check_stage_col(table, df)
-            self.check_region_col(table, df, "region")
+        for name in ("production", "capacity"):
+            t = self.tables[name]
+            self.check_stage_col(t)
+            self.check_region_col(t, "region")
         prod, cap = self.tables["production"], self.tables["capacity"]
-        merged = prod.merge(cap[["mineral", "stage", "region", "capacity_t", "_row"]], how="left",
-                            on=["mineral", "stage", "region"], suffixes=("", "_cap"))
-        missing = (merged["quantity_t"] > 0) & merged["capacity_t"].isna()
-        if missing.any():
-            r = merged[missing].iloc[0]
-            raise self.fail("capacity", "capacity_t", f"no capacity for {r['mineral']}/{r['stage']} in "
-                            f"{r['region']}, which produces {r['quantity_t']:g} t")
-        short = merged["capacity_t"] < merged["quantity_t"] * (1 - 1e-9)
-        if short.any():
-            r = merged[short].iloc[0]
-            raise self.fail("capacity", "capacity_t", f"capacity {r['capacity_t']:g} t is below production "
-                            f"{r['quantity_t']:g} t ({r['mineral']}/{r['stage']} in {r['region']})",
-                            int(r["_row_cap"]))
+        capacity = {
+            (m, s, r): (c, row)
+            for m, s, r, c, row in zip(cap.get("mineral"), cap.get("stage"), cap.get("region"), cap.get("capacity_t"),
+                                       cap.rows, strict=True)
+        }
+        for m, s, r, q in zip(prod.get("mineral"), prod.get("stage"), prod.get("region"), prod.get("quantity_t"),
+                              strict=True):
+            entry = capacity.get((m, s, r))
+            if entry is None:
+                if q > 0:
+                    raise self.fail("capacity", "capacity_t", f"no capacity for {m}/{s} in {r}, which produces "
+                                    f"{q:g} t")
+                continue
+            c, row = entry
+            if c < q * (1 - 1e-9):
+                raise self.fail("capacity", "capacity_t", f"capacity {c:g} t is below production {q:g} t "
+                                f"({m}/{s} in {r})", row)
+        self.production_total: dict[tuple[str, str], float] = {}
+        for m, s, q in zip(prod.get("mineral"), prod.get("stage"), prod.get("quantity_t"), strict=True):
+            self.production_total[(m, s)] = self.production_total.get((m, s), 0.0) + q
 
     def check_prices(self) -> None:
-        df = self.tables["prices"]
-        self.check_stage_col("prices", df)
-        self.check_region_col("prices", df, "region", allow_any=True)
-        self.first_bad("prices", df, df["price_usd_per_t"] <= 0, "price_usd_per_t",
-                       lambda r: f"price must be > 0, got {r['price_usd_per_t']:g}")
-        covered = {(m, s) for m, s, r in zip(df["mineral"], df["stage"], df["region"], strict=True)
-                   if r == ANY_REGION}
-        have = set(zip(df["mineral"], df["stage"], df["region"], strict=True))
+        t = self.tables["prices"]
+        self.check_stage_col(t)
+        self.check_region_col(t, "region", allow_any=True)
+        self.check(t, "price_usd_per_t", lambda p: p <= 0, "price_usd_per_t", lambda p: f"price must be > 0, got {p:g}")
+        have = set(zip(t.get("mineral"), t.get("stage"), t.get("region"), strict=True))
         for m, ss in self.stages.items():
             for s in ss:
-                if (m, s) in covered:
+                if (m, s, ANY_REGION) in have:
                     continue
                 for r in self.regions:
                     if (m, s, r) not in have:
@@ -814,25 +907,25 @@ class _Loader:
                                         f"'{ANY_REGION}' row for all regions)")
 
     def check_consumption(self) -> None:
-        df = self.tables["consumption"]
-        self.check_stage_col("consumption", df)
-        self.check_region_col("consumption", df, "region")
-        self.check_sector_col("consumption", df)
-        expected = pd.Series([self.sector_stage.get((m, k), "") for m, k in zip(df["mineral"], df["sector"],
-                                                                                strict=True)], index=df.index)
-        self.first_bad("consumption", df, expected != df["stage"], "stage",
-                       lambda r: f"sector {r['sector']!r} of {r['mineral']!r} consumes at stage "
-                       f"{self.sector_stage.get((r['mineral'], r['sector']))!r} (sectors.csv), not {r['stage']!r}")
+        t = self.tables["consumption"]
+        self.check_stage_col(t)
+        self.check_region_col(t, "region")
+        self.check_sector_col(t)
+        ss = self.sector_stage
+        self.check(t, ("mineral", "sector", "stage"), lambda m, k, s: ss[(m, k)] != s, "stage",
+                   lambda m, k, s: f"sector {k!r} of {m!r} consumes at stage {ss[(m, k)]!r} (sectors.csv), not {s!r}")
 
     def check_mass_balance(self) -> None:
-        prod = self.tables["production"].groupby(["mineral", "stage"])["quantity_t"].sum()
-        cons = self.tables["consumption"].groupby(["mineral", "stage"])["quantity_t"].sum()
-        yields = self.tables["stages"].set_index(["mineral", "stage"])["yield"]
+        t = self.tables["consumption"]
+        cons: dict[tuple[str, str], float] = {}
+        for m, s, q in zip(t.get("mineral"), t.get("stage"), t.get("quantity_t"), strict=True):
+            cons[(m, s)] = cons.get((m, s), 0.0) + q
+        prod = self.production_total
         for m, ss in self.stages.items():
             for i, s in enumerate(ss):
-                out = float(prod.get((m, s), 0.0))
-                c = float(cons.get((m, s), 0.0))
-                nxt = float(prod.get((m, ss[i + 1]), 0.0)) / float(yields[(m, ss[i + 1])]) if i + 1 < len(ss) else 0.0
+                out = prod.get((m, s), 0.0)
+                c = cons.get((m, s), 0.0)
+                nxt = prod.get((m, ss[i + 1]), 0.0) / self.yields[(m, ss[i + 1])] if i + 1 < len(ss) else 0.0
                 use = c + nxt
                 scale = max(out, use)
                 if scale <= 0:
@@ -847,99 +940,109 @@ class _Loader:
                     )
 
     def check_demand_growth(self) -> None:
-        df = self.tables["demand_growth"]
-        t = "demand_growth"
-        self.check_mineral_col(t, df)
-        self.check_sector_col(t, df)
+        t = self.tables["demand_growth"]
+        self.check_mineral_col(t)
+        self.check_sector_col(t)
         base, hor = self.spec.base_year, self.spec.horizon
-        self.first_bad(t, df, df["start_year"] >= df["end_year"], "end_year",
-                       lambda r: f"period {r['start_year']:g}-{r['end_year']:g} is empty")
-        self.first_bad(t, df, df["annual_growth"] <= -1, "annual_growth",
-                       lambda r: f"annual growth {r['annual_growth']:g} is not above -1")
-        self.first_bad(t, df, (df["start_year"] % 1 != 0) | (df["end_year"] % 1 != 0), "start_year",
-                       "years must be whole numbers")
+        self.check(t, ("start_year", "end_year"), lambda a, b: a >= b, "end_year",
+                   lambda a, b: f"period {a:g}-{b:g} is empty")
+        self.check(t, ("start_year", "end_year"), lambda a, b: a % 1 != 0 or b % 1 != 0, "start_year",
+                   "years must be whole numbers")
+        self.check(t, "annual_growth", lambda g: g <= -1, "annual_growth",
+                   lambda g: f"annual growth {g:g} is not above -1")
+        periods: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
+        for m, k, a, b, row in zip(t.get("mineral"), t.get("sector"), t.get("start_year"), t.get("end_year"), t.rows,
+                                   strict=True):
+            periods.setdefault((m, k), []).append((a, b, row))
         for m in self.minerals:
-            for s in self.spec.sectors:
-                sub = df[(df["mineral"] == m) & (df["sector"] == s.code)].sort_values("start_year")
-                if sub.empty:
-                    raise self.fail(t, "sector", f"no demand growth for {m}/{s.code} ({base}-{hor})")
-                starts, ends = sub["start_year"].to_numpy(), sub["end_year"].to_numpy()
-                row = int(sub["_row"].iloc[0])
-                if starts[0] != base or ends[-1] != hor:
-                    raise self.fail(t, "start_year", f"growth periods of {m}/{s.code} must run from the base year "
-                                    f"{base} to the horizon {hor}, got {starts[0]:g}-{ends[-1]:g}", row)
-                if not np.array_equal(starts[1:], ends[:-1]):
-                    raise self.fail(t, "start_year", f"growth periods of {m}/{s.code} must be contiguous", row)
+            for k in self.sector_codes:
+                items = sorted(periods.get((m, k), []))
+                if not items:
+                    raise self.fail("demand_growth", "sector", f"no demand growth for {m}/{k} ({base}-{hor})")
+                if items[0][0] != base or items[-1][1] != hor:
+                    raise self.fail("demand_growth", "start_year", f"growth periods of {m}/{k} must run from the base "
+                                    f"year {base} to the horizon {hor}, got {items[0][0]:g}-{items[-1][1]:g}",
+                                    items[0][2])
+                for (_a1, b1, _r1), (a2, _b2, r2) in zip(items[:-1], items[1:], strict=True):
+                    if a2 != b1:
+                        raise self.fail("demand_growth", "start_year", f"growth periods of {m}/{k} must be "
+                                        f"contiguous (a period ends {b1:g}, the next starts {a2:g})", r2)
 
     def check_elasticities(self) -> None:
-        df = self.tables["elasticities"]
-        t = "elasticities"
-        self.check_mineral_col(t, df)
-        self.first_bad(t, df, ~df["side"].isin(SIDES), "side",
-                       lambda r: f"side {r['side']!r} is not one of {', '.join(SIDES)}")
-        self.first_bad(t, df, ~df["horizon"].isin(HORIZONS), "horizon",
-                       lambda r: f"horizon {r['horizon']!r} is not one of {', '.join(HORIZONS)}")
-        supply = df[df["side"] == "supply"]
-        self.check_stage_col(t, supply, "key")
-        demand = df[df["side"] == "demand"]
-        self.check_sector_col(t, demand, "key")
-        self.first_bad(t, supply, supply["value"] <= 0, "value",
-                       lambda r: f"supply elasticity of {r['mineral']}/{r['key']} must be > 0, got {r['value']:g}")
-        self.first_bad(t, demand, demand["value"] >= 0, "value",
-                       lambda r: f"demand elasticity of {r['mineral']}/{r['key']} must be < 0, got {r['value']:g}")
-        outside = (df["value"] < df["low"]) | (df["value"] > df["high"])
-        self.first_bad(t, df, outside, "value",
-                       lambda r: f"value {r['value']:g} lies outside its range [{r['low']:g}, {r['high']:g}]")
-        have = set(zip(df["mineral"], df["side"], df["key"], df["horizon"], strict=True))
+        t = self.tables["elasticities"]
+        self.check_mineral_col(t)
+        self.check(t, "side", lambda v: v not in SIDES, "side", lambda v: f"side {v!r} is not one of {', '.join(SIDES)}")
+        self.check(t, "horizon", lambda v: v not in HORIZONS, "horizon",
+                   lambda v: f"horizon {v!r} is not one of {', '.join(HORIZONS)}")
+        self.check_stage_col(t, "key", where=lambda side: side == "supply")
+        self.check_sector_col(t, "key", where=lambda side: side == "demand")
+        self.check(t, ("side", "value", "mineral", "key"), lambda side, v, m, k: side == "supply" and v <= 0, "value",
+                   lambda side, v, m, k: f"supply elasticity of {m}/{k} must be > 0, got {v:g}")
+        self.check(t, ("side", "value", "mineral", "key"), lambda side, v, m, k: side == "demand" and v >= 0, "value",
+                   lambda side, v, m, k: f"demand elasticity of {m}/{k} must be < 0, got {v:g}")
+        self.check(t, ("value", "low", "high"), lambda v, lo, hi: v < lo or v > hi, "value",
+                   lambda v, lo, hi: f"value {v:g} lies outside its range [{lo:g}, {hi:g}]")
+        have = set(zip(t.get("mineral"), t.get("side"), t.get("key"), t.get("horizon"), strict=True))
         for m in self.minerals:
             for s in self.stages[m]:
                 for h in HORIZONS:
                     if (m, "supply", s, h) not in have:
-                        raise self.fail(t, "value", f"no {h} supply elasticity for {m}/{s}")
-            for k in self.spec.sectors:
+                        raise self.fail("elasticities", "value", f"no {h} supply elasticity for {m}/{s}")
+            for k in self.sector_codes:
                 for h in HORIZONS:
-                    if (m, "demand", k.code, h) not in have:
-                        raise self.fail(t, "value", f"no {h} demand elasticity for {m}/{k.code}")
+                    if (m, "demand", k, h) not in have:
+                        raise self.fail("elasticities", "value", f"no {h} demand elasticity for {m}/{k}")
 
     def check_optional(self) -> None:
         if "trade" in self.tables:
-            df = self.tables["trade"]
-            self.check_stage_col("trade", df)
-            self.check_region_col("trade", df, "exporter")
-            self.check_region_col("trade", df, "importer")
-            self.first_bad("trade", df, df["exporter"] == df["importer"], "importer",
-                           "exporter equals importer: domestic flows are not trade")
+            t = self.tables["trade"]
+            self.check_stage_col(t)
+            self.check_region_col(t, "exporter")
+            self.check_region_col(t, "importer")
+            self.check(t, ("exporter", "importer"), lambda a, b: a == b, "importer",
+                       "exporter equals importer: domestic flows are not trade")
         if "freight" in self.tables:
-            df = self.tables["freight"]
-            self.check_stage_col("freight", df)
+            t = self.tables["freight"]
+            self.check_stage_col(t)
             modes = sorted(self.spec.transport.modes)
-            self.first_bad("freight", df, ~df["mode"].isin(modes), "mode",
-                           lambda r: f"freight mode {r['mode']!r} is not one of {', '.join(modes)} (world.yaml)")
-            self.first_bad("freight", df, df["gross_per_contained"] <= 0, "gross_per_contained", "must be > 0")
+            self.check(t, "mode", lambda v: v not in modes, "mode",
+                       lambda v: f"freight mode {v!r} is not one of {', '.join(modes)} (world.yaml)")
+            self.check(t, "gross_per_contained", lambda v: v <= 0, "gross_per_contained", "must be > 0")
         if "shares" in self.tables:
             self.check_shares(self.tables["shares"])
         if "content_factors" in self.tables:
-            df = self.tables["content_factors"]
-            self.check_stage_col("content_factors", df)
-            self.first_bad("content_factors", df, df["factor"] <= 0, "factor", "must be > 0")
+            t = self.tables["content_factors"]
+            self.check_stage_col(t)
+            self.check(t, "factor", lambda v: v <= 0, "factor", "must be > 0")
         if "wmd_check" in self.tables:
-            df = self.tables["wmd_check"]
-            self.check_mineral_col("wmd_check", df)
-            self.check_region_col("wmd_check", df, "region")
+            t = self.tables["wmd_check"]
+            self.check_mineral_col(t)
+            self.check_region_col(t, "region")
 
-    def check_shares(self, df: pd.DataFrame) -> None:
-        t = "shares"
-        self.check_stage_col(t, df)
-        self.first_bad(t, df, df["share"] > 1 + SHARE_TOLERANCE, "share",
-                       lambda r: f"share {r['share']:g} is above 1")
-        regional = df["kind"].str.endswith("_region")
-        self.check_region_col(t, df[regional], "key")
-        end_use = df["kind"] == "end_use"
-        self.check_sector_col(t, df[end_use], "key")
-        sums = df.groupby(["mineral", "stage", "kind", "group"])["share"].sum()
-        over = sums[sums > 1 + SHARE_TOLERANCE]
-        if len(over):
-            (m, s, kind, group), total = next(iter(over.items()))
-            sub = df[(df["mineral"] == m) & (df["stage"] == s) & (df["kind"] == kind) & (df["group"] == group)]
-            raise self.fail(t, "share", f"shares of {m}/{s} ({kind}{', ' + group if group else ''}) sum to "
-                            f"{total:.6g}, more than 1", int(sub["_row"].iloc[-1]))
+    def check_shares(self, t: _Table) -> None:
+        self.check_stage_col(t)
+        self.check(t, "share", lambda v: v > 1 + SHARE_TOLERANCE, "share", lambda v: f"share {v:g} is above 1")
+        regions, sectors = self.region_set, set(self.sector_codes)
+        self.check(t, ("kind", "key"), lambda kind, key: kind.endswith("_region") and key not in regions, "key",
+                   lambda kind, key: f"unknown region code {key!r} (not a region of this world)")
+        self.check(t, ("kind", "key"), lambda kind, key: kind == "end_use" and key not in sectors, "key",
+                   lambda kind, key: f"unknown sector {key!r} (world.yaml sectors)")
+        sums: dict[tuple[str, str, str, str], tuple[float, int]] = {}
+        for m, s, kind, group, v, row in zip(t.get("mineral"), t.get("stage"), t.get("kind"), t.get("group"),
+                                             t.get("share"), t.rows, strict=True):
+            total, _ = sums.get((m, s, kind, group), (0.0, row))
+            sums[(m, s, kind, group)] = (total + v, row)
+        for (m, s, kind, group), (total, row) in sums.items():
+            if total > 1 + SHARE_TOLERANCE:
+                raise self.fail("shares", "share", f"shares of {m}/{s} ({kind}{', ' + group if group else ''}) sum "
+                                f"to {total:.6g}, more than 1", row)
+
+
+_CODE = re.compile(r"[A-Z][A-Z0-9_]*")
+_MINERAL = re.compile(r"[a-z][a-z0-9_]*")
+
+
+@lru_cache(maxsize=512)
+def _is_iso3(code: str) -> bool:
+    """Whether ``code`` is an ISO 3166-1 alpha-3 country code (per pycountry)."""
+    return pycountry.countries.get(alpha_3=code) is not None

@@ -53,6 +53,7 @@ class _HighsModel:
         h.setOptionValue("primal_feasibility_tolerance", tolerance)
         h.setOptionValue("dual_feasibility_tolerance", tolerance)
         h.setOptionValue("optimality_tolerance", tolerance)
+        h.setOptionValue("qp_regularization_value", 0.0)
         h.addVars(J, np.zeros(J), np.zeros(J))
         rows = np.vstack([topology.incidence_dense(), topology.constraints_dense()])
         start = np.zeros(N + K + 1, dtype=np.int32)
