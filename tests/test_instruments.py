@@ -377,3 +377,28 @@ def test_quarterly_periods_time_a_ban():
     f = ds["flow"].sel(mineral="tiny", stage="refine", region="AAA", partner="BBB")
     assert float(f.sel(period="2024-Q1")) == pytest.approx(15 - T, abs=1e-3)
     assert [float(f.sel(period=f"2024-Q{q}")) for q in (2, 3, 4)] == pytest.approx([0, 0, 0], abs=1e-9)
+
+
+def test_a_batch_of_draws_equals_the_draws_run_one_by_one():
+    from critmin.simulate.run import run_batch
+
+    years = (2024, 2025, 2026)
+    specs = [
+        scenario_from_dict(
+            {
+                "name": "draw",
+                "world": "toy",
+                "instruments": [
+                    {"kind": "export_control", "mode": "quota", "exporter": "AAA", "targets": "BBB", "quota": q},
+                    {"kind": "reserve", "owner": "BBB", "initial_stock": 10, "release": {"rate": 5, "trigger_price": 60}},
+                ],
+            }
+        )
+        for q in (2.0, 6.0, 9.0)
+    ]
+    cal = two_region_market(t=T, long_run=-0.8)
+    batch = run_batch(specs, [{"tiny": cal}] * 3, years)
+    for spec, record in zip(specs, batch, strict=True):
+        alone = run_calibrated(spec, {"tiny": cal}, years)
+        np.testing.assert_allclose(record.minerals["tiny"].price, alone.minerals["tiny"].price, rtol=1e-8)
+        np.testing.assert_allclose(record.minerals["tiny"].flow, alone.minerals["tiny"].flow, rtol=1e-7, atol=1e-9)

@@ -19,6 +19,7 @@ Every problem in a world folder raises :class:`~critmin.core.errors.DataError` n
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -285,59 +286,52 @@ class World:
         ``source`` holds citation ids; ``citation`` the full citations from ``sources.csv`` where the world
         ships one. Numbers in ``world.yaml`` (the transport formula) are included.
         """
-        frames = []
-        for name in self._raw:
-            spec = FILES[name]
-            df = self._frame(name)
-            if not spec.values:
-                continue
-            key_cols = [k for k in spec.keys if k not in spec.values]
-            key = df[key_cols].astype(str).apply(
-                lambda r, cols=key_cols: ", ".join(f"{c}={v}" for c, v in zip(cols, r, strict=True) if v), axis=1
-            ) if len(df) else pd.Series(dtype=str)
-            for col in spec.values:
-                part = pd.DataFrame(
-                    {
-                        "file": self.spec.filename(name),
-                        "mineral": df["mineral"] if "mineral" in df else "",
-                        "key": key,
-                        "field": col,
-                        "value": df[col],
-                        "source": df["source"],
-                        "basis": df["basis"],
-                        "note": df["note"] if "note" in df else "",
-                    }
-                )
-                frames.append(part[part["value"].notna()])
-        rows = []
-        tr = self.spec.transport
-        rows.append(("route_factor", "value", tr.route_factor))
-        for mode, fm in tr.modes.items():
-            rows.append((f"modes.{mode}", "base_usd_per_t", fm.base_usd_per_t))
-            rows.append((f"modes.{mode}", "usd_per_t_km", fm.usd_per_t_km))
-        frames.append(
-            pd.DataFrame(
-                {
-                    "file": "world.yaml",
-                    "mineral": "",
-                    "key": [f"transport.{k}" for k, _f, _p in rows],
-                    "field": [f for _k, f, _p in rows],
-                    "value": [p.value for _k, _f, p in rows],
-                    "source": [p.source for _k, _f, p in rows],
-                    "basis": [p.basis for _k, _f, p in rows],
-                    "note": [p.note for _k, _f, p in rows],
-                }
-            )
-        )
-        out = pd.concat(frames, ignore_index=True)
+        cite: dict[str, str] = {}
         if "sources" in self._raw:
             ids = self._raw["sources"]
             cite = dict(zip(ids.get("id"), ids.get("citation"), strict=True))
-            out["citation"] = out["source"].map(
-                lambda s: " | ".join(cite.get(i.strip(), i.strip()) for i in str(s).split(";") if i.strip())
-            )
-        else:
-            out["citation"] = out["source"]
+
+        def citation(source: str) -> str:
+            return " | ".join(cite.get(i.strip(), i.strip()) for i in source.split(";") if i.strip())
+
+        records: list[tuple[str, str, str, str, float, str, str, str]] = []
+        for name, table in self._raw.items():
+            spec = FILES[name]
+            if not spec.values:
+                continue
+            fname = self.spec.filename(name)
+            key_cols = [k for k in spec.keys if k not in spec.values]
+            n = len(table)
+            minerals = table.cols["mineral"] if "mineral" in table.cols else [""] * n
+            notes = table.cols["note"] if "note" in table.cols else [""] * n
+            keys = [
+                ", ".join(f"{c}={v}" for c, v in zip(key_cols, vals, strict=True) if v != "")
+                for vals in zip(*(table.cols[c] for c in key_cols), strict=True)
+            ]
+            for col in spec.values:
+                for i, value in enumerate(table.cols[col]):
+                    if not math.isnan(value):
+                        records.append(
+                            (
+                                fname,
+                                minerals[i],
+                                keys[i],
+                                col,
+                                value,
+                                table.cols["source"][i],
+                                table.cols["basis"][i],
+                                notes[i],
+                            )
+                        )
+        tr = self.spec.transport
+        numbers = [("route_factor", "value", tr.route_factor)]
+        for mode, fm in tr.modes.items():
+            numbers.append((f"modes.{mode}", "base_usd_per_t", fm.base_usd_per_t))
+            numbers.append((f"modes.{mode}", "usd_per_t_km", fm.usd_per_t_km))
+        for key, fld, num in numbers:
+            records.append(("world.yaml", "", f"transport.{key}", fld, num.value, num.source, num.basis, num.note))
+        out = pd.DataFrame(records, columns=["file", "mineral", "key", "field", "value", "source", "basis", "note"])
+        out["citation"] = [citation(s) for s in out["source"]]
         return out[["file", "mineral", "key", "field", "value", "source", "basis", "citation", "note"]]
 
     # ------------------------------------------------------------------------------------------ transport
@@ -362,8 +356,14 @@ class World:
             m = tr.modes[mode]
             cost = m.base_usd_per_t.value + m.usd_per_t_km.value * tr.route_factor.value * self.distance_km.values
             np.fill_diagonal(cost, 0.0)
-            da = _da(cost, {"origin": self.regions, "destination": self.regions}, ("origin", "destination"),
-                     "transport_cost", PRICE_UNIT, f"distance-based transport cost ({mode}) per tonne shipped")
+            da = _da(
+                cost,
+                {"origin": self.regions, "destination": self.regions},
+                ("origin", "destination"),
+                "transport_cost",
+                PRICE_UNIT,
+                f"distance-based transport cost ({mode}) per tonne shipped",
+            )
             da.attrs.update(formula=tr.formula, mode=mode)
             self._transport_cache[mode] = da
         return self._transport_cache[mode]
@@ -407,12 +407,18 @@ class World:
     def _rows(self, table: str, mineral: str) -> list[dict[str, Any]]:
         return self._records.get(table, {}).get(mineral, [])
 
-    def _build_mineral(self, m: str) -> MineralData:  # noqa: C901 - straight-line assembly
+    def _build_mineral(self, m: str) -> MineralData:
         stages = self._stages[m]
         regions, sectors = self.regions, self.sectors
-        coords: dict[str, Any] = {"stage": stages, "region": regions, "sector": sectors,
-                                  "origin": regions, "destination": regions, "bound": ("low", "high"),
-                                  "_cache": {}}
+        coords: dict[str, Any] = {
+            "stage": stages,
+            "region": regions,
+            "sector": sectors,
+            "origin": regions,
+            "destination": regions,
+            "bound": ("low", "high"),
+            "_cache": {},
+        }
         si = {s: i for i, s in enumerate(stages)}
         ri = {r: i for i, r in enumerate(regions)}
         ki = {k: i for i, k in enumerate(sectors)}
@@ -430,12 +436,25 @@ class World:
         cons = np.zeros((S, R, K))
         for r in self._rows("consumption", m):
             cons[si[r["stage"]], ri[r["region"]], ki[r["sector"]]] = r["quantity_t"]
-        production = _da(prod, coords, ("stage", "region"), "production", QUANTITY_UNIT,
-                         f"{m} base-year output of each stage")
-        capacity = _da(cap, coords, ("stage", "region"), "capacity", QUANTITY_UNIT,
-                       f"{m} base-year capacity (output) of each stage")
-        consumption = _da(cons, coords, ("stage", "region", "sector"), "consumption", QUANTITY_UNIT,
-                          f"{m} base-year consumption by stage, region and sector")
+        production = _da(
+            prod, coords, ("stage", "region"), "production", QUANTITY_UNIT, f"{m} base-year output of each stage"
+        )
+        capacity = _da(
+            cap,
+            coords,
+            ("stage", "region"),
+            "capacity",
+            QUANTITY_UNIT,
+            f"{m} base-year capacity (output) of each stage",
+        )
+        consumption = _da(
+            cons,
+            coords,
+            ("stage", "region", "sector"),
+            "consumption",
+            QUANTITY_UNIT,
+            f"{m} base-year consumption by stage, region and sector",
+        )
         sector_stage = {str(r["sector"]): str(r["stage"]) for r in self._rows("sectors", m)}
 
         price = np.full((S, R), np.nan)
@@ -446,8 +465,9 @@ class World:
         for r in rows:
             if r["region"] != ANY_REGION:
                 price[si[r["stage"]], ri[r["region"]]] = r["price_usd_per_t"]
-        price_da = _da(price, coords, ("stage", "region"), "price", PRICE_UNIT,
-                       f"{m} base-year market price at each node")
+        price_da = _da(
+            price, coords, ("stage", "region"), "price", PRICE_UNIT, f"{m} base-year market price at each node"
+        )
 
         # demand index: compound the sector growth rates from the base year to the horizon
         years = np.arange(self.base_year, self.horizon + 1)
@@ -459,9 +479,14 @@ class World:
             sel = (years > start) & (years <= end)
             index[sel, k] = index[years == start, k][0] * (1.0 + g) ** (years[sel] - start)
         coords["year"] = years
-        demand_index = _da(np.broadcast_to(index[:, None, :], (len(years), R, K)).copy(), coords,
-                           ("year", "region", "sector"), "demand_index", "1",
-                           f"{m} reference demand relative to {self.base_year} (same path in every region)")
+        demand_index = _da(
+            np.broadcast_to(index[:, None, :], (len(years), R, K)).copy(),
+            coords,
+            ("year", "region", "sector"),
+            "demand_index",
+            "1",
+            f"{m} reference demand relative to {self.base_year} (same path in every region)",
+        )
 
         el = {(r["side"], r["horizon"], r["key"]): r for r in self._rows("elasticities", m)}
 
@@ -470,8 +495,10 @@ class World:
             rng = np.array([[float(el[(side, horizon, k)][b]) for b in ("low", "high")] for k in keys])
             name = f"{side}_elasticity" + ("" if horizon == "short_run" else "_long_run")
             desc = f"{m} {horizon.replace('_', '-')} price elasticity of {side}"
-            return (_da(val, coords, (dim,), name, "1", desc),
-                    _da(rng, coords, (dim, "bound"), f"{name}_range", "1", f"{desc}: low and high (NaN: none given)"))
+            return (
+                _da(val, coords, (dim,), name, "1", desc),
+                _da(rng, coords, (dim, "bound"), f"{name}_range", "1", f"{desc}: low and high (NaN: none given)"),
+            )
 
         s_sr, s_sr_rng = elastic("supply", "short_run", "stage", stages)
         s_lr, s_lr_rng = elastic("supply", "long_run", "stage", stages)
@@ -483,19 +510,33 @@ class World:
         for r in self._rows("trade", m):
             trade[si[r["stage"]], ri[r["exporter"]], ri[r["importer"]]] = r["quantity_t"]
             observed_stages.add(str(r["stage"]))
-        trade_da = _da(trade, coords, ("stage", "origin", "destination"), "trade", QUANTITY_UNIT,
-                       f"{m} observed base-year bilateral flows (NaN: not observed)")
+        trade_da = _da(
+            trade,
+            coords,
+            ("stage", "origin", "destination"),
+            "trade",
+            QUANTITY_UNIT,
+            f"{m} observed base-year bilateral flows (NaN: not observed)",
+        )
         observed = tuple(s for s in stages if s in observed_stages)
 
         fr = {str(r["stage"]): r for r in self._rows("freight", m)}
         gpc = {s: float(fr[s]["gross_per_contained"]) if s in fr else 1.0 for s in stages}
         modes = {s: str(fr[s]["mode"]) if s in fr else self.spec.transport.default_mode for s in stages}
         tc = np.stack([self._transport(modes[s]).values * gpc[s] for s in stages])
-        transport = _da(tc, coords, ("stage", "origin", "destination"), "transport_cost", PRICE_UNIT,
-                        f"{m} distance-based transport cost per tonne of contained element")
-        transport.attrs.update(formula=self.spec.transport.formula,
-                               gross_per_contained={s: gpc[s] for s in stages},
-                               mode={s: modes[s] for s in stages})
+        transport = _da(
+            tc,
+            coords,
+            ("stage", "origin", "destination"),
+            "transport_cost",
+            PRICE_UNIT,
+            f"{m} distance-based transport cost per tonne of contained element",
+        )
+        transport.attrs.update(
+            formula=self.spec.transport.formula,
+            gross_per_contained={s: gpc[s] for s in stages},
+            mode={s: modes[s] for s in stages},
+        )
         return MineralData(
             mineral=m,
             name=str(minfo["name"]),
@@ -561,8 +602,7 @@ class World:
                     "utilisation": [total_p / float(cap.sum()) if cap.sum() > 0 else 0.0],
                     "consumption_t": [float(c.sum())],
                     "use_t": [float(u.sum())],
-                    "price_usd_per_t": [float((price * prod).sum() / total_p) if total_p > 0
-                                        else float(price.mean())],
+                    "price_usd_per_t": [float((price * prod).sum() / total_p) if total_p > 0 else float(price.mean())],
                 },
                 index=["World"],
             )
@@ -659,8 +699,14 @@ class _Loader:
         self.check_demand_growth()
         self.check_elasticities()
         self.check_optional()
-        return World(path=self.folder, spec=self.spec, raw=self.tables, regions=self.regions,
-                     minerals=self.minerals, stages=self.stages)
+        return World(
+            path=self.folder,
+            spec=self.spec,
+            raw=self.tables,
+            regions=self.regions,
+            minerals=self.minerals,
+            stages=self.stages,
+        )
 
     def read_spec(self) -> WorldSpec:
         path = self.folder / "world.yaml"
@@ -719,13 +765,22 @@ class _Loader:
         for col in spec.nonnegative:
             self.check(t, col, lambda v: v < 0, col, lambda v: f"negative value {v:g}")
         if "low" in t.cols and "high" in t.cols:
-            self.check(t, ("low", "high"), lambda lo, hi: lo > hi, "low", lambda lo, hi: f"range low {lo:g} > high {hi:g}")
+            self.check(
+                t, ("low", "high"), lambda lo, hi: lo > hi, "low", lambda lo, hi: f"range low {lo:g} > high {hi:g}"
+            )
         seen: set[tuple[Any, ...]] = set()
         for i, key in enumerate(zip(*(t.cols[k] for k in spec.keys), strict=True)):
             if key in seen:
-                raise DataError(str(path), spec.keys[-1], "duplicate key " + ", ".join(
-                    f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in zip(spec.keys, key, strict=True)
-                ), rows[i])
+                raise DataError(
+                    str(path),
+                    spec.keys[-1],
+                    "duplicate key "
+                    + ", ".join(
+                        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in zip(spec.keys, key, strict=True)
+                    ),
+                    rows[i],
+                )
             seen.add(key)
         return t
 
@@ -734,40 +789,83 @@ class _Loader:
             return
         self.check(t, "source", lambda v: v == "", "source", "missing source (a citation id or reference)")
         self.check(t, "basis", lambda v: v == "", "basis", f"missing basis (one of {', '.join(BASES)})")
-        self.check(t, "basis", lambda v: v not in BASES, "basis",
-                   lambda v: f"basis {v!r} is not one of {', '.join(BASES)}")
+        self.check(
+            t, "basis", lambda v: v not in BASES, "basis", lambda v: f"basis {v!r} is not one of {', '.join(BASES)}"
+        )
         if self.source_ids is not None:
             ids = self.source_ids
 
             def unknown(s: str) -> list[str]:
                 return [i for i in (p.strip() for p in s.split(";")) if i and i not in ids]
 
-            self.check(t, "source", lambda s: bool(unknown(s)), "source",
-                       lambda s: f"unknown source id {unknown(s)[0]!r} (not an id in sources.csv)")
+            self.check(
+                t,
+                "source",
+                lambda s: bool(unknown(s)),
+                "source",
+                lambda s: f"unknown source id {unknown(s)[0]!r} (not an id in sources.csv)",
+            )
 
     # ------------------------------------------------------------------------------------------ regions
     def check_regions(self) -> None:
         t = self.tables["regions"]
-        self.check(t, "kind", lambda k: k not in REGION_KINDS, "kind",
-                   lambda k: f"kind {k!r} is not one of {', '.join(REGION_KINDS)}")
-        self.check(t, "code", lambda c: not _CODE.fullmatch(c), "code",
-                   lambda c: f"region code {c!r} must be upper case letters/digits")
-        self.check(t, ("code", "kind"), lambda c, k: k == "country" and not _is_iso3(c), "code",
-                   lambda c, k: f"unknown region code {c!r}: not an ISO 3166 alpha-3 code (pycountry); declare an "
-                   "aggregate with kind 'aggregate' or 'remainder'")
-        self.check(t, ("code", "kind"), lambda c, k: k != "country" and _is_iso3(c), "kind",
-                   lambda c, k: f"{c!r} is an ISO 3166 country code; an aggregate needs a code of its own")
-        self.check(t, ("kind", "members"), lambda k, m: k == "aggregate" and not m, "members",
-                   "an aggregate region lists its members (ISO 3166 alpha-3 codes)")
+        self.check(
+            t,
+            "kind",
+            lambda k: k not in REGION_KINDS,
+            "kind",
+            lambda k: f"kind {k!r} is not one of {', '.join(REGION_KINDS)}",
+        )
+        self.check(
+            t,
+            "code",
+            lambda c: not _CODE.fullmatch(c),
+            "code",
+            lambda c: f"region code {c!r} must be upper case letters/digits",
+        )
+        self.check(
+            t,
+            ("code", "kind"),
+            lambda c, k: k == "country" and not _is_iso3(c),
+            "code",
+            lambda c, k: (
+                f"unknown region code {c!r}: not an ISO 3166 alpha-3 code (pycountry); declare an "
+                "aggregate with kind 'aggregate' or 'remainder'"
+            ),
+        )
+        self.check(
+            t,
+            ("code", "kind"),
+            lambda c, k: k != "country" and _is_iso3(c),
+            "kind",
+            lambda c, k: f"{c!r} is an ISO 3166 country code; an aggregate needs a code of its own",
+        )
+        self.check(
+            t,
+            ("kind", "members"),
+            lambda k, m: k == "aggregate" and not m,
+            "members",
+            "an aggregate region lists its members (ISO 3166 alpha-3 codes)",
+        )
 
         def bad_member(members: str) -> str | None:
             return next((c for c in members.split() if not _is_iso3(c)), None)
 
-        self.check(t, ("kind", "members"), lambda k, m: k == "aggregate" and bad_member(m) is not None, "members",
-                   lambda k, m: f"member {bad_member(m)!r} is not an ISO 3166 alpha-3 code (pycountry)")
+        self.check(
+            t,
+            ("kind", "members"),
+            lambda k, m: k == "aggregate" and bad_member(m) is not None,
+            "members",
+            lambda k, m: f"member {bad_member(m)!r} is not an ISO 3166 alpha-3 code (pycountry)",
+        )
         countries = {c for c, k in zip(t.get("code"), t.get("kind"), strict=True) if k == "country"}
-        self.check(t, ("kind", "members"), lambda k, m: k == "aggregate" and bool(set(m.split()) & countries),
-                   "members", "a member of an aggregate is also a region of its own")
+        self.check(
+            t,
+            ("kind", "members"),
+            lambda k, m: k == "aggregate" and bool(set(m.split()) & countries),
+            "members",
+            "a member of an aggregate is also a region of its own",
+        )
         if sum(k == "remainder" for k in t.get("kind")) > 1:
             raise self.fail("regions", "kind", "more than one remainder region")
         self.check(t, "lat", lambda v: not -90 <= v <= 90, "lat", lambda v: f"latitude {v:g} out of range")
@@ -783,24 +881,34 @@ class _Loader:
 
         def reason(code: str) -> str:
             if _is_iso3(code):
-                return (f"region {code!r} is an ISO 3166 code but not a region of this world (regions.csv); "
-                        "use its aggregate (e.g. EU or ROW)")
-            return (f"unknown region code {code!r}: not ISO 3166 alpha-3 (pycountry) and not an aggregate "
-                    "declared in regions.csv")
+                return (
+                    f"region {code!r} is an ISO 3166 code but not a region of this world (regions.csv); "
+                    "use its aggregate (e.g. EU or ROW)"
+                )
+            return (
+                f"unknown region code {code!r}: not ISO 3166 alpha-3 (pycountry) and not an aggregate "
+                "declared in regions.csv"
+            )
 
         self.check(t, col, lambda c: c not in ok, col, reason)
 
     # ------------------------------------------------------------------------------------------ minerals
     def check_minerals_stages(self) -> None:
         mins = self.tables["minerals"]
-        self.check(mins, "mineral", lambda m: not _MINERAL.fullmatch(m), "mineral",
-                   lambda m: f"mineral code {m!r} must be lower case letters, digits or underscores")
+        self.check(
+            mins,
+            "mineral",
+            lambda m: not _MINERAL.fullmatch(m),
+            "mineral",
+            lambda m: f"mineral code {m!r} must be lower case letters, digits or underscores",
+        )
         self.minerals: tuple[str, ...] = tuple(mins.get("mineral"))
         st = self.tables["stages"]
         self.check_mineral_col(st)
         by: dict[str, list[tuple[float, str, float, int]]] = {m: [] for m in self.minerals}
-        for m, s, o, y, row in zip(st.get("mineral"), st.get("stage"), st.get("order"), st.get("yield"), st.rows,
-                                   strict=True):
+        for m, s, o, y, row in zip(
+            st.get("mineral"), st.get("stage"), st.get("order"), st.get("yield"), st.rows, strict=True
+        ):
             by[m].append((o, s, y, row))
         stages: dict[str, tuple[str, ...]] = {}
         self.yields: dict[tuple[str, str], float] = {}
@@ -810,12 +918,17 @@ class _Loader:
                 raise self.fail("stages", "mineral", f"mineral {m!r} has no stages")
             orders = [o for o, _s, _y, _r in items]
             if orders != [float(i) for i in range(1, len(items) + 1)]:
-                raise self.fail("stages", "order", f"stages of {m!r} must be numbered 1..{len(items)}, got "
-                                f"{[f'{o:g}' for o in orders]}", items[0][3])
+                raise self.fail(
+                    "stages",
+                    "order",
+                    f"stages of {m!r} must be numbered 1..{len(items)}, got {[f'{o:g}' for o in orders]}",
+                    items[0][3],
+                )
             for o, s, y, row in items:
                 if o > 1 and math.isnan(y):
-                    raise self.fail("stages", "yield", f"stage {s!r} of {m!r} needs a yield (output per unit input)",
-                                    row)
+                    raise self.fail(
+                        "stages", "yield", f"stage {s!r} of {m!r} needs a yield (output per unit input)", row
+                    )
                 if o > 1 and y <= 0:
                     raise self.fail("stages", "yield", f"yield {y:g} must be > 0", row)
                 self.yields[(m, s)] = y
@@ -826,8 +939,9 @@ class _Loader:
 
     def check_mineral_col(self, t: _Table) -> None:
         known = set(self.minerals)
-        self.check(t, "mineral", lambda m: m not in known, "mineral",
-                   lambda m: f"unknown mineral {m!r} (not in minerals.csv)")
+        self.check(
+            t, "mineral", lambda m: m not in known, "mineral", lambda m: f"unknown mineral {m!r} (not in minerals.csv)"
+        )
 
     def check_stage_col(self, t: _Table, col: str = "stage", where: Callable[..., bool] | None = None) -> None:
         self.check_mineral_col(t)
@@ -837,31 +951,46 @@ class _Loader:
         def bad(m: str, s: str, *rest: str) -> bool:
             return (where is None or where(*rest)) and (m, s) not in pairs
 
-        self.check(t, cols, bad, col, lambda m, s, *rest: f"unknown stage {s!r} for mineral {m!r} (stages: "
-                   f"{', '.join(self.stages.get(m, ()))})")
+        self.check(
+            t,
+            cols,
+            bad,
+            col,
+            lambda m, s, *rest: f"unknown stage {s!r} for mineral {m!r} (stages: {', '.join(self.stages.get(m, ()))})",
+        )
 
-    def check_sector_col(self, t: _Table, col: str = "sector", where: Callable[..., bool] | None = None,
-                         where_col: str = "side") -> None:
+    def check_sector_col(
+        self, t: _Table, col: str = "sector", where: Callable[..., bool] | None = None, where_col: str = "side"
+    ) -> None:
         known = set(self.sector_codes)
         cols = (col, where_col) if where else (col,)
 
         def bad(k: str, *rest: str) -> bool:
             return (where is None or where(*rest)) and k not in known
 
-        self.check(t, cols, bad, col,
-                   lambda k, *rest: f"unknown sector {k!r} (world.yaml sectors: {', '.join(self.sector_codes)})")
+        self.check(
+            t,
+            cols,
+            bad,
+            col,
+            lambda k, *rest: f"unknown sector {k!r} (world.yaml sectors: {', '.join(self.sector_codes)})",
+        )
 
     def check_sectors(self) -> None:
         t = self.tables["sectors"]
         self.check_stage_col(t)
         self.check_sector_col(t)
-        self.sector_stage = {(m, k): s for m, k, s in zip(t.get("mineral"), t.get("sector"), t.get("stage"),
-                                                          strict=True)}
+        self.sector_stage = {
+            (m, k): s for m, k, s in zip(t.get("mineral"), t.get("sector"), t.get("stage"), strict=True)
+        }
         for m in self.minerals:
             for k in self.sector_codes:
                 if (m, k) not in self.sector_stage:
-                    raise self.fail("sectors", "sector", f"mineral {m!r} has no row for sector {k!r} (every sector "
-                                    "needs the stage it consumes at)")
+                    raise self.fail(
+                        "sectors",
+                        "sector",
+                        f"mineral {m!r} has no row for sector {k!r} (every sector needs the stage it consumes at)",
+                    )
 
     # ------------------------------------------------------------------------------------------ quantities
     def check_quantities(self) -> None:
@@ -872,21 +1001,23 @@ class _Loader:
         prod, cap = self.tables["production"], self.tables["capacity"]
         capacity = {
             (m, s, r): (c, row)
-            for m, s, r, c, row in zip(cap.get("mineral"), cap.get("stage"), cap.get("region"), cap.get("capacity_t"),
-                                       cap.rows, strict=True)
+            for m, s, r, c, row in zip(
+                cap.get("mineral"), cap.get("stage"), cap.get("region"), cap.get("capacity_t"), cap.rows, strict=True
+            )
         }
-        for m, s, r, q in zip(prod.get("mineral"), prod.get("stage"), prod.get("region"), prod.get("quantity_t"),
-                              strict=True):
+        for m, s, r, q in zip(
+            prod.get("mineral"), prod.get("stage"), prod.get("region"), prod.get("quantity_t"), strict=True
+        ):
             entry = capacity.get((m, s, r))
             if entry is None:
                 if q > 0:
-                    raise self.fail("capacity", "capacity_t", f"no capacity for {m}/{s} in {r}, which produces "
-                                    f"{q:g} t")
+                    raise self.fail("capacity", "capacity_t", f"no capacity for {m}/{s} in {r}, which produces {q:g} t")
                 continue
             c, row = entry
             if c < q * (1 - 1e-9):
-                raise self.fail("capacity", "capacity_t", f"capacity {c:g} t is below production {q:g} t "
-                                f"({m}/{s} in {r})", row)
+                raise self.fail(
+                    "capacity", "capacity_t", f"capacity {c:g} t is below production {q:g} t ({m}/{s} in {r})", row
+                )
         self.production_total: dict[tuple[str, str], float] = {}
         for m, s, q in zip(prod.get("mineral"), prod.get("stage"), prod.get("quantity_t"), strict=True):
             self.production_total[(m, s)] = self.production_total.get((m, s), 0.0) + q
@@ -903,8 +1034,11 @@ class _Loader:
                     continue
                 for r in self.regions:
                     if (m, s, r) not in have:
-                        raise self.fail("prices", "region", f"no price for {m}/{s} in {r} (add a row for it or a "
-                                        f"'{ANY_REGION}' row for all regions)")
+                        raise self.fail(
+                            "prices",
+                            "region",
+                            f"no price for {m}/{s} in {r} (add a row for it or a '{ANY_REGION}' row for all regions)",
+                        )
 
     def check_consumption(self) -> None:
         t = self.tables["consumption"]
@@ -912,8 +1046,13 @@ class _Loader:
         self.check_region_col(t, "region")
         self.check_sector_col(t)
         ss = self.sector_stage
-        self.check(t, ("mineral", "sector", "stage"), lambda m, k, s: ss[(m, k)] != s, "stage",
-                   lambda m, k, s: f"sector {k!r} of {m!r} consumes at stage {ss[(m, k)]!r} (sectors.csv), not {s!r}")
+        self.check(
+            t,
+            ("mineral", "sector", "stage"),
+            lambda m, k, s: ss[(m, k)] != s,
+            "stage",
+            lambda m, k, s: f"sector {k!r} of {m!r} consumes at stage {ss[(m, k)]!r} (sectors.csv), not {s!r}",
+        )
 
     def check_mass_balance(self) -> None:
         t = self.tables["consumption"]
@@ -933,7 +1072,8 @@ class _Loader:
                 gap = (out - use) / scale
                 if abs(gap) > MASS_BALANCE_TOLERANCE:
                     raise self.fail(
-                        "consumption", "quantity_t",
+                        "consumption",
+                        "quantity_t",
                         f"mass balance violated for {m}/{s}: world output {out:,.3f} t but world use {use:,.3f} t "
                         f"(consumption {c:,.3f} t + input to the next stage {nxt:,.3f} t), a gap of {gap:+.2%} "
                         f"(tolerance {MASS_BALANCE_TOLERANCE:.1%})",
@@ -944,15 +1084,23 @@ class _Loader:
         self.check_mineral_col(t)
         self.check_sector_col(t)
         base, hor = self.spec.base_year, self.spec.horizon
-        self.check(t, ("start_year", "end_year"), lambda a, b: a >= b, "end_year",
-                   lambda a, b: f"period {a:g}-{b:g} is empty")
-        self.check(t, ("start_year", "end_year"), lambda a, b: a % 1 != 0 or b % 1 != 0, "start_year",
-                   "years must be whole numbers")
-        self.check(t, "annual_growth", lambda g: g <= -1, "annual_growth",
-                   lambda g: f"annual growth {g:g} is not above -1")
+        self.check(
+            t, ("start_year", "end_year"), lambda a, b: a >= b, "end_year", lambda a, b: f"period {a:g}-{b:g} is empty"
+        )
+        self.check(
+            t,
+            ("start_year", "end_year"),
+            lambda a, b: a % 1 != 0 or b % 1 != 0,
+            "start_year",
+            "years must be whole numbers",
+        )
+        self.check(
+            t, "annual_growth", lambda g: g <= -1, "annual_growth", lambda g: f"annual growth {g:g} is not above -1"
+        )
         periods: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
-        for m, k, a, b, row in zip(t.get("mineral"), t.get("sector"), t.get("start_year"), t.get("end_year"), t.rows,
-                                   strict=True):
+        for m, k, a, b, row in zip(
+            t.get("mineral"), t.get("sector"), t.get("start_year"), t.get("end_year"), t.rows, strict=True
+        ):
             periods.setdefault((m, k), []).append((a, b, row))
         for m in self.minerals:
             for k in self.sector_codes:
@@ -960,28 +1108,59 @@ class _Loader:
                 if not items:
                     raise self.fail("demand_growth", "sector", f"no demand growth for {m}/{k} ({base}-{hor})")
                 if items[0][0] != base or items[-1][1] != hor:
-                    raise self.fail("demand_growth", "start_year", f"growth periods of {m}/{k} must run from the base "
-                                    f"year {base} to the horizon {hor}, got {items[0][0]:g}-{items[-1][1]:g}",
-                                    items[0][2])
-                for (_a1, b1, _r1), (a2, _b2, r2) in zip(items[:-1], items[1:], strict=True):
+                    raise self.fail(
+                        "demand_growth",
+                        "start_year",
+                        f"growth periods of {m}/{k} must run from the base "
+                        f"year {base} to the horizon {hor}, got {items[0][0]:g}-{items[-1][1]:g}",
+                        items[0][2],
+                    )
+                for (_a1, b1, _r1), (a2, _b2, r2) in itertools.pairwise(items):
                     if a2 != b1:
-                        raise self.fail("demand_growth", "start_year", f"growth periods of {m}/{k} must be "
-                                        f"contiguous (a period ends {b1:g}, the next starts {a2:g})", r2)
+                        raise self.fail(
+                            "demand_growth",
+                            "start_year",
+                            f"growth periods of {m}/{k} must be "
+                            f"contiguous (a period ends {b1:g}, the next starts {a2:g})",
+                            r2,
+                        )
 
     def check_elasticities(self) -> None:
         t = self.tables["elasticities"]
         self.check_mineral_col(t)
-        self.check(t, "side", lambda v: v not in SIDES, "side", lambda v: f"side {v!r} is not one of {', '.join(SIDES)}")
-        self.check(t, "horizon", lambda v: v not in HORIZONS, "horizon",
-                   lambda v: f"horizon {v!r} is not one of {', '.join(HORIZONS)}")
+        self.check(
+            t, "side", lambda v: v not in SIDES, "side", lambda v: f"side {v!r} is not one of {', '.join(SIDES)}"
+        )
+        self.check(
+            t,
+            "horizon",
+            lambda v: v not in HORIZONS,
+            "horizon",
+            lambda v: f"horizon {v!r} is not one of {', '.join(HORIZONS)}",
+        )
         self.check_stage_col(t, "key", where=lambda side: side == "supply")
         self.check_sector_col(t, "key", where=lambda side: side == "demand")
-        self.check(t, ("side", "value", "mineral", "key"), lambda side, v, m, k: side == "supply" and v <= 0, "value",
-                   lambda side, v, m, k: f"supply elasticity of {m}/{k} must be > 0, got {v:g}")
-        self.check(t, ("side", "value", "mineral", "key"), lambda side, v, m, k: side == "demand" and v >= 0, "value",
-                   lambda side, v, m, k: f"demand elasticity of {m}/{k} must be < 0, got {v:g}")
-        self.check(t, ("value", "low", "high"), lambda v, lo, hi: v < lo or v > hi, "value",
-                   lambda v, lo, hi: f"value {v:g} lies outside its range [{lo:g}, {hi:g}]")
+        self.check(
+            t,
+            ("side", "value", "mineral", "key"),
+            lambda side, v, m, k: side == "supply" and v <= 0,
+            "value",
+            lambda side, v, m, k: f"supply elasticity of {m}/{k} must be > 0, got {v:g}",
+        )
+        self.check(
+            t,
+            ("side", "value", "mineral", "key"),
+            lambda side, v, m, k: side == "demand" and v >= 0,
+            "value",
+            lambda side, v, m, k: f"demand elasticity of {m}/{k} must be < 0, got {v:g}",
+        )
+        self.check(
+            t,
+            ("value", "low", "high"),
+            lambda v, lo, hi: v < lo or v > hi,
+            "value",
+            lambda v, lo, hi: f"value {v:g} lies outside its range [{lo:g}, {hi:g}]",
+        )
         have = set(zip(t.get("mineral"), t.get("side"), t.get("key"), t.get("horizon"), strict=True))
         for m in self.minerals:
             for s in self.stages[m]:
@@ -999,14 +1178,24 @@ class _Loader:
             self.check_stage_col(t)
             self.check_region_col(t, "exporter")
             self.check_region_col(t, "importer")
-            self.check(t, ("exporter", "importer"), lambda a, b: a == b, "importer",
-                       "exporter equals importer: domestic flows are not trade")
+            self.check(
+                t,
+                ("exporter", "importer"),
+                lambda a, b: a == b,
+                "importer",
+                "exporter equals importer: domestic flows are not trade",
+            )
         if "freight" in self.tables:
             t = self.tables["freight"]
             self.check_stage_col(t)
             modes = sorted(self.spec.transport.modes)
-            self.check(t, "mode", lambda v: v not in modes, "mode",
-                       lambda v: f"freight mode {v!r} is not one of {', '.join(modes)} (world.yaml)")
+            self.check(
+                t,
+                "mode",
+                lambda v: v not in modes,
+                "mode",
+                lambda v: f"freight mode {v!r} is not one of {', '.join(modes)} (world.yaml)",
+            )
             self.check(t, "gross_per_contained", lambda v: v <= 0, "gross_per_contained", "must be > 0")
         if "shares" in self.tables:
             self.check_shares(self.tables["shares"])
@@ -1023,19 +1212,34 @@ class _Loader:
         self.check_stage_col(t)
         self.check(t, "share", lambda v: v > 1 + SHARE_TOLERANCE, "share", lambda v: f"share {v:g} is above 1")
         regions, sectors = self.region_set, set(self.sector_codes)
-        self.check(t, ("kind", "key"), lambda kind, key: kind.endswith("_region") and key not in regions, "key",
-                   lambda kind, key: f"unknown region code {key!r} (not a region of this world)")
-        self.check(t, ("kind", "key"), lambda kind, key: kind == "end_use" and key not in sectors, "key",
-                   lambda kind, key: f"unknown sector {key!r} (world.yaml sectors)")
+        self.check(
+            t,
+            ("kind", "key"),
+            lambda kind, key: kind.endswith("_region") and key not in regions,
+            "key",
+            lambda kind, key: f"unknown region code {key!r} (not a region of this world)",
+        )
+        self.check(
+            t,
+            ("kind", "key"),
+            lambda kind, key: kind == "end_use" and key not in sectors,
+            "key",
+            lambda kind, key: f"unknown sector {key!r} (world.yaml sectors)",
+        )
         sums: dict[tuple[str, str, str, str], tuple[float, int]] = {}
-        for m, s, kind, group, v, row in zip(t.get("mineral"), t.get("stage"), t.get("kind"), t.get("group"),
-                                             t.get("share"), t.rows, strict=True):
+        for m, s, kind, group, v, row in zip(
+            t.get("mineral"), t.get("stage"), t.get("kind"), t.get("group"), t.get("share"), t.rows, strict=True
+        ):
             total, _ = sums.get((m, s, kind, group), (0.0, row))
             sums[(m, s, kind, group)] = (total + v, row)
         for (m, s, kind, group), (total, row) in sums.items():
             if total > 1 + SHARE_TOLERANCE:
-                raise self.fail("shares", "share", f"shares of {m}/{s} ({kind}{', ' + group if group else ''}) sum "
-                                f"to {total:.6g}, more than 1", row)
+                raise self.fail(
+                    "shares",
+                    "share",
+                    f"shares of {m}/{s} ({kind}{', ' + group if group else ''}) sum to {total:.6g}, more than 1",
+                    row,
+                )
 
 
 _CODE = re.compile(r"[A-Z][A-Z0-9_]*")

@@ -61,6 +61,8 @@ _ARMIJO = 1e-4
 #: A Cholesky pivot below this share of its diagonal is taken as a null direction and regularised.
 _PIVOT_TOL = 1e-12
 _DEBUG = False
+#: Factor on the pivot of a null direction of the Newton system (see _envelope_cholesky).
+_DEFLATE = 1e12
 
 
 @dataclass(frozen=True)
@@ -252,6 +254,19 @@ def _clip(z, lower, upper):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True)
+def _in_play(z, lower, upper):  # type: ignore[no-untyped-def]
+    """Whether an agent with unconstrained level ``z`` counts as free in the Newton model.
+
+    Inside its bounds, or on a bound to within rounding: an agent sitting exactly at a kink is counted
+    free, so that the model over- rather than under-estimates the curvature (the line search can lengthen
+    a short step; a step that is far too long stalls in front of the kink).
+    """
+    if not lower < upper:
+        return False
+    return lower - 1e-10 * (1.0 + abs(lower)) <= z <= upper + 1e-10 * (1.0 + abs(upper))
+
+
+@nb.njit(cache=True)
 def _responses(st, inst, x, u, v):  # type: ignore[no-untyped-def]
     """Net values ``u = M' x - cost`` and the agents' optimal levels ``v``."""
     ent_ptr, ent_idx, ent_val = st[0], st[1], st[2]
@@ -384,19 +399,28 @@ def _arc_slope(G, x, d, n_nodes):  # type: ignore[no-untyped-def]
 
 @nb.njit(cache=True)
 def _ray_gradient(agents, rates, g0, u, inv_slope, lower, upper, shift):  # type: ignore[no-untyped-def]
-    """Derivative of ``g`` along a ray after moving ``shift`` along it.
+    """Derivative of ``g`` along a ray after moving ``shift`` along it, and its rounding scale.
 
     ``agents`` and ``rates`` list the agents whose net value changes along the ray and how fast; ``g0`` is
     the derivative at the start.
     """
     acc = g0
+    scale = abs(g0)
     for q in range(agents.shape[0]):
         j = agents[q]
         rate = rates[q]
         before = _clip(u[j] * inv_slope[j], lower[j], upper[j])
         after = _clip((u[j] + rate * shift) * inv_slope[j], lower[j], upper[j])
         acc += rate * (after - before)
-    return acc
+        scale += abs(rate) * (abs(after) + abs(before))
+    return acc, scale
+
+
+@nb.njit(cache=True)
+def _reached(agents, rates, g0, u, inv_slope, lower, upper, shift):  # type: ignore[no-untyped-def]
+    """Whether the derivative along the ray has reached zero (to rounding) after ``shift``."""
+    g, scale = _ray_gradient(agents, rates, g0, u, inv_slope, lower, upper, shift)
+    return g * g0 <= 0.0 or abs(g) <= 1e-13 * scale
 
 
 @nb.njit(cache=True)
@@ -426,23 +450,23 @@ def _ray_root(agents, rates, g0, u, slope, inv_slope, lower, upper, buf):  # typ
                 count += 1
     kinks = np.sort(buf[:count])
     last = kinks[count - 1] if count else 0.0
-    g_last = _ray_gradient(agents, rates, g0, u, inv_slope, lower, upper, sign * last) if count else g0
-    if g_last * g0 <= 0.0:
+    if count and _reached(agents, rates, g0, u, inv_slope, lower, upper, sign * last):
         low, high = 0, count - 1  # the first kink at which the derivative has reached zero
         while low < high:
             mid = (low + high) // 2
-            if _ray_gradient(agents, rates, g0, u, inv_slope, lower, upper, sign * kinks[mid]) * g0 <= 0.0:
+            if _reached(agents, rates, g0, u, inv_slope, lower, upper, sign * kinks[mid]):
                 high = mid
             else:
                 low = mid + 1
         t1 = kinks[low]
-        g1 = _ray_gradient(agents, rates, g0, u, inv_slope, lower, upper, sign * t1)
+        g1, _ = _ray_gradient(agents, rates, g0, u, inv_slope, lower, upper, sign * t1)
         t0 = kinks[low - 1] if low > 0 else 0.0
-        g_0 = _ray_gradient(agents, rates, g0, u, inv_slope, lower, upper, sign * t0) if low > 0 else g0
-        if g1 == g_0:
+        g_0 = _ray_gradient(agents, rates, g0, u, inv_slope, lower, upper, sign * t0)[0] if low > 0 else g0
+        if g1 * g0 >= 0.0 or g1 == g_0:
             return sign * t1
         return sign * (t0 + g_0 * (t1 - t0) / (g_0 - g1))
-    g_far = _ray_gradient(agents, rates, g0, u, inv_slope, lower, upper, sign * (last + 1.0))
+    g_last, _ = _ray_gradient(agents, rates, g0, u, inv_slope, lower, upper, sign * last)
+    g_far, _ = _ray_gradient(agents, rates, g0, u, inv_slope, lower, upper, sign * (last + 1.0))
     rate = g_last - g_far  # per unit of distance; same sign as g0 while the derivative still moves to zero
     if rate * g0 <= 0.0:
         return sign * np.inf
@@ -454,9 +478,10 @@ def _envelope_cholesky(S, first_col, diag_ref, chain, null_pivots):  # type: ign
     """In-place Cholesky of the lower triangle of ``S`` within its envelope.
 
     A pivot that vanishes relative to ``diag_ref`` (a direction no free agent pins) is replaced by
-    ``diag_ref`` itself, the curvature that variable has alone. Replaced pivots of variables that have free
-    agents (``chain``: a group of prices tied together by free agents but pinned by none) are listed in
-    ``null_pivots``; returns how many.
+    ``diag_ref``, the curvature that variable has alone; for a variable that has free agents (``chain``: a
+    group of prices tied together by free agents but pinned by none) by ``diag_ref * _DEFLATE``, which takes
+    the direction out of the Newton step, and the pivot is listed in ``null_pivots`` (``diag_ref`` then
+    holds the new pivot). Returns how many were listed.
     """
     m = S.shape[0]
     n_null = 0
@@ -472,10 +497,12 @@ def _envelope_cholesky(S, first_col, diag_ref, chain, null_pivots):  # type: ign
         for k in range(fi, i):
             acc -= S[i, k] * S[i, k]
         if acc <= _PIVOT_TOL * diag_ref[i]:
-            acc = diag_ref[i]
             if chain[i]:
+                # Deflate: the Newton step leaves this direction alone; the caller minimises g along it.
+                diag_ref[i] *= _DEFLATE
                 null_pivots[n_null] = i
                 n_null += 1
+            acc = diag_ref[i]
         S[i, i] = np.sqrt(acc)
     return n_null
 
@@ -719,6 +746,62 @@ def _canonicalise(st, inst, n_nodes, x):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True)
+def _line_search(st, inst, n_nodes, x, d, u, G, slope0, xt, dx, ut, vt, Gt):  # type: ignore[no-untyped-def]
+    """Minimise ``g`` along the projection arc ``P(x + t d)``; leaves the accepted point in the work arrays.
+
+    The derivative along the arc is piecewise linear (and monotone along the ray): bracket its root,
+    expanding beyond ``t = 1`` on flat pieces, then close in by regula falsi (Illinois). The step is taken
+    once the derivative has fallen to a twentieth of its start and ``g`` has fallen enough (Armijo); near
+    the solution ``t = 1`` passes at once. Landing past the kinks, where the minimum is, keeps the next
+    Newton step from stalling in front of an agent about to leave its bound.
+
+    Returns ``(t, code)``: code ``_CONVERGED`` when a step was accepted, ``_UNBOUNDED`` when ``g`` falls
+    without bound along the arc, ``_LINE_SEARCH_FAILED`` otherwise.
+    """
+    d_max = 0.0
+    for i in range(x.shape[0]):
+        d_max = max(d_max, abs(d[i]))
+    t_lo, f_lo = 0.0, slope0
+    t_hi, f_hi = np.inf, 0.0
+    t = 1.0
+    side = 0  # Illinois: which end was kept last
+    best_t, best_change = 0.0, 0.0
+    for _ in range(60):
+        change, gdx, noise = _trial(st, inst, n_nodes, t, x, d, u, G, xt, dx, ut, vt, Gt)
+        f = _arc_slope(Gt, xt, d, n_nodes)
+        decrease = change <= _ARMIJO * gdx + 1e-14 * noise
+        if decrease and change < best_change:
+            best_t, best_change = t, change
+        if decrease and abs(f) <= 0.05 * abs(slope0):
+            return t, _CONVERGED
+        if f < 0.0 and decrease:
+            if side == -1:
+                f_hi *= 0.5
+            t_lo, f_lo, side = t, f, -1
+        else:
+            if side == 1:
+                f_lo *= 0.5
+            t_hi, f_hi, side = t, f, 1
+        if t_hi == np.inf:
+            if 4.0 * t * d_max > _PRICE_BOUND:
+                return t, _UNBOUNDED
+            t = 4.0 * t
+            continue
+        if t_hi - t_lo <= 1e-12 * t_hi:
+            break
+        if f_hi > f_lo:
+            t_new = t_lo - f_lo * (t_hi - t_lo) / (f_hi - f_lo)
+        else:
+            t_new = 0.5 * (t_lo + t_hi)
+        width = t_hi - t_lo
+        t = min(max(t_new, t_lo + 1e-3 * width), t_hi - 1e-3 * width)
+    if best_t > 0.0:
+        _trial(st, inst, n_nodes, best_t, x, d, u, G, xt, dx, ut, vt, Gt)
+        return best_t, _CONVERGED
+    return 0.0, _LINE_SEARCH_FAILED
+
+
+@nb.njit(cache=True)
 def _move_variable(st, inst, i, move, x, u, v, G):  # type: ignore[no-untyped-def]
     """Move variable ``i`` alone by ``move`` and update net values, levels and the gradient."""
     ent_ptr, ent_idx, ent_val = st[0], st[1], st[2]
@@ -805,13 +888,13 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, direction):  # type: ignore[
         # Prices (and rents) that no free agent touches sit on a linear piece of g: minimise g exactly
         # along each of them in turn (Gauss-Seidel, so neighbours see each other's moves).
         for i in range(n_all):
-            if fixed[i] or G[i] == 0.0:
-                continue
+            if fixed[i] or abs(G[i]) <= 0.1 * tol:
+                continue  # already balanced (to within rounding of the tolerance)
             lo, hi = var_ptr[i], var_ptr[i + 1]
             touched = False
             for idx in range(lo, hi):
                 j = var_agent[idx]
-                if lower[j] < u[j] * inv_slope[j] < upper[j]:
+                if _in_play(u[j] * inv_slope[j], lower[j], upper[j]):
                     touched = True
                     break
             if touched:
@@ -830,7 +913,7 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, direction):  # type: ignore[
         # Each variable's own curvature (its Hessian diagonal; where no free agent touches it, the
         # diagonal it would have with all its agents free).
         for j in range(J):
-            free_scale[j] = inv_slope[j] if lower[j] < u[j] * inv_slope[j] < upper[j] else 0.0
+            free_scale[j] = inv_slope[j] if _in_play(u[j] * inv_slope[j], lower[j], upper[j]) else 0.0
         for i in range(n_all):
             diag = 0.0
             for idx in range(var_ptr[i], var_ptr[i + 1]):
@@ -854,42 +937,15 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, direction):  # type: ignore[
             slope0 = _arc_slope(G, x, d, n_nodes)
             if not slope0 < 0.0:
                 return it, _LINE_SEARCH_FAILED
-        # Armijo search along the projection arc, backtracking by safeguarded quadratic interpolation.
-        t = 1.0
-        accepted = False
-        full_step = True
-        change = 0.0
-        for _ in range(60):
-            change, gdx, noise = _trial(st, inst, n_nodes, t, x, d, u, G, xt, dx, ut, vt, Gt)
-            if change <= _ARMIJO * gdx + 1e-14 * noise:
-                accepted = True
-                break
-            full_step = False
-            denom = 2.0 * (change - slope0 * t)
-            t_new = -slope0 * t * t / denom if denom > 0.0 else 0.5 * t
-            t = min(max(t_new, 0.1 * t), 0.5 * t)
-        if not accepted:
-            return it, _LINE_SEARCH_FAILED
-        if full_step:
-            # If g still falls nearly as fast at the end of the step (a flat piece), keep going; a dual that
-            # falls without bound means there is no feasible allocation.
-            d_max = 0.0
+        t, code = _line_search(st, inst, n_nodes, x, d, u, G, slope0, xt, dx, ut, vt, Gt)
+        if code == _UNBOUNDED:
             for i in range(n_all):
-                d_max = max(d_max, abs(d[i]))
-            while _arc_slope(Gt, xt, d, n_nodes) < 0.5 * slope0:
-                if 2.0 * t * d_max > _PRICE_BOUND:
-                    for i in range(n_all):
-                        direction[i] = d[i]
-                    return it + 1, _UNBOUNDED
-                longer, _gdx, _noise = _trial(st, inst, n_nodes, 2.0 * t, x, d, u, G, xt, dx, ut, vt, Gt)
-                if longer < change:
-                    t *= 2.0
-                    change = longer
-                else:
-                    _trial(st, inst, n_nodes, t, x, d, u, G, xt, dx, ut, vt, Gt)
-                    break
+                direction[i] = d[i]
+            return it + 1, _UNBOUNDED
+        if code != _CONVERGED:
+            return it, code
         if _DEBUG:
-            print("   t", t, "full", full_step, "slope0", slope0, "change", change, "null", n_null)
+            print("   t", t, "slope0", slope0, "null", n_null)
             for i in range(n_all):
                 print("      var", i, "x", x[i], "d", d[i], "G", G[i], "flat", flat[i], "fixed", fixed[i], "reg", reg[i])
         for i in range(n_all):
@@ -908,10 +964,15 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, direction):  # type: ignore[
             _envelope_solve(S, first_col, r)
             _expand(st, G, free_scale, fixed, reg, r, z, False)
             z_max = 0.0
-            g0 = 0.0
             for i in range(n_all):
                 z_max = max(z_max, abs(z[i]))
+            g0 = 0.0
+            for i in range(n_all):
+                if abs(z[i]) <= 1e-12 * z_max:
+                    z[i] = 0.0  # rounding residue of the solve
                 g0 += G[i] * z[i]
+            if abs(g0) <= 0.1 * tol * z_max:
+                continue  # g is already flat along this direction
             count = 0
             for j in range(J):
                 rate = 0.0
@@ -924,9 +985,15 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, direction):  # type: ignore[
             move = _ray_root(
                 ray_agents[:count], ray_rates[:count], g0, u, slope, inv_slope, lower, upper, buf
             )
+            if _DEBUG:
+                print("   null pivot", a, "g0", g0, "count", count, "move", move)
+                for q in range(count):
+                    print("       agent", ray_agents[q], ray_rates[q], u[ray_agents[q]], lower[ray_agents[q]], upper[ray_agents[q]])
+                for i in range(n_all):
+                    print("       z", i, z[i], "G", G[i], "x", x[i])
             for i in range(n_nodes, n_all):  # rents stay >= 0
-                if z[i] * move < 0.0:
-                    move = move if abs(move * z[i]) <= x[i] else -x[i] / z[i]
+                if z[i] * move < 0.0 and abs(move * z[i]) > x[i]:
+                    move = -x[i] / z[i]
             if move == np.inf or move == -np.inf:
                 for i in range(n_all):
                     direction[i] = move * z[i] if z[i] != 0.0 else 0.0

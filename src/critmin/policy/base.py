@@ -42,6 +42,7 @@ class Instrument(BaseModel):
     start: Date | None = Field(default=None, description="First day in force (default: from the start)")
     end: Date | None = Field(default=None, description="First day no longer in force (default: never ends)")
     minerals: list[str] | Literal["all"] = Field(default="all", description="Minerals covered")
+    enabled: bool = Field(default=True, description="False switches the instrument off (an uncertain event)")
     description: str = ""
     sources: list[str] = Field(default_factory=list, description="Citations for the parameters")
 
@@ -86,6 +87,8 @@ class Instrument(BaseModel):
 
     def active_share(self, start: dt.date, end: dt.date) -> float:
         """The share of the period ``[start, end)`` during which the instrument is in force."""
+        if not self.enabled:
+            return 0.0
         lo = max(start, self.start) if self.start else start
         hi = min(end, self.end) if self.end else end
         if hi <= lo:

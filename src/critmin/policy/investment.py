@@ -106,7 +106,7 @@ class Projects(Instrument):
         for i, p in self._mine(pctx.mineral):
             s = cal.stages.index(p.stage)
             r = cal.regions.index(p.region)
-            if i not in started:
+            if i not in started and self.enabled:
                 go = False
                 if p.joint:
                     go = p.start_date is not None and p.start_date < pctx.end
@@ -168,6 +168,8 @@ class PermittingReform(Instrument):
             reforms.append(self)
 
     def shorten(self, lead: float, region: str, begin: dt.date, pctx: PeriodContext) -> float:
+        if not self.enabled:
+            return lead
         in_force = (self.start is None or self.start <= begin) and (self.end is None or begin < self.end)
         if not in_force:
             return lead

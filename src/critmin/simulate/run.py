@@ -254,76 +254,93 @@ def _reserve_weights(scenario: Scenario, runs: dict[str, _MineralRun], ids: list
     return out
 
 
-def _step(scenario: Scenario, run: _MineralRun, year: PeriodLabel, solver: Solver) -> tuple[float, MineralOutcome]:
-    cal = run.cal
+def _step(scenarios: list[Scenario], runs: list[_MineralRun], year: PeriodLabel, solver: Solver) -> float:
+    """One period of one mineral for a batch of draws sharing a topology; returns the time spent solving."""
     start, end = period_dates(year)
-    idx = cal.years.index(period_year(year))
-    inputs = full_inputs(cal, len(run.layout.segments), len(run.layout.constraints))
-    assert inputs.demand_scale is not None
-    inputs.demand_scale[:] = cal.demand_index[idx] * (1.0 - run.destruction)
-    run.state["__floors__"] = {}
-    ledger = Ledger()
-    pctx = PeriodContext(
-        mineral=run.instruments[0][2] if run.instruments else MineralContext(cal=cal, blocs=scenario.blocs),
-        period=year,
-        start=start,
-        end=end,
-        inputs=inputs,
-        previous=run.previous,
-        state=run.state,
-        segment_index=run.segment_index,
-        constraint_index=run.constraint_index,
-        ledger=ledger,
-        expected_price=run.expected,
-    )
-    for iid, inst, mctx in run.instruments:
-        pctx.mineral = mctx
-        pctx.instrument_id = iid
-        inst.apply(pctx)
-    label = f"{cal.mineral} {year}"
-    solve_time = 0.0
-    rounds = 0
-    warm = run.warm
-    while True:
-        assert inputs.route_lower is not None and inputs.route_upper is not None
-        # an export ban overrides a contract on the same route (force majeure)
-        np.minimum(inputs.route_lower, inputs.route_upper, out=inputs.route_lower)
-        data = build_instances(run.layout, [cal], [inputs], [label])
-        t0 = time.perf_counter()
-        solution = solver.solve(run.topology, data, warm_start=warm)
-        solve_time += time.perf_counter() - t0
-        outcome = read_outcome(run.layout, solution, 0, cal.yields)
-        rounds += 1
-        moved = 0.0
+    contexts: list[PeriodContext] = []
+    for scenario, run in zip(scenarios, runs, strict=True):
+        cal = run.cal
+        idx = cal.years.index(period_year(year))
+        inputs = full_inputs(cal, len(run.layout.segments), len(run.layout.constraints))
+        assert inputs.demand_scale is not None
+        inputs.demand_scale[:] = cal.demand_index[idx] * (1.0 - run.destruction)
+        run.state["__floors__"] = {}
+        pctx = PeriodContext(
+            mineral=run.instruments[0][2] if run.instruments else MineralContext(cal=cal, blocs=scenario.blocs),
+            period=year,
+            start=start,
+            end=end,
+            inputs=inputs,
+            previous=run.previous,
+            state=run.state,
+            segment_index=run.segment_index,
+            constraint_index=run.constraint_index,
+            ledger=Ledger(),
+            expected_price=run.expected,
+        )
         for iid, inst, mctx in run.instruments:
             pctx.mineral = mctx
             pctx.instrument_id = iid
-            moved = max(moved, inst.refine(pctx, outcome))
+            inst.apply(pctx)
+        contexts.append(pctx)
+    first = runs[0]
+    mineral = first.cal.mineral
+    labels = [f"{mineral} {year}" + (f" draw {d}" if len(runs) > 1 else "") for d in range(len(runs))]
+    solve_time = 0.0
+    rounds = 0
+    warm = np.stack([r.warm for r in runs]) if all(r.warm is not None for r in runs) else None
+    while True:
+        for pctx in contexts:
+            inputs = pctx.inputs
+            assert inputs.route_lower is not None and inputs.route_upper is not None
+            # an export ban overrides a contract on the same route (force majeure)
+            np.minimum(inputs.route_lower, inputs.route_upper, out=inputs.route_lower)
+        data = build_instances(first.layout, [r.cal for r in runs], [c.inputs for c in contexts], labels)
+        t0 = time.perf_counter()
+        solution = solver.solve(first.topology, data, warm_start=warm)
+        solve_time += time.perf_counter() - t0
+        outcomes = [read_outcome(first.layout, solution, b, r.cal.yields) for b, r in enumerate(runs)]
+        rounds += 1
+        moved = 0.0
+        for run, pctx, outcome in zip(runs, contexts, outcomes, strict=True):
+            for iid, inst, mctx in run.instruments:
+                pctx.mineral = mctx
+                pctx.instrument_id = iid
+                moved = max(moved, inst.refine(pctx, outcome))
         if moved == 0.0:
             break
-        if rounds >= scenario.dynamics.fixed_point_iterations:
+        if rounds >= scenarios[0].dynamics.fixed_point_iterations:
             raise SolveError(
-                label,
+                labels[0],
                 f"price-dependent policies did not settle in {rounds} rounds (last change {moved:.2e}); "
                 "raise dynamics.fixed_point_iterations or check the floor and budget settings",
             )
         warm = solution.price
-    for iid, inst, mctx in run.instruments:
-        pctx.mineral = mctx
-        pctx.instrument_id = iid
-        inst.settle(pctx, outcome)
-    run.warm = solution.price
-    run.previous = outcome
-    assert inputs.capacity is not None
-    run.capacity.append(inputs.capacity + _project_capacity(run, inputs))
-    run.demand.append(cal.base_consumption * cal.demand_index[idx])
-    run.outcomes.append(outcome)
-    run.iterations.append(int(solution.iterations[0]))
-    run.residual.append(float(solution.residuals.worst()[0]))
-    run.rounds.append(rounds)
-    run.ledgers.append(dict(ledger.values))
-    # dynamics: expectations and long-run demand
-    years = period_years(start, end)
+    worst = solution.residuals.worst()
+    for b, (scenario, run, pctx, outcome) in enumerate(zip(scenarios, runs, contexts, outcomes, strict=True)):
+        cal = run.cal
+        for iid, inst, mctx in run.instruments:
+            pctx.mineral = mctx
+            pctx.instrument_id = iid
+            inst.settle(pctx, outcome)
+        inputs = pctx.inputs
+        run.warm = solution.price[b]
+        run.previous = outcome
+        assert inputs.capacity is not None
+        run.capacity.append(inputs.capacity + _project_capacity(run, inputs))
+        run.demand.append(cal.base_consumption * cal.demand_index[cal.years.index(period_year(year))])
+        run.outcomes.append(outcome)
+        run.iterations.append(int(solution.iterations[b]))
+        run.residual.append(float(worst[b]))
+        run.rounds.append(rounds)
+        run.ledgers.append(dict(pctx.ledger.values))
+        _adjust(scenario, run, outcome, period_years(start, end))
+    return solve_time
+
+
+def _adjust(scenario: Scenario, run: _MineralRun, outcome: MineralOutcome, years: float) -> None:
+    """Expectations and long-run demand move after a period clears."""
+    cal = run.cal
     w = scenario.dynamics.expectation_weight
     run.expected = w * outcome.price + (1.0 - w) * run.expected
     if scenario.dynamics.long_run_demand:
@@ -332,7 +349,6 @@ def _step(scenario: Scenario, run: _MineralRun, year: PeriodLabel, solver: Solve
         target = np.clip(1.0 - np.power(np.maximum(ratio, 1e-9), extra), 0.0, scenario.dynamics.max_destruction)
         speed = 1.0 - 0.5 ** (years / scenario.dynamics.demand_half_life)
         run.destruction = run.destruction + speed * (target - run.destruction)
-    return solve_time, outcome
 
 
 def _project_capacity(run: _MineralRun, inputs: Any) -> FloatArray:
@@ -366,31 +382,75 @@ def run_calibrated(
     world_name: str = "custom",
 ) -> RunRecord:
     """Run ``scenario`` on calibrated minerals (all sharing regions and sectors) over ``periods``."""
+    return run_batch([scenario], [cals], periods, world_name=world_name)[0]
+
+
+def run_batch(
+    scenarios: list[Scenario],
+    cals: list[dict[str, CalibratedMineral]],
+    periods: tuple[PeriodLabel, ...],
+    *,
+    world_name: str = "custom",
+) -> list[RunRecord]:
+    """Run several draws of one scenario at once: each period of each mineral is one batched solve.
+
+    The draws must share their structure (the same instruments, blocs, minerals and regions); their numbers
+    (instrument parameters, whether an instrument is enabled, elasticities, demand paths) may differ.
+    """
     t0 = time.perf_counter()
-    names = list(cals)
-    first = cals[names[0]]
+    if len(scenarios) != len(cals) or not scenarios:
+        raise ValueError("one calibrated world per scenario draw, and at least one draw")
+    names = list(cals[0])
     for m in names:
         for year in periods:
-            if period_year(year) not in cals[m].years:
-                raise ScenarioError(scenario.name, "end", f"{m} has no reference demand for {year}")
-    solver = get_solver(scenario.solver)
-    ids = instrument_ids(scenario)
-    runs = {m: _setup_mineral(scenario, cals[m], ids) for m in names}
-    weights = _reserve_weights(scenario, runs, ids)
+            if period_year(year) not in cals[0][m].years:
+                raise ScenarioError(scenarios[0].name, "end", f"{m} has no reference demand for {year}")
+    solver = get_solver(scenarios[0].solver)
+    ids = instrument_ids(scenarios[0])
+    runs: list[dict[str, _MineralRun]] = []
+    for scenario, draw_cals in zip(scenarios, cals, strict=True):
+        if instrument_ids(scenario) != ids or list(draw_cals) != names:
+            raise ValueError("draws of a batch must share instruments and minerals")
+        draw_runs = {m: _setup_mineral(scenario, draw_cals[m], ids) for m in names}
+        weights = _reserve_weights(scenario, draw_runs, ids)
+        for run in draw_runs.values():
+            run.state["__reserve_weights__"] = weights
+        runs.append(draw_runs)
+    # draws share one layout per mineral (same structure); use the first draw's
     for m in names:
-        runs[m].state["__reserve_weights__"] = weights
+        for draw_runs in runs[1:]:
+            if draw_runs[m].layout.segments != runs[0][m].layout.segments or (
+                draw_runs[m].layout.constraints != runs[0][m].layout.constraints
+            ):
+                raise ValueError(f"draws differ in the structure of {m}'s problem")
+            draw_runs[m].layout = runs[0][m].layout
+            draw_runs[m].topology = runs[0][m].topology
     solve_time = 0.0
     for year in periods:
         for m in names:
-            spent, _ = _step(scenario, runs[m], year, solver)
-            solve_time += spent
+            solve_time += _step(scenarios, [draw_runs[m] for draw_runs in runs], year, solver)
+    wall = time.perf_counter() - t0
+    return [
+        _record(scenario, draw_runs, periods, world_name, solver.name, wall / len(runs), solve_time / len(runs))
+        for scenario, draw_runs in zip(scenarios, runs, strict=True)
+    ]
+
+
+def _record(
+    scenario: Scenario,
+    runs: dict[str, _MineralRun],
+    periods: tuple[PeriodLabel, ...],
+    world_name: str,
+    solver_name: str,
+    wall: float,
+    solve_time: float,
+) -> RunRecord:
     paths: dict[str, MineralPath] = {}
-    for m in names:
-        run = runs[m]
+    for m, run in runs.items():
         outs = run.outcomes
         paths[m] = MineralPath(
             mineral=m,
-            stages=cals[m].stages,
+            stages=run.cal.stages,
             price=np.stack([o.price for o in outs]),
             origin_price=np.stack([o.origin_price for o in outs]),
             production=np.stack([o.production for o in outs]),
@@ -404,7 +464,8 @@ def run_calibrated(
             fixed_point_rounds=np.array(run.rounds, dtype=np.int64),
             ledger=run.ledgers,
         )
-    sector_stage = {m: tuple(cals[m].stages[s] for s in cals[m].sector_stage) for m in names}
+    first = next(iter(runs.values())).cal
+    sector_stage = {m: tuple(run.cal.stages[s] for s in run.cal.sector_stage) for m, run in runs.items()}
     blocs = {
         name: [[r in bloc.members_at(midpoint(*period_dates(y))) for r in first.regions] for y in periods]
         for name, bloc in scenario.blocs.items()
@@ -418,8 +479,8 @@ def run_calibrated(
         sectors=first.sectors,
         sector_stage=sector_stage,
         minerals=paths,
-        solver=solver.name,
+        solver=solver_name,
         blocs=blocs,
-        wall_time_s=time.perf_counter() - t0,
+        wall_time_s=wall,
         solve_time_s=solve_time,
     )

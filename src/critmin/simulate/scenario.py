@@ -19,6 +19,7 @@ from critmin.core.errors import ScenarioError
 from critmin.core.specs import Rate, Years
 from critmin.policy import AnyInstrument
 from critmin.policy.blocs import Bloc
+from critmin.simulate.uncertainty import Uncertainty
 
 BUILTIN_PACKAGE = "critmin.scenarios"
 
@@ -61,6 +62,7 @@ class Scenario(BaseModel):
     blocs: dict[str, Bloc] = Field(default_factory=dict, description="Named blocs of regions")
     instruments: list[AnyInstrument] = Field(default_factory=list, description="Policies and shocks")
     dynamics: Dynamics = Field(default_factory=lambda: Dynamics(), description="Dynamics settings")
+    uncertainty: Uncertainty | None = Field(default=None, description="Uncertain inputs for ensembles")
 
     @model_validator(mode="after")
     def _check_years(self) -> Scenario:
@@ -127,6 +129,12 @@ def _merge(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
             out["blocs"] = {**parent.get("blocs", {}), **(value or {})}
         elif key == "dynamics":
             out["dynamics"] = {**parent.get("dynamics", {}), **(value or {})}
+        elif key == "uncertainty" and isinstance(value, dict) and isinstance(parent.get("uncertainty"), dict):
+            merged = {**parent["uncertainty"], **value}
+            merged["parameters"] = list(parent["uncertainty"].get("parameters", [])) + list(
+                value.get("parameters", [])
+            )
+            out["uncertainty"] = merged
         elif key == "sources":
             out["sources"] = list(parent.get("sources", [])) + list(value or [])
         else:

@@ -1,0 +1,186 @@
+"""Batched engine against HiGHS on the same period problems, in one run.
+
+Usage::
+
+    PYTHONPATH=src python benchmarks/engine_vs_highs.py [--instances 64] [--seed 0]
+
+Problem sets: random chains of the default world's size (3 stages and 2 stages, 21 regions, 5 sectors,
+with bans, offtakes, quotas, segments and must-run injections; built by ``tests/random_instances.py``) and,
+when ``critmin.market.build.default_world_problems`` is importable, the default world's own period problems.
+Each set is solved by the engine (all cores, and one thread) and by HiGHS (one instance at a time, model built
+once per topology); compile time is excluded by a warm-up solve. Prices are compared at every node whose price
+the equilibrium determines (see ``undetermined_nodes``), relative to ``price_scale``.
+
+A warm-start figure solves each random set again one "period" later (demand +3%, capacity +2%, wedges
+shifted) from the first solution's prices.
+
+The last line is ``throughput_ratio=<engine/HiGHS> max_rel_price_gap=<...> instances=<n>``, where the ratio
+compares the engine on all cores with HiGHS on one (HiGHS solves one QP on one core); the per-core ratio is
+printed above it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numba
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from random_instances import (  # noqa: E402
+    chain_topology,
+    random_batch,
+    random_layout,
+    undetermined_nodes,
+)
+
+from critmin.market.engine import BatchedNewtonSolver  # noqa: E402
+from critmin.market.problem import InstanceData, Solution, Topology  # noqa: E402
+from critmin.market.reference import HighsSolver  # noqa: E402
+
+
+@dataclass
+class SetResult:
+    name: str
+    instances: int
+    engine_seconds: float
+    engine_seconds_one_thread: float
+    highs_seconds: float
+    max_gap: float
+    engine_iterations: float
+
+
+def _timed(fn: object, repeats: int) -> tuple[float, Solution]:
+    """Best wall time over ``repeats`` calls of ``fn()`` and its last result."""
+    best = np.inf
+    result = None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()  # type: ignore[operator]
+        best = min(best, time.perf_counter() - start)
+    assert result is not None
+    return best, result
+
+
+def _max_price_gap(topology: Topology, data: InstanceData, engine: Solution, highs: Solution) -> float:
+    gaps = [0.0]
+    N = topology.n_nodes
+    for b in range(data.n_instances):
+        free = ~undetermined_nodes(topology, data, highs.level, highs.rent, b)[:N]
+        gap = np.abs(engine.price[b] - highs.price[b])[free] / data.price_scale[b]
+        gaps.append(float(gap.max(initial=0.0)))
+    return max(gaps)
+
+
+def compare(name: str, topology: Topology, data: InstanceData, repeats: int) -> SetResult:
+    """Solve one batch with both solvers and report times and the largest price gap."""
+    engine = BatchedNewtonSolver()
+    highs = HighsSolver()
+    engine.solve(topology, data.take(slice(0, 1)))  # compile (or load the cache) and prepare the topology
+    threads = numba.get_num_threads()
+    engine_time, engine_solution = _timed(lambda: engine.solve(topology, data), repeats)
+    numba.set_num_threads(1)
+    try:
+        engine_time_one, _ = _timed(lambda: engine.solve(topology, data), repeats)
+    finally:
+        numba.set_num_threads(threads)
+    highs.solve(topology, data.take(slice(0, 1)))  # build the model once
+    highs_time, highs_solution = _timed(lambda: highs.solve(topology, data), 1)
+    gap = _max_price_gap(topology, data, engine_solution, highs_solution)
+    result = SetResult(
+        name=name,
+        instances=data.n_instances,
+        engine_seconds=engine_time,
+        engine_seconds_one_thread=engine_time_one,
+        highs_seconds=highs_time,
+        max_gap=gap,
+        engine_iterations=float(engine_solution.iterations.mean()),
+    )
+    per = 1e6 / data.n_instances
+    print(
+        f"{name}: {data.n_instances} instances, N={topology.n_nodes} J={topology.n_agents} K={topology.n_cons}; "
+        f"engine {engine_time * per:.0f} us/instance on {threads} threads "
+        f"({engine_time_one * per:.0f} us on 1), {result.engine_iterations:.1f} Newton iterations; "
+        f"HiGHS {highs_time * per:.0f} us/instance; max price gap {gap:.2e}"
+    )
+    return result
+
+
+def next_period(data: InstanceData, rng: np.random.Generator) -> InstanceData:
+    """The same instances one period later: demand +3%, capacity +2%, small cost shifts."""
+    cost = data.cost.copy()
+    demand = cost < 0.0  # sectors and buy segments carry a negative cost (their value)
+    cost[demand] *= 1.03
+    cost[~demand] += 0.01 * data.price_scale[:, None] * rng.uniform(-1.0, 1.0, cost.shape)[~demand]
+    upper = np.where(np.isfinite(data.upper) & (data.upper > 0.0), data.upper * 1.02, data.upper)
+    return replace(data, cost=cost, upper=upper, lower=np.minimum(data.lower, upper))
+
+
+def warm_start_figures(name: str, topology: Topology, data: InstanceData, rng: np.random.Generator) -> None:
+    """Cold against warm-started solves of the next period."""
+    engine = BatchedNewtonSolver()
+    first = engine.solve(topology, data)
+    later = next_period(data, rng)
+    engine.solve(topology, later.take(slice(0, 1)))
+    cold_time, cold = _timed(lambda: engine.solve(topology, later), 3)
+    warm_time, warm = _timed(
+        lambda: engine.solve(topology, later, warm_start=first.price, warm_rents=first.rent), 3
+    )
+    per = 1e6 / data.n_instances
+    print(
+        f"{name} next period: cold {cold.iterations.mean():.1f} iterations, {cold_time * per:.0f} us/instance; "
+        f"warm {warm.iterations.mean():.1f} iterations, {warm_time * per:.0f} us/instance"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--instances", type=int, default=64, help="instances per random set")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=3, help="engine timings keep the best of this many")
+    args = parser.parse_args()
+    rng = np.random.default_rng(args.seed)
+    print(f"cores: {os.cpu_count()}, numba threads: {numba.get_num_threads()}")
+
+    results: list[SetResult] = []
+    for stages in (3, 2):
+        layout = random_layout(rng, stages, 21, sectors=5, segments=2, quotas=2)
+        topology = chain_topology(layout)
+        data = random_batch(rng, layout, args.instances)
+        name = f"random {stages}-stage chain, 21 regions"
+        results.append(compare(name, topology, data, args.repeats))
+        warm_start_figures(name, topology, data, rng)
+
+    try:
+        from critmin.market.build import default_world_problems
+    except ImportError as error:
+        print(f"default world: not available ({error})")
+    else:
+        try:
+            batches = default_world_problems()
+        except Exception as error:  # the data layer is still being written; report, do not stop
+            print(f"default world: not available ({type(error).__name__}: {error})")
+        else:
+            for i, (topology, data) in enumerate(batches):
+                results.append(compare(f"default world batch {i}", topology, data, args.repeats))
+
+    n = sum(r.instances for r in results)
+    engine_rate = n / sum(r.engine_seconds for r in results)
+    engine_rate_one = n / sum(r.engine_seconds_one_thread for r in results)
+    highs_rate = n / sum(r.highs_seconds for r in results)
+    gap = max(r.max_gap for r in results)
+    print(
+        f"throughput: engine {engine_rate:.0f}/s on {numba.get_num_threads()} threads, "
+        f"{engine_rate_one:.0f}/s on 1; HiGHS {highs_rate:.1f}/s; per-core ratio {engine_rate_one / highs_rate:.0f}"
+    )
+    print(f"throughput_ratio={engine_rate / highs_rate:.1f} max_rel_price_gap={gap:.2e} instances={n}")
+
+
+if __name__ == "__main__":
+    main()
