@@ -211,7 +211,7 @@ def random_instance_numbers(
                 inflow[d] += output[o] * wgt
         for d in range(R):
             if rng.random() < features.injection:
-                injection[layout.use(s, d)] = rng.uniform(0.0, 0.5)
+                injection[layout.use(s, d)] = rng.uniform(0.05, 0.5)
                 inflow[d] += injection[layout.use(s, d)]
         for i, side in enumerate(layout.segment_side):
             if layout.segment_stage[i] != s:

@@ -412,3 +412,70 @@ def flows_table(cal: CalibratedMineral) -> pd.DataFrame:
         if S and R
         else pd.DataFrame()
     )
+
+
+def with_parameters(
+    cal: CalibratedMineral,
+    *,
+    demand_elasticity: dict[str, float] | None = None,
+    supply_elasticity: dict[str, float] | None = None,
+    demand_growth: float | None = None,
+    capacity: dict[tuple[str, str], float] | None = None,
+) -> CalibratedMineral:
+    """A copy of ``cal`` with other elasticities, demand growth or capacity, through the same base year.
+
+    Curves keep their base-year point and change slope (``b = value / (eps * q0)``); ``demand_growth``
+    multiplies the growth of the reference demand index over the base year (1 = unchanged);
+    ``capacity`` multiplies the capacity of (stage, region) pairs (``"*"`` for all regions).
+    """
+    from dataclasses import replace
+
+    changes: dict[str, Any] = {}
+    if demand_elasticity:
+        slope = cal.demand_slope.copy()
+        intercept = cal.demand_intercept.copy()
+        eps_short = cal.demand_elasticity.copy()
+        for sector, eps in demand_elasticity.items():
+            if eps >= 0:
+                raise ValueError(f"demand elasticity of {sector} must be < 0, got {eps}")
+            k = cal.sectors.index(sector)
+            p0 = cal.base_price[cal.sector_stage[k]]
+            c0 = cal.base_consumption[:, k]
+            has = c0 > 0
+            beta = np.where(has, p0 / (abs(eps) * np.where(has, c0, 1.0)), slope[:, k])
+            slope[:, k] = beta
+            intercept[:, k] = np.where(has, p0 + beta * c0, intercept[:, k])
+            eps_short[k] = eps
+        changes.update(
+            demand_slope=slope,
+            demand_intercept=intercept,
+            demand_elasticity=eps_short,
+            demand_elasticity_long_run=np.minimum(cal.demand_elasticity_long_run, eps_short),
+        )
+    if supply_elasticity:
+        slope = cal.supply_slope.copy()
+        intercept = cal.supply_intercept.copy()
+        inputs = cal.processing_input()
+        for stage, eps in supply_elasticity.items():
+            if eps <= 0:
+                raise ValueError(f"supply elasticity of {stage} must be > 0, got {eps}")
+            s = cal.stages.index(stage)
+            qty = cal.base_production[0] if s == 0 else inputs[s]
+            has = qty > 0
+            value = intercept[s] + slope[s] * qty  # the base-year price (or margin) on the curve
+            b = np.where(has, value / (eps * np.where(has, qty, 1.0)), slope[s])
+            slope[s] = b
+            intercept[s] = np.where(has, value - b * qty, intercept[s])
+        changes.update(supply_slope=slope, supply_intercept=intercept)
+    if demand_growth is not None:
+        if demand_growth < 0:
+            raise ValueError(f"a demand growth multiplier must be >= 0, got {demand_growth}")
+        changes["demand_index"] = 1.0 + demand_growth * (cal.demand_index - 1.0)
+    if capacity:
+        cap = cal.capacity.copy()
+        for (stage, region), factor in capacity.items():
+            s = cal.stages.index(stage)
+            cols = slice(None) if region == "*" else cal.regions.index(region)
+            cap[s, cols] = np.maximum(cap[s, cols] * factor, 0.0)
+        changes["capacity"] = cap
+    return replace(cal, **changes) if changes else cal

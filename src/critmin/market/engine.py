@@ -60,7 +60,7 @@ _PRICE_BOUND = 1e8
 _ARMIJO = 1e-4
 #: A Cholesky pivot below this share of its diagonal is taken as a null direction and regularised.
 _PIVOT_TOL = 1e-12
-_DEBUG = False
+_DEBUG = True
 #: Factor on the pivot of a null direction of the Newton system (see _envelope_cholesky).
 _DEFLATE = 1e12
 
@@ -755,8 +755,8 @@ def _line_search(st, inst, n_nodes, x, d, u, G, slope0, xt, dx, ut, vt, Gt):  # 
     the solution ``t = 1`` passes at once. Landing past the kinks, where the minimum is, keeps the next
     Newton step from stalling in front of an agent about to leave its bound.
 
-    Returns ``(t, code)``: code ``_CONVERGED`` when a step was accepted, ``_UNBOUNDED`` when ``g`` falls
-    without bound along the arc, ``_LINE_SEARCH_FAILED`` otherwise.
+    Returns ``(t, code, trials)``: code ``_CONVERGED`` when a step was accepted, ``_UNBOUNDED`` when ``g``
+    falls without bound along the arc, ``_LINE_SEARCH_FAILED`` otherwise; ``trials`` counts evaluations.
     """
     d_max = 0.0
     for i in range(x.shape[0]):
@@ -766,14 +766,16 @@ def _line_search(st, inst, n_nodes, x, d, u, G, slope0, xt, dx, ut, vt, Gt):  # 
     t = 1.0
     side = 0  # Illinois: which end was kept last
     best_t, best_change = 0.0, 0.0
+    trials = 0
     for _ in range(60):
+        trials += 1
         change, gdx, noise = _trial(st, inst, n_nodes, t, x, d, u, G, xt, dx, ut, vt, Gt)
         f = _arc_slope(Gt, xt, d, n_nodes)
         decrease = change <= _ARMIJO * gdx + 1e-14 * noise
         if decrease and change < best_change:
             best_t, best_change = t, change
         if decrease and abs(f) <= 0.05 * abs(slope0):
-            return t, _CONVERGED
+            return t, _CONVERGED, trials
         if f < 0.0 and decrease:
             if side == -1:
                 f_hi *= 0.5
@@ -784,7 +786,7 @@ def _line_search(st, inst, n_nodes, x, d, u, G, slope0, xt, dx, ut, vt, Gt):  # 
             t_hi, f_hi, side = t, f, 1
         if t_hi == np.inf:
             if 4.0 * t * d_max > _PRICE_BOUND:
-                return t, _UNBOUNDED
+                return t, _UNBOUNDED, trials
             t = 4.0 * t
             continue
         if t_hi - t_lo <= 1e-12 * t_hi:
@@ -797,8 +799,8 @@ def _line_search(st, inst, n_nodes, x, d, u, G, slope0, xt, dx, ut, vt, Gt):  # 
         t = min(max(t_new, t_lo + 1e-3 * width), t_hi - 1e-3 * width)
     if best_t > 0.0:
         _trial(st, inst, n_nodes, best_t, x, d, u, G, xt, dx, ut, vt, Gt)
-        return best_t, _CONVERGED
-    return 0.0, _LINE_SEARCH_FAILED
+        return best_t, _CONVERGED, trials + 1
+    return 0.0, _LINE_SEARCH_FAILED, trials
 
 
 @nb.njit(cache=True)
@@ -820,11 +822,12 @@ def _move_variable(st, inst, i, move, x, u, v, G):  # type: ignore[no-untyped-de
 
 
 @nb.njit(cache=True)
-def _solve_one(st, inst, n_nodes, x, tol, max_iter, direction):  # type: ignore[no-untyped-def]
+def _solve_one(st, inst, n_nodes, x, tol, max_iter, direction, stats):  # type: ignore[no-untyped-def]
     """Solve one scaled instance in place (``x`` holds the start and returns the solution).
 
     Returns ``(iterations, outcome)`` with the outcome codes above; on an unbounded dual ``direction``
-    holds the direction along which it falls (the diverging prices and rents).
+    holds the direction along which it falls (the diverging prices and rents). ``stats`` counts line-search
+    evaluations, exact moves along null directions, and exact moves of single prices on flat pieces.
     """
     ent_ptr, ent_idx, ent_val = st[0], st[1], st[2]
     var_ptr, var_agent, var_coef = st[3], st[4], st[5]
@@ -910,6 +913,7 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, direction):  # type: ignore[
                 return it, _UNBOUNDED
             if move != 0.0:
                 _move_variable(st, inst, i, move, x, u, v, G)
+                stats[2] += 1
         # Each variable's own curvature (its Hessian diagonal; where no free agent touches it, the
         # diagonal it would have with all its agents free).
         for j in range(J):
@@ -937,7 +941,8 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, direction):  # type: ignore[
             slope0 = _arc_slope(G, x, d, n_nodes)
             if not slope0 < 0.0:
                 return it, _LINE_SEARCH_FAILED
-        t, code = _line_search(st, inst, n_nodes, x, d, u, G, slope0, xt, dx, ut, vt, Gt)
+        t, code, trials = _line_search(st, inst, n_nodes, x, d, u, G, slope0, xt, dx, ut, vt, Gt)
+        stats[0] += trials
         if code == _UNBOUNDED:
             for i in range(n_all):
                 direction[i] = d[i]
@@ -956,6 +961,7 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, direction):  # type: ignore[
             v[j] = vt[j]
         # Groups of prices tied together by free agents but pinned by none: g is linear along the group's
         # common move, so minimise g exactly along it (the Newton step only scaled it by a guess).
+        stats[1] += n_null
         for q in range(n_null):
             a = null_pivots[q]
             for b in range(m):
@@ -1016,7 +1022,7 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, direction):  # type: ignore[
 @nb.njit(cache=True, parallel=True)
 def _solve_batch(  # type: ignore[no-untyped-def]
     st, n_nodes, cost, slope, lower, upper, injection, rhs, x, tol, max_iter, canonical, iterations, outcome,
-    direction,
+    direction, stats,
 ):
     """Solve every instance of a scaled batch; ``x`` (B, N + K) holds starts and returns solutions."""
     for b in nb.prange(cost.shape[0]):
@@ -1024,7 +1030,7 @@ def _solve_batch(  # type: ignore[no-untyped-def]
         for k in range(rhs.shape[1]):
             mu_on[k] = rhs[b, k] < np.inf
         inst = (cost[b], slope[b], 1.0 / slope[b], lower[b], upper[b], injection[b], rhs[b], mu_on)
-        its, code = _solve_one(st, inst, n_nodes, x[b], tol, max_iter, direction[b])
+        its, code = _solve_one(st, inst, n_nodes, x[b], tol, max_iter, direction[b], stats[b])
         iterations[b] = its
         outcome[b] = code
         if code == _CONVERGED and canonical:
@@ -1054,6 +1060,9 @@ class BatchedNewtonSolver:
         self.max_iter = max_iter
         self.canonical_prices = canonical_prices
         self._prepared: dict[int, tuple[weakref.ref[Topology], PreparedTopology]] = {}
+        #: Per instance of the last batch: line-search evaluations, moves along null directions, moves of
+        #: single prices on flat pieces (diagnostics).
+        self.last_stats = np.zeros((0, 4), dtype=np.int64)
 
     def prepare(self, topology: Topology) -> PreparedTopology:
         """The prepared structure of ``topology`` (computed once and cached per topology object)."""
@@ -1129,6 +1138,7 @@ class BatchedNewtonSolver:
         iterations = np.zeros(B, dtype=np.int64)
         outcome = np.zeros(B, dtype=np.int64)
         direction = np.zeros((B, N + K))
+        stats = np.zeros((B, 4), dtype=np.int64)
         _solve_batch(
             prepared.as_tuple(),
             N,
@@ -1145,7 +1155,9 @@ class BatchedNewtonSolver:
             iterations,
             outcome,
             direction,
+            stats,
         )
+        self.last_stats = stats
         for b in range(B):
             code = int(outcome[b])
             if code == _UNBOUNDED:

@@ -1,0 +1,135 @@
+"""Turning one row of the table of draws into a scenario and a calibrated world for that draw."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from critmin.core.errors import ScenarioError
+from critmin.data.calibrate import CalibratedMineral, with_parameters
+from critmin.simulate.scenario import Scenario
+
+
+@dataclass
+class WorldOverrides:
+    """Per-mineral changes to the calibrated world drawn for one draw."""
+
+    demand_elasticity: dict[str, dict[str, float]] = field(default_factory=dict)
+    supply_elasticity: dict[str, dict[str, float]] = field(default_factory=dict)
+    demand_growth: dict[str, float] = field(default_factory=dict)
+    capacity: dict[str, dict[tuple[str, str], float]] = field(default_factory=dict)
+
+    def apply(self, cals: Mapping[str, CalibratedMineral]) -> dict[str, CalibratedMineral]:
+        out = {}
+        for m, cal in cals.items():
+            out[m] = with_parameters(
+                cal,
+                demand_elasticity=self.demand_elasticity.get(m),
+                supply_elasticity=self.supply_elasticity.get(m),
+                demand_growth=self.demand_growth.get(m),
+                capacity=self.capacity.get(m),
+            )
+        return out
+
+
+def _number(value: Any, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ScenarioError("uncertainty", path, f"a world parameter must be a number, got {value!r}")
+    return float(value)
+
+
+def _world(path: str, value: Any, minerals: list[str], over: WorldOverrides) -> None:
+    parts = path.split(".")
+    if len(parts) < 3:
+        raise ScenarioError("uncertainty", path, "world paths look like world.MINERAL.FIELD[.KEY]")
+    mineral, what = parts[1], parts[2]
+    targets = minerals if mineral == "*" else [mineral]
+    for m in targets:
+        if m not in minerals:
+            raise ScenarioError("uncertainty", path, f"unknown mineral {m!r}")
+        if what in ("demand_elasticity", "supply_elasticity") and len(parts) == 4:
+            getattr(over, what).setdefault(m, {})[parts[3]] = _number(value, path)
+        elif what == "demand_growth" and len(parts) == 3:
+            over.demand_growth[m] = _number(value, path)
+        elif what == "capacity" and len(parts) == 5:
+            over.capacity.setdefault(m, {})[(parts[3], parts[4])] = _number(value, path)
+        else:
+            raise ScenarioError(
+                "uncertainty",
+                path,
+                "world paths: world.M.demand_elasticity.SECTOR, world.M.supply_elasticity.STAGE, "
+                "world.M.demand_growth, world.M.capacity.STAGE.REGION",
+            )
+
+
+def _set(data: Any, keys: list[str], value: Any, path: str) -> None:
+    node = data
+    for i, key in enumerate(keys):
+        last = i == len(keys) - 1
+        if isinstance(node, list):
+            try:
+                idx = int(key)
+            except ValueError:
+                raise ScenarioError("uncertainty", path, f"{key!r} is not a list index") from None
+            if not 0 <= idx < len(node):
+                raise ScenarioError("uncertainty", path, f"index {idx} is out of range")
+            if last:
+                node[idx] = value
+            else:
+                node = node[idx]
+        elif isinstance(node, dict):
+            if key not in node:
+                raise ScenarioError("uncertainty", path, f"no field {key!r} here")
+            if last:
+                node[key] = value
+            else:
+                node = node[key]
+        else:
+            raise ScenarioError("uncertainty", path, f"cannot descend into {key!r}")
+
+
+def apply_draw(scenario: Scenario, values: Mapping[str, Any], minerals: list[str]) -> tuple[Scenario, WorldOverrides]:
+    """The scenario of one draw (validated again) and the world changes it asks for."""
+    data = scenario.model_dump(mode="python")
+    over = WorldOverrides()
+    changed = False
+    names = [inst.get("name") for inst in data["instruments"]]
+    for path, value in values.items():
+        if isinstance(value, dt.datetime):
+            value = value.date()
+        head, _, rest = path.partition(".")
+        if head == "world":
+            _world(path, value, minerals, over)
+            continue
+        if head == "instruments":
+            ref, _, field_path = rest.partition(".")
+            index = names.index(ref) if ref in names else None
+            if index is None:
+                try:
+                    index = int(ref)
+                except ValueError:
+                    raise ScenarioError(
+                        "uncertainty", path, f"no instrument named {ref!r}; named: {', '.join(n for n in names if n)}"
+                    ) from None
+            if not field_path:
+                raise ScenarioError("uncertainty", path, "name a field of the instrument")
+            _set(data["instruments"], [str(index), *field_path.split(".")], value, path)
+            changed = True
+        elif head == "dynamics":
+            _set(data["dynamics"], rest.split("."), value, path)
+            changed = True
+        else:
+            raise ScenarioError("uncertainty", path, "paths start with instruments., dynamics. or world.")
+    if not changed:
+        return scenario, over
+    data["uncertainty"] = None
+    try:
+        return Scenario.model_validate(data), over
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise ScenarioError("uncertainty", where, f"a drawn value is invalid: {first['msg']}") from None

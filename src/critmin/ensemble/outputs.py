@@ -1,0 +1,138 @@
+"""What an ensemble keeps of each draw: a compact cube and per-draw headline metrics, computed from the raw
+run records of a chunk in one pass (the full metrics of ``critmin.metrics`` are meant for single runs).
+
+Groups: ``world``, every bloc of the scenario (membership at each period), and every single region named in
+``regions`` (default: CHN and USA where the world has them). Per draw, mineral, group and period:
+
+- ``price``: use-weighted mean market price of the mineral's last stage (USD/t), weights = consumption;
+- ``shortfall_share``: ``sum max(0, reference demand - consumption) / sum reference demand`` over the
+  group's regions and all sectors (1);
+- ``consumption``: use of all sectors (t/yr);
+- ``fiscal_cost``: government outlays of the group's members (USD);
+- ``reserve_stock``: reserve stocks held in the group's members (t).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from critmin.simulate.run import RunRecord
+
+METRIC_UNITS = {
+    "price": "USD/t",
+    "shortfall_share": "1",
+    "consumption": "t/yr",
+    "fiscal_cost": "USD",
+    "reserve_stock": "t",
+}
+DEFAULT_REGIONS = ("CHN", "USA")
+
+
+def _groups(record: RunRecord, regions: Sequence[str]) -> dict[str, np.ndarray]:
+    """Membership masks ``(P, R)`` per group."""
+    P, R = len(record.periods), len(record.regions)
+    out = {"world": np.ones((P, R), dtype=bool)}
+    for name, table in record.blocs.items():
+        out[name] = np.array(table, dtype=bool)
+    for code in regions:
+        if code in record.regions and code not in out:
+            mask = np.zeros((P, R), dtype=bool)
+            mask[:, record.regions.index(code)] = True
+            out[code] = mask
+    return out
+
+
+def _ledger_total(record: RunRecord, mineral: str, variable: str) -> np.ndarray:
+    """``(P, R)`` sum of a ledger variable by region."""
+    path = record.minerals[mineral]
+    out = np.zeros((len(record.periods), len(record.regions)))
+    for p, entries in enumerate(path.ledger):
+        for (var, _stage, region, _partner, _sector), value in entries.items():
+            if var == variable and region in record.regions:
+                out[p, record.regions.index(region)] += value
+    return out
+
+
+def draw_metrics(record: RunRecord, draw: int, regions: Sequence[str] = DEFAULT_REGIONS) -> pd.DataFrame:
+    """Headline metrics of one draw as a long table (draw, metric, mineral, region, period, value, unit)."""
+    groups = _groups(record, regions)
+    rows: list[tuple[int, str, str, str, object, float, str]] = []
+    periods = list(record.periods)
+    for mineral, path in record.minerals.items():
+        last = len(path.stages) - 1
+        cons = path.consumption.sum(axis=2)  # (P, R)
+        ref = path.reference_demand.sum(axis=2)
+        price = path.price[:, last, :]
+        fiscal = _ledger_total(record, mineral, "fiscal_cost")
+        stock = _ledger_total(record, mineral, "reserve_stock")
+        for name, mask in groups.items():
+            c = np.where(mask, cons, 0.0).sum(axis=1)
+            r = np.where(mask, ref, 0.0).sum(axis=1)
+            gap = np.where(mask, np.maximum(ref - cons, 0.0), 0.0).sum(axis=1)
+            weighted = np.where(mask, price * cons, 0.0).sum(axis=1)
+            values = {
+                "price": np.divide(weighted, c, out=np.full_like(c, np.nan), where=c > 0),
+                "shortfall_share": np.divide(gap, r, out=np.zeros_like(r), where=r > 0),
+                "consumption": c,
+                "fiscal_cost": np.where(mask, fiscal, 0.0).sum(axis=1),
+                "reserve_stock": np.where(mask, stock, 0.0).sum(axis=1),
+            }
+            for metric, series in values.items():
+                unit = METRIC_UNITS[metric]
+                for p, v in zip(periods, series, strict=True):
+                    rows.append((draw, metric, mineral, name, p, float(v), unit))
+    table = pd.DataFrame(rows, columns=["draw", "metric", "mineral", "region", "period", "value", "unit"])
+    table["period"] = table["period"].astype(str)
+    return table
+
+
+def chunk_cube(records: Sequence[RunRecord], draws: Sequence[int]) -> xr.Dataset:
+    """A compact cube of a chunk: prices and output by stage and region, use and reference demand by region."""
+    first = records[0]
+    minerals = list(first.minerals)
+    stages: list[str] = []
+    for m in minerals:
+        for s in first.minerals[m].stages:
+            if s not in stages:
+                stages.append(s)
+    D, M, S, R, P = len(records), len(minerals), len(stages), len(first.regions), len(first.periods)
+    price = np.full((D, M, S, R, P), np.nan, dtype=np.float32)
+    production = np.full((D, M, S, R, P), np.nan, dtype=np.float32)
+    consumption = np.zeros((D, M, R, P), dtype=np.float32)
+    reference = np.zeros((D, M, R, P), dtype=np.float32)
+    for d, record in enumerate(records):
+        for i, m in enumerate(minerals):
+            path = record.minerals[m]
+            idx = [stages.index(s) for s in path.stages]
+            price[d, i, idx] = np.moveaxis(path.price, 0, -1)
+            production[d, i, idx] = np.moveaxis(path.production, 0, -1)
+            consumption[d, i] = path.consumption.sum(axis=2).T
+            reference[d, i] = path.reference_demand.sum(axis=2).T
+    coords = {
+        "draw": list(draws),
+        "mineral": minerals,
+        "stage": stages,
+        "region": list(first.regions),
+        "period": [str(p) for p in first.periods],
+    }
+    ds = xr.Dataset(
+        {
+            "price": (("draw", "mineral", "stage", "region", "period"), price),
+            "production": (("draw", "mineral", "stage", "region", "period"), production),
+            "consumption": (("draw", "mineral", "region", "period"), consumption),
+            "reference_demand": (("draw", "mineral", "region", "period"), reference),
+        },
+        coords=coords,
+    )
+    for name, unit in (
+        ("price", "USD/t"),
+        ("production", "t/yr"),
+        ("consumption", "t/yr"),
+        ("reference_demand", "t/yr"),
+    ):
+        ds[name].attrs["unit"] = unit
+    return ds

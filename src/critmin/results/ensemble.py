@@ -1,0 +1,145 @@
+"""Ensembles from Python: draw, execute, store, resume; returns a labelled cube plus the table of draws.
+
+    from critmin.results.ensemble import run_ensemble
+    result = run_ensemble("club-vs-ban", draws=1000, seed=7)
+    result.cube      # xr.Dataset with a draw dimension
+    result.draws     # pd.DataFrame: one row per draw, one column per uncertain input
+    result.metrics   # per-draw headline metrics (long table)
+
+Every run is registered in the results store (DuckDB) before any work starts; chunks are written as they
+complete, and the run is marked complete only when every draw is stored exactly once. An interrupted run
+resumes with ``run_ensemble(resume=RUN_ID)``: the stored table of draws is reused and only missing chunks
+are computed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import xarray as xr
+import yaml
+
+import critmin
+from critmin.core.errors import CritminError
+from critmin.ensemble.runner import ChunkResult, Executor, execute, make_chunks
+from critmin.ensemble.sampling import draw_table
+from critmin.results.store import Store
+from critmin.simulate.scenario import Scenario, load_scenario, scenario_from_dict
+
+#: Draws per chunk: fixed by the run (never by the number of workers), so results do not depend on them.
+DEFAULT_CHUNK_SIZE = 50
+
+
+@dataclass
+class EnsembleResult:
+    """An ensemble's outputs, as read back from the store."""
+
+    run_id: str
+    cube: xr.Dataset
+    draws: pd.DataFrame
+    metrics: pd.DataFrame
+
+
+def scenario_hash(spec: Scenario) -> str:
+    """A content hash of a scenario (canonical JSON)."""
+    text = json.dumps(spec.model_dump(mode="json"), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def data_version(world_spec: str) -> str:
+    """A content hash of the world's files."""
+    from critmin.simulate.run import resolve_world
+
+    world = resolve_world(world_spec)
+    digest = hashlib.sha256()
+    for path in sorted(Path(world.path).glob("*")):
+        if path.is_file():
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return f"{world.name}-{digest.hexdigest()[:12]}"
+
+
+def code_version() -> str:
+    return f"critmin-{critmin.__version__}"
+
+
+def run_ensemble(
+    scenario: str | Path | Scenario | None = None,
+    *,
+    draws: int = 100,
+    seed: int = 0,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    executor: Executor = "dask",
+    store: Store | str | Path | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    resume: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    load: bool = True,
+) -> EnsembleResult:
+    """Run (or resume) an ensemble of a scenario and store it; see the module docs.
+
+    ``progress(done, total)`` is called after every chunk (``done`` counts draws stored so far).
+    """
+    db = store if isinstance(store, Store) else Store(store)
+    if resume is not None:
+        info = db.get_run(resume)
+        run_id = str(info["id"])
+        spec = scenario_from_dict(yaml.safe_load(info["scenario_yaml"]), file=f"run {run_id}")
+        table = db.load_draws(run_id)
+        chunk_size = int(info.get("chunk_size") or chunk_size)
+        n = int(info["n_draws"])
+    else:
+        if scenario is None:
+            raise CritminError("name a scenario to run, or a run to resume")
+        spec = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+        if draws < 1:
+            raise CritminError("an ensemble needs at least one draw")
+        table = draw_table(spec.uncertainty, draws, seed)
+        n = draws
+        run_id = db.create_run(
+            scenario_name=spec.name,
+            scenario_hash=scenario_hash(spec),
+            scenario_yaml=yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False),
+            data_version=data_version(spec.world),
+            code_version=code_version(),
+            seed=seed,
+            n_draws=draws,
+            sampler=spec.uncertainty.sampler if spec.uncertainty else "none",
+            chunk_size=chunk_size,
+        )
+        db.add_draws(run_id, table)
+    base = spec.model_dump(mode="json")
+    base["uncertainty"] = None
+    done = db.completed_draws(run_id)
+    payloads = make_chunks(base, table, spec.world, chunk_size, skip=done)
+    t0 = time.perf_counter()
+    stored = len(done)
+
+    def on_result(result: ChunkResult) -> None:
+        nonlocal stored
+        db.write_chunk(run_id, result.chunk, result.draws, result.cube, result.metrics)
+        stored += len(result.draws)
+        if progress is not None:
+            progress(stored, n)
+
+    if progress is not None:
+        progress(stored, n)
+    try:
+        execute(payloads, executor=executor, workers=workers, scheduler=scheduler, on_result=on_result)
+    except KeyboardInterrupt:
+        db.finish_run(run_id, "interrupted", time.perf_counter() - t0)
+        raise
+    except Exception:
+        db.finish_run(run_id, "failed", time.perf_counter() - t0)
+        raise
+    db.finish_run(run_id, "complete", time.perf_counter() - t0)
+    if not load:
+        return EnsembleResult(run_id, xr.Dataset(), db.load_draws(run_id), pd.DataFrame())
+    return EnsembleResult(run_id, db.load_cube(run_id), db.load_draws(run_id), db.load_metrics(run_id))

@@ -1,0 +1,178 @@
+"""Ensembles: samplers, draw application, reproducibility across executors, and the stored results."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from critmin.core.errors import ScenarioError
+from critmin.ensemble.draws import apply_draw
+from critmin.ensemble.sampling import draw_table, uniforms
+from critmin.simulate.scenario import scenario_from_dict
+from critmin.simulate.uncertainty import Uncertainty
+
+
+def _unc(*params, sampler="lhs", correlations=()):
+    return Uncertainty.model_validate(
+        {"sampler": sampler, "parameters": list(params), "correlations": [list(c) for c in correlations]}
+    )
+
+
+@pytest.mark.parametrize("sampler", ["lhs", "mc"])
+def test_distributions_have_their_moments(sampler):
+    n = 4000
+    unc = _unc(
+        {"path": "a", "dist": "uniform", "low": 2, "high": 6},
+        {"path": "b", "dist": "triangular", "low": 0, "mode": 1, "high": 4},
+        {"path": "c", "dist": "normal", "mean": 5, "sd": 2},
+        {"path": "d", "dist": "lognormal", "mean": 0, "sd": 0.5},
+        {"path": "e", "dist": "beta", "a": 2, "b": 5},
+        {"path": "f", "dist": "bernoulli", "p": 0.3},
+        {"path": "g", "dist": "choice", "values": ["x", "y", "z"], "weights": [0.5, 0.3, 0.2]},
+        sampler=sampler,
+    )
+    t = draw_table(unc, n, seed=11)
+    tol = 0.05
+    assert t["a"].mean() == pytest.approx(4.0, rel=tol)
+    assert t["b"].mean() == pytest.approx(5 / 3, rel=tol)
+    assert t["c"].mean() == pytest.approx(5.0, rel=tol) and t["c"].std() == pytest.approx(2.0, rel=tol)
+    assert t["d"].mean() == pytest.approx(np.exp(0.125), rel=tol)
+    assert t["e"].mean() == pytest.approx(2 / 7, rel=tol)
+    assert t["f"].mean() == pytest.approx(0.3, abs=0.03)
+    freq = t["g"].value_counts(normalize=True)
+    assert freq["x"] == pytest.approx(0.5, abs=0.03) and freq["z"] == pytest.approx(0.2, abs=0.03)
+    # Kolmogorov-Smirnov against the exact law
+    assert stats.kstest(t["a"], stats.uniform(loc=2, scale=4).cdf).pvalue > 0.01
+    assert stats.kstest(t["c"], stats.norm(loc=5, scale=2).cdf).pvalue > 0.01
+
+
+def test_latin_hypercube_is_stratified():
+    n = 50
+    u = uniforms(
+        _unc({"path": "a", "dist": "uniform", "low": 0, "high": 1}, {"path": "b", "dist": "bernoulli", "p": 0.5}), n, 3
+    )
+    for j in range(2):
+        strata = np.floor(u[:, j] * n).astype(int)
+        assert sorted(strata) == list(range(n))
+
+
+def test_same_seed_same_table_and_mc_draws_do_not_depend_on_n():
+    unc = _unc({"path": "a", "dist": "normal", "mean": 0, "sd": 1}, sampler="mc")
+    a = draw_table(unc, 20, seed=5)
+    b = draw_table(unc, 20, seed=5)
+    pd.testing.assert_frame_equal(a, b)
+    longer = draw_table(unc, 40, seed=5)
+    np.testing.assert_array_equal(longer["a"].values[:20], a["a"].values)
+    assert not np.allclose(draw_table(unc, 20, seed=6)["a"].values, a["a"].values)
+
+
+def test_rank_correlation_is_imposed():
+    unc = _unc(
+        {"path": "a", "dist": "uniform", "low": 0, "high": 1},
+        {"path": "b", "dist": "lognormal", "mean": 0, "sd": 1},
+        correlations=[("a", "b", -0.7)],
+    )
+    t = draw_table(unc, 3000, seed=1)
+    rho = stats.spearmanr(t["a"], t["b"])[0]
+    assert rho == pytest.approx(-0.7, abs=0.05)
+
+
+def test_dates_and_units_are_drawn():
+    unc = _unc(
+        {"path": "start", "dist": "uniform", "low": "2026-11-10", "high": "2027-11-10"},
+        {"path": "floor", "dist": "uniform", "low": "90 USD/kg", "high": "130 USD/kg"},
+    )
+    t = draw_table(unc, 100, seed=2)
+    import datetime as dt
+
+    assert all(dt.date(2026, 11, 10) <= d <= dt.date(2027, 11, 10) for d in t["start"])
+    assert all(s.endswith("USD/kg") for s in t["floor"])
+
+
+def _scenario():
+    return scenario_from_dict(
+        {
+            "name": "toy-ens",
+            "world": "toy",
+            "start": 2024,
+            "end": 2027,
+            "blocs": {"club": {"members": ["USA", "AUS"]}},
+            "instruments": [
+                {
+                    "kind": "export_control",
+                    "name": "ban",
+                    "mode": "ban",
+                    "exporter": "CHN",
+                    "targets": "club",
+                    "start": "2025-07-01",
+                    "leakage_share": 0.1,
+                },
+                {"kind": "cfd", "name": "floor", "floor": "20 USD/kg", "eligible": "AUS", "stage": "mine"},
+            ],
+            "uncertainty": {
+                "parameters": [
+                    {"path": "instruments.ban.enabled", "dist": "bernoulli", "p": 0.5},
+                    {"path": "instruments.ban.leakage_share", "dist": "uniform", "low": 0.0, "high": 0.3},
+                    {"path": "instruments.floor.floor", "dist": "uniform", "low": "10 USD/kg", "high": "30 USD/kg"},
+                    {"path": "world.lithium.demand_elasticity.ev", "dist": "uniform", "low": -0.6, "high": -0.1},
+                    {"path": "world.*.demand_growth", "dist": "uniform", "low": 0.5, "high": 1.5},
+                    {"path": "dynamics.demand_half_life", "dist": "uniform", "low": 2, "high": 5},
+                ]
+            },
+        }
+    )
+
+
+def test_apply_draw_sets_fields_and_world_overrides():
+    spec = _scenario()
+    row = {
+        "instruments.ban.enabled": False,
+        "instruments.ban.leakage_share": 0.2,
+        "instruments.floor.floor": "25 USD/kg",
+        "world.lithium.demand_elasticity.ev": -0.3,
+        "world.*.demand_growth": 1.2,
+        "dynamics.demand_half_life": 4.0,
+    }
+    drawn, over = apply_draw(spec, row, ["lithium"])
+    assert drawn.instruments[0].enabled is False
+    assert drawn.instruments[0].leakage_share == 0.2
+    assert drawn.instruments[1].floor == pytest.approx(25_000.0)
+    assert drawn.dynamics.demand_half_life == 4.0
+    assert over.demand_elasticity == {"lithium": {"ev": -0.3}}
+    assert over.demand_growth == {"lithium": 1.2}
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["instruments.nope.enabled", "instruments.ban.no_such_field", "world.lithium.colour", "budget.x", "dynamics.zz"],
+)
+def test_bad_paths_raise_scenario_errors(path):
+    with pytest.raises(ScenarioError) as err:
+        apply_draw(_scenario(), {path: 1.0}, ["lithium"])
+    assert path.split(".")[0] in str(err.value) or "uncertainty" in str(err.value)
+
+
+def test_invalid_drawn_value_names_the_field():
+    with pytest.raises(ScenarioError, match="leakage_share"):
+        apply_draw(_scenario(), {"instruments.ban.leakage_share": 1.5}, ["lithium"])
+
+
+def test_elasticity_draw_keeps_the_base_year_point():
+    from critmin.data.calibrate import calibrate, with_parameters
+    from critmin.simulate.run import resolve_world
+
+    cal = calibrate(resolve_world("toy"))["lithium"]
+    new = with_parameters(cal, demand_elasticity={"ev": -0.9}, supply_elasticity={"mine": 0.9})
+    k = cal.sectors.index("ev")
+    s = cal.sector_stage[k]
+    c0 = cal.base_consumption[:, k]
+    has = c0 > 0
+    np.testing.assert_allclose((new.demand_intercept[:, k] - new.demand_slope[:, k] * c0)[has], cal.base_price[s][has])
+    q0 = cal.base_production[0]
+    np.testing.assert_allclose(
+        (new.supply_intercept[0] + new.supply_slope[0] * q0)[q0 > 0],
+        (cal.supply_intercept[0] + cal.supply_slope[0] * q0)[q0 > 0],
+    )
+    assert not np.allclose(new.demand_slope[:, k][has], cal.demand_slope[:, k][has])
