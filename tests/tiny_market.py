@@ -49,7 +49,7 @@ def two_region_market(
         demand_intercept=np.full((R, K), 100.0),
         demand_slope=np.ones((R, K)),
         route_cost=route,
-        transport_cost=route[0],
+        transport_cost=route.copy(),
         friction=np.array([gamma]),
         base_price=np.array([[p_a, p_b]]),
         base_origin_price=np.array([[p_a, p_a]]),

@@ -1047,6 +1047,24 @@ def baci_flows(src: Sources) -> dict[tuple[str, str], pd.DataFrame]:
     return out
 
 
+#: Apparent consumption below this share of the world total is statistical noise (small or misdeclared
+#: flows in BACI); it is folded into ROW, which also keeps the calibrated curves well conditioned.
+SMALL_CONSUMER_SHARE = 0.001
+
+
+def fold_small(values: dict[str, float], share: float = SMALL_CONSUMER_SHARE) -> dict[str, float]:
+    """Move regional amounts below ``share`` of the total into ROW (totals are unchanged)."""
+    total = sum(values.values())
+    out = dict(values)
+    moved = 0.0
+    for r, v in values.items():
+        if r != "ROW" and 0 < v < share * total:
+            out[r] = 0.0
+            moved += v
+    out["ROW"] = out.get("ROW", 0.0) + moved
+    return out
+
+
 def reconcile_trade(
     flows: pd.DataFrame, production: Mapping[str, float], use: Mapping[str, float], max_iter: int = 50
 ) -> pd.DataFrame:
@@ -2131,10 +2149,11 @@ def build(sources_dir: Path, out_dir: Path) -> dict[str, pd.DataFrame]:
         )
     # consumption: apparent consumption (output + observed imports - observed exports), then end-use split
     li_trade = reconcile_trade(li_flows, li_prod, {r: math.inf for r in REGIONS})
-    trade_final[("lithium", "refine")] = li_trade
     imp = li_trade.groupby("importer").quantity_t.sum()
     exp = li_trade.groupby("exporter").quantity_t.sum()
-    apparent = {r: li_prod[r] + float(imp.get(r, 0.0)) - float(exp.get(r, 0.0)) for r in REGIONS}
+    apparent = fold_small({r: li_prod[r] + float(imp.get(r, 0.0)) - float(exp.get(r, 0.0)) for r in REGIONS})
+    li_trade = reconcile_trade(li_trade, li_prod, apparent)
+    trade_final[("lithium", "refine")] = li_trade
     for sh in END_USE["lithium"]["shares"]["refine"]:
         key = ("lithium", "refine", sh.key)
         consumption[key] = {r: apparent[r] * sh.value for r in REGIONS}
@@ -2142,7 +2161,7 @@ def build(sources_dir: Path, out_dir: Path) -> dict[str, pd.DataFrame]:
             _cite("CEPII-BACI", *sh.source.split(";")),
             "derived",
             f"apparent consumption (refined output + observed imports - observed exports, BACI "
-            f"2024) x end-use share {sh.value:g} ({sh.note})",
+            f"2024; regions under 0.1% of the world folded into ROW) x end-use share {sh.value:g} ({sh.note})",
         )
     add_share_rows("lithium", "refine", "end_use", "", END_USE["lithium"]["shares"]["refine"])
 
@@ -2167,7 +2186,7 @@ def build(sources_dir: Path, out_dir: Path) -> dict[str, pd.DataFrame]:
     resid = {r: max(apparent[r] - g_input[r], 0.0) for r in REGIONS}
     target = world(g_mine) - world(g_input)
     k_scale = target / sum(resid.values())
-    mine_cons = {r: resid[r] * k_scale for r in REGIONS}
+    mine_cons = fold_small({r: resid[r] * k_scale for r in REGIONS})
     use = {r: g_input[r] + mine_cons[r] for r in REGIONS}
     g_flows = reconcile_trade(g_flows, g_mine, use)
     trade_final[("graphite", "mine")] = g_flows
@@ -2178,7 +2197,8 @@ def build(sources_dir: Path, out_dir: Path) -> dict[str, pd.DataFrame]:
             _cite("CEPII-BACI", "USGS-MCS2026", *sh.source.split(";")),
             "derived",
             f"mine output + observed imports - observed exports (BACI 2024) less input to spherical "
-            f"graphite, scaled by {k_scale:.3f} to the world balance; x end-use share {sh.value:g} "
+            f"graphite, scaled by {k_scale:.3f} to the world balance (regions under 0.1% folded into ROW); "
+            f"x end-use share {sh.value:g} "
             f"({sh.note})",
         )
     add_share_rows("graphite", "mine", "end_use", "", END_USE["graphite"]["shares"]["mine"])
@@ -2293,7 +2313,7 @@ def build(sources_dir: Path, out_dir: Path) -> dict[str, pd.DataFrame]:
     trade_final[("tungsten", "mine")] = w_flows
     imp = w_flows.groupby("importer").quantity_t.sum()
     exp = w_flows.groupby("exporter").quantity_t.sum()
-    w_app = {r: w_mine[r] + float(imp.get(r, 0.0)) - float(exp.get(r, 0.0)) for r in REGIONS}
+    w_app = fold_small({r: w_mine[r] + float(imp.get(r, 0.0)) - float(exp.get(r, 0.0)) for r in REGIONS})
     put_prod(
         "tungsten",
         "refine",
@@ -2305,7 +2325,8 @@ def build(sources_dir: Path, out_dir: Path) -> dict[str, pd.DataFrame]:
                 f"no published split of APT output: apparent concentrate consumption = mine output "
                 f"{w_mine[r]:,.0f} + observed imports {float(imp.get(r, 0.0)):,.0f} - observed exports "
                 f"{float(exp.get(r, 0.0)):,.0f} t W "
-                f"(BACI 2024); Roskill: China just under 80% of primary tungsten output in 2016",
+                f"(BACI 2024; regions under 0.1% of the world folded into ROW); Roskill: China just under 80% of "
+                f"primary tungsten output in 2016",
             )
             for r in REGIONS
         },

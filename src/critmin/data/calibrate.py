@@ -71,7 +71,7 @@ class CalibratedMineral:
     demand_intercept: FloatArray  # (R, K) alpha
     demand_slope: FloatArray  # (R, K) beta at the base year (> 0)
     route_cost: FloatArray  # (S, R, R) t[o, d] USD/t
-    transport_cost: FloatArray  # (R, R) distance-based cost USD/t (lower bound of route_cost)
+    transport_cost: FloatArray  # (S, R, R) distance-based freight USD/t contained (lower bound of route_cost)
     friction: FloatArray  # (S,) gamma, USD/t per t/yr
     base_price: FloatArray  # (S, R) use-node prices p0
     base_origin_price: FloatArray  # (S, R) origin-node prices pi0
@@ -252,8 +252,12 @@ def calibrate_mineral(world: World, mineral: str) -> CalibratedMineral:
     sector_stage = tuple(stages.index(md.sector_stage[k]) if k in md.sector_stage else S - 1 for k in sectors)
     consumption = np.stack([cons3[sector_stage[k], :, k] for k in range(K)], axis=1)  # (R, K)
     yields = np.array([1.0] + [float(md.yields[s]) for s in stages[1:]])
+    # distance-based freight per tonne of contained element, by stage (ore ships far more gross weight)
     transport = np.asarray(
-        world.transport_cost().sel(origin=list(regions), destination=list(regions)).values, dtype=float
+        md.transport_cost.sel(stage=list(stages), origin=list(regions), destination=list(regions))
+        .transpose("stage", "origin", "destination")
+        .values,
+        dtype=float,
     )
     eps_supply = np.asarray(md.supply_elasticity.sel(stage=list(stages)).values, dtype=float)
     eps_demand = np.asarray(md.demand_elasticity.sel(sector=list(sectors)).values, dtype=float)
@@ -275,7 +279,7 @@ def calibrate_mineral(world: World, mineral: str) -> CalibratedMineral:
     flows = np.zeros((S, R, R))
     for s in range(S):
         flows[s] = _reconcile_flows(
-            production[s], use[s], observed[s], transport, file=file, label=f"{mineral}/{stages[s]}"
+            production[s], use[s], observed[s], transport[s], file=file, label=f"{mineral}/{stages[s]}"
         )
 
     # --- 2. prices and friction ----------------------------------------------------------------------------
@@ -290,7 +294,7 @@ def calibrate_mineral(world: World, mineral: str) -> CalibratedMineral:
         for o in range(R):
             active = flows[s, o] > 0
             if active.any():
-                netback = price[s] - transport[o] - friction[s] * flows[s, o]
+                netback = price[s] - transport[s, o] - friction[s] * flows[s, o]
                 origin_price[s, o] = float(netback[active].min())
 
     # --- 3. curves ----------------------------------------------------------------------------------------
@@ -338,7 +342,7 @@ def calibrate_mineral(world: World, mineral: str) -> CalibratedMineral:
         route_cost[s] = np.where(
             active,
             gap - friction[s] * flows[s],
-            np.maximum(transport, gap) + UNUSED_ROUTE_MARGIN * stage_price[s],
+            np.maximum(transport[s], gap) + UNUSED_ROUTE_MARGIN * stage_price[s],
         )
 
     years = tuple(int(y) for y in md.demand_index["year"].values)

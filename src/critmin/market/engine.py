@@ -60,7 +60,8 @@ _PRICE_BOUND = 1e8
 _ARMIJO = 1e-4
 #: A Cholesky pivot below this share of its diagonal is taken as a null direction and regularised.
 _PIVOT_TOL = 1e-12
-_DEBUG = True
+_DEBUG = False
+_KINK_TOL = 1e-10
 #: Factor on the pivot of a null direction of the Newton system (see _envelope_cholesky).
 _DEFLATE = 1e12
 
@@ -263,7 +264,9 @@ def _in_play(z, lower, upper):  # type: ignore[no-untyped-def]
     """
     if not lower < upper:
         return False
-    return lower - 1e-10 * (1.0 + abs(lower)) <= z <= upper + 1e-10 * (1.0 + abs(upper))
+    if _KINK_TOL < 0.0:
+        return lower < z < upper
+    return lower - _KINK_TOL * (1.0 + abs(lower)) <= z <= upper + _KINK_TOL * (1.0 + abs(upper))
 
 
 @nb.njit(cache=True)
@@ -875,7 +878,7 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, direction, stats):  # type: 
     for it in range(max_iter + 1):
         res = _residual(x, G, n_nodes, mu_on)
         if _DEBUG:
-            print("it", it, "res", res)
+            print("it", it, "res", res, "argmax", np.argmax(np.abs(G)))
         if res <= tol:
             return it, _CONVERGED
         if it == max_iter:
@@ -994,7 +997,7 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, direction, stats):  # type: 
             if _DEBUG:
                 print("   null pivot", a, "g0", g0, "count", count, "move", move)
                 for q in range(count):
-                    print("       agent", ray_agents[q], ray_rates[q], u[ray_agents[q]], lower[ray_agents[q]], upper[ray_agents[q]])
+                    print("       agent", ray_agents[q], ray_rates[q], u[ray_agents[q]], lower[ray_agents[q]], upper[ray_agents[q]], slope[ray_agents[q]])
                 for i in range(n_all):
                     print("       z", i, z[i], "G", G[i], "x", x[i])
             for i in range(n_nodes, n_all):  # rents stay >= 0
