@@ -64,7 +64,21 @@ def data(
         )
         for m in names:
             for stage, df in w.summary(m).items():
-                console.print(_table(df, f"{m} / {stage}"))
+                view = df.reset_index()
+                view = view[(view["production_t"] > 0) | (view["use_t"] > 0)]
+                shown = view.rename(
+                    columns={
+                        "production_t": "output t",
+                        "share_of_world": "share %",
+                        "capacity_t": "capacity t",
+                        "utilisation": "util.",
+                        "consumption_t": "end use t",
+                        "use_t": "use t",
+                    }
+                )
+                shown["share %"] = 100.0 * shown["share %"]
+                shown["price USD/kg"] = shown.pop("price_usd_per_t") / 1000.0
+                console.print(_table(shown, f"{m} / {stage} (base year {w.base_year})", floatfmt="{:,.3g}"))
         if check and world == "default":
             from critmin.data.crosscheck import compare_mine_output
 
@@ -73,9 +87,16 @@ def data(
             console.print(_table(flagged, "Mine output: USGS (model) vs World Mining Data, differences above 10%"))
         if sources:
             src = w.sources
-            cols = [c for c in ("source", "basis") if c in src.columns]
-            counts = src.groupby(cols).size().reset_index(name="numbers") if cols else src
-            console.print(_table(counts, "Sources (numbers in the world that cite each)"))
+            if mineral:
+                src = src[src["mineral"].isin(names) | (src["mineral"] == "")]
+            counts = (
+                src.groupby(["basis", "citation"])
+                .size()
+                .reset_index(name="numbers")
+                .sort_values("numbers", ascending=False)
+            )
+            counts["citation"] = counts["citation"].str.slice(0, 110)
+            console.print(_table(counts, "Sources: every number's citation or assumption label (count of numbers)"))
     except CritminError as err:
         _fail(err)
 
@@ -179,6 +200,68 @@ def validate(
 
 
 @app.command()
+def ensemble(
+    scenario: Annotated[str | None, typer.Argument(help="A built-in scenario name or a scenario YAML file")] = None,
+    draws: Annotated[int, typer.Option("--draws", "-n", help="Number of draws")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the table of draws")] = 0,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: one per core)")] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Address of an existing Dask scheduler, tcp://HOST:PORT")
+    ] = None,
+    executor: Annotated[str, typer.Option(help="dask (default), local (process pool) or inline")] = "dask",
+    store: Annotated[Path | None, typer.Option(help="Results store (DuckDB file)")] = None,
+    chunk: Annotated[int, typer.Option(help="Draws per chunk (fixed per run)")] = 50,
+    resume: Annotated[str | None, typer.Option(help="Resume an interrupted run by id")] = None,
+) -> None:
+    """Run many draws of a scenario's uncertain inputs, store them, and print the risk table."""
+    try:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from critmin.results.ensemble import run_ensemble
+        from critmin.results.risk import risk_table
+
+        if executor not in ("dask", "local", "inline"):
+            raise CritminError(f"unknown executor {executor!r}: use dask, local or inline")
+        if scheduler is not None:
+            executor = "dask"
+        columns = (
+            TextColumn("[bold]draws"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+        )
+        t0 = time.perf_counter()
+        with Progress(*columns, console=err_console, transient=False) as bar:
+            task = bar.add_task("draws", total=None, rate="")
+            start_done: list[int] = []
+
+            def progress(done: int, total: int) -> None:
+                if not start_done:
+                    start_done.append(done)
+                elapsed = max(time.perf_counter() - t0, 1e-9)
+                rate = (done - start_done[0]) / elapsed
+                bar.update(task, completed=done, total=total, rate=f"{rate:,.1f} draws/s")
+
+            result = run_ensemble(
+                scenario,
+                draws=draws,
+                seed=seed,
+                workers=workers,
+                scheduler=scheduler,
+                executor=executor,  # type: ignore[arg-type]
+                store=store,
+                chunk_size=chunk,
+                resume=resume,
+                progress=progress,
+            )
+        console.print(f"run [bold]{result.run_id}[/]: {len(result.draws)} draws stored")
+        console.print(_table(risk_table(result.draws, result.metrics), f"Risk: {result.run_id}"))
+    except CritminError as err:
+        _fail(err)
+
+
+@app.command()
 def schema(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to a file instead of stdout")] = None,
 ) -> None:
@@ -193,6 +276,15 @@ def schema(
     else:
         output.write_text(text + "\n", encoding="utf-8")
         console.print(f"wrote the scenario schema to {output}")
+
+
+def _register_store_commands() -> None:
+    from critmin.cli_store import register
+
+    register(app)
+
+
+_register_store_commands()
 
 
 def main() -> None:

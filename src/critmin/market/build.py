@@ -10,6 +10,10 @@ product delivered to ``r``). Agents:
 - ``route[s, o, d]``: ships stage ``s`` product from origin ``o`` to use node ``d`` (the domestic route
   ``o == d`` included);
 - ``demand[r, k]``: sector ``k`` of region ``r`` at the use node of the sector's stage;
+- ``disposal[s, r]``: free disposal at every use node: surplus product is stored or discarded at no cost,
+  so a market never clears far below zero (it takes product only at negative prices, with a slope of a
+  millionth of the price scale per unit of the quantity scale, so prices stay above ``-1e-6`` of the scale
+  per unit disposed);
 - extra structure for the instruments: price-responsive segments at a node (stock purchases and releases)
   and side constraints over sets of routes (quotas).
 
@@ -29,6 +33,9 @@ from critmin.data.calibrate import CalibratedMineral
 from critmin.market.problem import InstanceData, Solution, Topology
 from critmin.policy.effects import ConstraintSpec, MineralOutcome, PeriodInputs, SegmentSpec
 
+#: Free disposal: price drop (share of the price scale) per quantity scale disposed.
+DISPOSAL_SLOPE = 1e-6
+
 
 @dataclass(frozen=True)
 class MarketLayout:
@@ -46,6 +53,7 @@ class MarketLayout:
     process_agent: IntArray = field(init=False)  # (S, R), -1 at stage 0
     route_agent: IntArray = field(init=False)  # (S, R, R)
     demand_agent: IntArray = field(init=False)  # (R, K)
+    disposal_agent: IntArray = field(init=False)  # (S, R)
     segment_agent: IntArray = field(init=False)  # (n_segments,)
 
     def __post_init__(self) -> None:
@@ -64,12 +72,15 @@ class MarketLayout:
         n += S * R * R
         demand = n + np.arange(R * K).reshape(R, K)
         n += R * K
+        disposal = n + np.arange(S * R).reshape(S, R)
+        n += S * R
         segment = n + np.arange(len(self.segments))
         for name, value in (
             ("supply_agent", supply),
             ("process_agent", process),
             ("route_agent", route),
             ("demand_agent", demand),
+            ("disposal_agent", disposal),
             ("segment_agent", segment),
         ):
             object.__setattr__(self, name, value.astype(np.int64))
@@ -85,7 +96,7 @@ class MarketLayout:
 
     @property
     def n_agents(self) -> int:
-        return int(self.segment_agent[-1] + 1) if len(self.segments) else int(self.demand_agent.max() + 1)
+        return int(self.segment_agent[-1] + 1) if len(self.segments) else int(self.disposal_agent.max() + 1)
 
     @cached_property
     def topology(self) -> Topology:
@@ -116,6 +127,11 @@ class MarketLayout:
                 j = self.demand_agent[r, k]
                 nodes[j, 0], coef[j, 0] = self.use_node[self.sector_stage[k], r], -1.0
                 labels[j] = f"demand/{self.stages[self.sector_stage[k]]}/{reg}/{sec}"
+        for s in range(S):
+            for r, reg in enumerate(self.regions):
+                j = self.disposal_agent[s, r]
+                nodes[j, 0], coef[j, 0] = self.use_node[s, r], -1.0
+                labels[j] = f"disposal/{self.stages[s]}/{reg}"
         for i, seg in enumerate(self.segments):
             j = self.segment_agent[i]
             if seg.side == "process":
@@ -250,6 +266,10 @@ def build_instances(
         cost[b, jd] = -cal.demand_intercept
         slope[b, jd] = np.where(active, cal.demand_slope / np.where(active, scale, 1.0), cal.demand_slope)
         upper[b, jd] = np.where(active, np.inf, 0.0)
+        # free disposal: takes product only below a zero price
+        jx = layout.disposal_agent
+        cost[b, jx] = 0.0
+        slope[b, jx] = DISPOSAL_SLOPE * cal.price_scale / cal.quantity_scale
         # segments
         if layout.segments:
             jg = layout.segment_agent
@@ -313,6 +333,7 @@ def read_outcome(layout: MarketLayout, solution: Solution, b: int, yields: Float
         flow=v[layout.route_agent],
         consumption=v[layout.demand_agent],
         segment=segment,
+        disposal=v[layout.disposal_agent],
         rent=solution.rent[b] if len(layout.constraints) else np.zeros(0),
     )
 

@@ -62,7 +62,8 @@ _ARMIJO = 1e-4
 _PIVOT_TOL = 1e-12
 _DEBUG = False
 _KINK_TOL = 1e-10
-#: Factor on the pivot of a null direction of the Newton system (see _envelope_cholesky).
+_LS_ACCEPT = 0.2
+#: Factor on the pivot of a null direction of the Newton system (see _cholesky).
 _DEFLATE = 1e12
 
 
@@ -85,9 +86,9 @@ class PreparedTopology:
         The eliminated nodes.
     position:
         ``(N + K,)`` index of each non-eliminated variable in the reduced system, ``-1`` if eliminated.
-    first_col:
-        Envelope of the reduced system in its (bandwidth-reducing) order: the first column that can be
-        non-zero in each row of the Cholesky factor.
+    n_reduced:
+        Size of the reduced system (non-eliminated nodes and all rents), ordered to keep its Cholesky
+        factor sparse (reverse Cuthill-McKee when that narrows the profile).
     """
 
     n_nodes: int
@@ -101,13 +102,9 @@ class PreparedTopology:
     eliminated: np.ndarray
     elim_nodes: IntArray
     position: IntArray
-    first_col: IntArray
+    n_reduced: int
 
-    @property
-    def n_reduced(self) -> int:
-        return int(self.first_col.shape[0])
-
-    def as_tuple(self) -> tuple[np.ndarray, ...]:
+    def as_tuple(self) -> tuple[np.ndarray | int, ...]:
         """The arrays in the order the kernel unpacks them."""
         return (
             self.ent_ptr,
@@ -119,7 +116,7 @@ class PreparedTopology:
             self.eliminated,
             self.elim_nodes,
             self.position,
-            self.first_col,
+            self.n_reduced,
         )
 
 
@@ -207,21 +204,16 @@ def prepare_topology(topology: Topology) -> PreparedTopology:
     candidates = [np.arange(m, dtype=np.int64)]
     if m > 2:
         candidates.append(np.asarray(reverse_cuthill_mckee(pattern, symmetric_mode=True), dtype=np.int64))
-    best_perm, best_first, best_size = candidates[0], np.zeros(m, dtype=np.int64), np.inf
+    best_perm, best_size = candidates[0], np.inf
     for perm in candidates:
-        inverse = np.empty(m, dtype=np.int64)
-        inverse[perm] = np.arange(m)
         permuted = pattern[perm][:, perm].tocsr()
-        first = np.array(
-            [
-                min(i, int(permuted.indices[permuted.indptr[i] : permuted.indptr[i + 1]].min(initial=i)))
-                for i in range(m)
-            ],
-            dtype=np.int64,
-        )
-        size = float(np.sum(np.arange(m) - first))
-        if size < best_size:
-            best_perm, best_first, best_size = perm, first, size
+        first = [
+            min(i, int(permuted.indices[permuted.indptr[i] : permuted.indptr[i + 1]].min(initial=i)))
+            for i in range(m)
+        ]
+        profile = float(np.sum(np.arange(m) - np.array(first)))  # a proxy for the factor's fill
+        if profile < best_size:
+            best_perm, best_size = perm, profile
     position = -np.ones(N + K, dtype=np.int64)
     position[kept[best_perm]] = np.arange(m)
     return PreparedTopology(
@@ -236,7 +228,7 @@ def prepare_topology(topology: Topology) -> PreparedTopology:
         eliminated=eliminated,
         elim_nodes=elim_nodes,
         position=position,
-        first_col=best_first,
+        n_reduced=m,
     )
 
 
@@ -244,7 +236,7 @@ def prepare_topology(topology: Topology) -> PreparedTopology:
 # Kernel. All quantities are scaled: prices and rents by price_scale, levels by quantity_scale.
 #
 # ``st`` is the prepared structure as a tuple: (ent_ptr, ent_idx, ent_val, var_ptr, var_agent, var_coef,
-# eliminated, elim_nodes, position, first_col). ``inst`` is one instance: (cost, slope, inv_slope, lower,
+# eliminated, elim_nodes, position, n_reduced). ``inst`` is one instance: (cost, slope, inv_slope, lower,
 # upper, injection, rhs, mu_on), where ``mu_on[k]`` is False for a constraint with rhs = +inf (never binds).
 # --------------------------------------------------------------------------------------------------------
 
@@ -477,53 +469,55 @@ def _ray_root(agents, rates, g0, u, slope, inv_slope, lower, upper, buf):  # typ
 
 
 @nb.njit(cache=True, fastmath={"reassoc", "contract"})
-def _envelope_cholesky(S, first_col, diag_ref, chain, null_pivots):  # type: ignore[no-untyped-def]
-    """In-place Cholesky of the lower triangle of ``S`` within its envelope.
+def _cholesky(S, diag_ref, chain, null_pivots):  # type: ignore[no-untyped-def]
+    """In-place Cholesky ``S = U' U`` of the upper triangle of ``S`` (outer-product form).
 
-    A pivot that vanishes relative to ``diag_ref`` (a direction no free agent pins) is replaced by
-    ``diag_ref``, the curvature that variable has alone; for a variable that has free agents (``chain``: a
-    group of prices tied together by free agents but pinned by none) by ``diag_ref * _DEFLATE``, which takes
-    the direction out of the Newton step, and the pivot is listed in ``null_pivots`` (``diag_ref`` then
-    holds the new pivot). Returns how many were listed.
+    Rows are updated by contiguous axpys and zero multipliers are skipped, so the block structure of the
+    reduced system is used without bookkeeping. A pivot that vanishes relative to ``diag_ref`` (a direction
+    no free agent pins) is replaced by ``diag_ref``, the curvature that variable has alone; for a variable
+    that has free agents (``chain``: a group of prices tied together by free agents but pinned by none) by
+    ``diag_ref * _DEFLATE``, which takes the direction out of the Newton step, and the pivot is listed in
+    ``null_pivots`` (``diag_ref`` then holds the new pivot). Returns how many were listed.
     """
     m = S.shape[0]
     n_null = 0
-    for i in range(m):
-        fi = first_col[i]
-        for j in range(fi, i):
-            k0 = max(fi, first_col[j])
-            acc = S[i, j]
-            for k in range(k0, j):
-                acc -= S[i, k] * S[j, k]
-            S[i, j] = acc / S[j, j]
-        acc = S[i, i]
-        for k in range(fi, i):
-            acc -= S[i, k] * S[i, k]
-        if acc <= _PIVOT_TOL * diag_ref[i]:
-            if chain[i]:
-                # Deflate: the Newton step leaves this direction alone; the caller minimises g along it.
-                diag_ref[i] *= _DEFLATE
-                null_pivots[n_null] = i
+    for k in range(m):
+        pivot = S[k, k]
+        if pivot <= _PIVOT_TOL * diag_ref[k]:
+            if chain[k]:
+                diag_ref[k] *= _DEFLATE
+                null_pivots[n_null] = k
                 n_null += 1
-            acc = diag_ref[i]
-        S[i, i] = np.sqrt(acc)
+            pivot = diag_ref[k]
+        root = np.sqrt(pivot)
+        S[k, k] = root
+        inv = 1.0 / root
+        for i in range(k + 1, m):
+            S[k, i] *= inv
+        for i in range(k + 1, m):
+            factor = S[k, i]
+            if factor == 0.0:
+                continue
+            for j in range(i, m):
+                S[i, j] -= factor * S[k, j]
     return n_null
 
 
 @nb.njit(cache=True, fastmath={"reassoc", "contract"})
-def _envelope_solve(L, first_col, y):  # type: ignore[no-untyped-def]
-    """Solve ``L L' z = y`` in place."""
-    m = L.shape[0]
-    for i in range(m):
-        acc = y[i]
-        for k in range(first_col[i], i):
-            acc -= L[i, k] * y[k]
-        y[i] = acc / L[i, i]
+def _cholesky_solve(U, y):  # type: ignore[no-untyped-def]
+    """Solve ``U' U z = y`` in place."""
+    m = U.shape[0]
+    for k in range(m):
+        y[k] /= U[k, k]
+        yk = y[k]
+        if yk != 0.0:
+            for i in range(k + 1, m):
+                y[i] -= U[k, i] * yk
     for i in range(m - 1, -1, -1):
-        y[i] /= L[i, i]
-        yi = y[i]
-        for k in range(first_col[i], i):
-            y[k] -= L[i, k] * yi
+        acc = y[i]
+        for j in range(i + 1, m):
+            acc -= U[i, j] * y[j]
+        y[i] = acc / U[i, i]
 
 
 @nb.njit(cache=True)
@@ -534,15 +528,15 @@ def _newton_direction(  # type: ignore[no-untyped-def]
 
     ``reg[i]`` is variable ``i``'s own curvature: its Hessian diagonal, or for a variable no free agent
     touches (``flat[i]``), the curvature that makes its step the move that balances it alone. Leaves the
-    factor in ``S``; returns the number of null directions found (see :func:`_envelope_cholesky`).
+    factor in ``S``; returns the number of null directions found (see :func:`_cholesky`).
     """
     ent_ptr, ent_idx, ent_val = st[0], st[1], st[2]
     var_ptr, var_agent, var_coef = st[3], st[4], st[5]
-    eliminated, elim_nodes, position, first_col = st[6], st[7], st[8], st[9]
+    eliminated, elim_nodes, position = st[6], st[7], st[8]
     m = S.shape[0]
     for a in range(m):
         w_mark[a] = -1
-        for b in range(a + 1):
+        for b in range(a, m):
             S[a, b] = 0.0
     for i in range(G.shape[0]):
         d[i] = 0.0
@@ -573,7 +567,7 @@ def _newton_direction(  # type: ignore[no-untyped-def]
                 if fixed[i2] or eliminated[i2]:
                     continue
                 b = position[i2]
-                if a >= b:
+                if a <= b:
                     S[a, b] += val * ent_val[e2]
                 else:
                     S[b, a] += val * ent_val[e2]
@@ -606,10 +600,10 @@ def _newton_direction(  # type: ignore[no-untyped-def]
             r[a] -= wa * rhs_o
             for ib in range(count):
                 b = w_list[ib]
-                if b <= a:
+                if b >= a:
                     S[a, b] -= wa * w[b]
-    n_null = _envelope_cholesky(S, first_col, diag_ref, chain, null_pivots)
-    _envelope_solve(S, first_col, r)
+    n_null = _cholesky(S, diag_ref, chain, null_pivots)
+    _cholesky_solve(S, r)
     _expand(st, G, free_scale, fixed, reg, r, d, True)
     return n_null
 
@@ -642,14 +636,20 @@ def _expand(st, G, free_scale, fixed, reg, reduced, d, with_gradient):  # type: 
 
 @nb.njit(cache=True)
 def _canonicalise(st, inst, n_nodes, x):  # type: ignore[no-untyped-def]
-    """Make the prices of nodes that no free agent pins canonical.
+    """Make the prices that the equilibrium leaves undetermined canonical.
 
-    Such a node's price can move within an interval without changing any level. Among the prices that keep
-    every level, take the highest (the cost of the cheapest unit that could reach the node); where there is
-    no highest, the lowest (the highest value of any use); a node whose agents are all fixed gets 0. Both
-    are found by relaxation from the pinned nodes (the prices that keep every level form a lattice when
-    each agent's two coefficients have opposite signs), so they do not depend on the iterate. Where the
-    relaxation does not settle, or would change a level, the iterate's prices are kept.
+    Returns 0 when every price is pinned, 1 when canonical prices were set, 2 when the iterate's were kept.
+
+    A *floating group* is a set of nodes tied together by free agents (strictly inside their bounds) with
+    no free agent that touches one node only: all its prices can move together (in the ratio ``z`` the
+    yields impose, ``z > 0``) without changing any free agent's level. A single node with no free agent is
+    the simplest group. Along that move each bound agent on the group's edge stays on its bound over an
+    interval. Among the moves that keep every level, take the highest prices (the cost of the cheapest unit
+    that could reach the group); where there is no highest, the lowest (the highest value of any use); a
+    group with no agent that could move gets its first node's price set to 0. Both are found by relaxation
+    from the pinned nodes (the feasible moves form a lattice when each agent's two coefficients have
+    opposite signs), so they do not depend on the iterate. Where the relaxation does not settle, or a level
+    would change, the iterate's prices are kept.
     """
     ent_ptr, ent_idx, ent_val = st[0], st[1], st[2]
     var_ptr, var_agent, var_coef = st[3], st[4], st[5]
@@ -658,94 +658,247 @@ def _canonicalise(st, inst, n_nodes, x):  # type: ignore[no-untyped-def]
     u0 = np.empty(J)
     v0 = np.empty(J)
     _responses(st, inst, x, u0, v0)
-    members = np.empty(n_nodes, dtype=np.int64)
+    # Free agents, with a margin: a level within rounding of its bound is on the bound.
+    free = np.zeros(J, dtype=np.bool_)
+    for j in range(J):
+        free[j] = _strictly_inside(u0[j] * inv_slope[j], lower[j], upper[j])
+    # Groups: union-find over nodes joined by free agents touching two nodes.
+    parent = np.arange(n_nodes)
+    pinned = np.zeros(n_nodes, dtype=np.bool_)
+    for j in range(J):
+        if not free[j]:
+            continue
+        first = -1
+        count_nodes = 0
+        for e in range(ent_ptr[j], ent_ptr[j + 1]):
+            i = ent_idx[e]
+            if i < n_nodes:
+                count_nodes += 1
+                if first < 0:
+                    first = i
+                else:
+                    a, b = _find(parent, first), _find(parent, i)
+                    if a != b:
+                        parent[b] = a
+        if count_nodes == 1:
+            pinned[first] = True
+    for n in range(n_nodes):
+        root = _find(parent, n)
+        if pinned[n]:
+            pinned[root] = True
+    # Move ratios z within each group (z = 1 at the root), checked for consistency and sign.
+    z = np.zeros(n_nodes)
+    stack = np.empty(n_nodes, dtype=np.int64)
+    for n in range(n_nodes):
+        root = _find(parent, n)
+        if pinned[root] or z[root] != 0.0:
+            continue
+        z[root] = 1.0
+        stack[0] = root
+        top = 1
+        while top > 0 and not pinned[root]:
+            top -= 1
+            a = stack[top]
+            for idx in range(var_ptr[a], var_ptr[a + 1]):
+                j = var_agent[idx]
+                if not free[j]:
+                    continue
+                for e in range(ent_ptr[j], ent_ptr[j + 1]):
+                    b = ent_idx[e]
+                    if b >= n_nodes or b == a:
+                        continue
+                    target = -var_coef[idx] * z[a] / ent_val[e]
+                    if z[b] == 0.0:
+                        z[b] = target
+                        if target <= 0.0:
+                            pinned[root] = True  # not a monotone group: leave it alone
+                        stack[top] = b
+                        top += 1
+                    elif abs(z[b] - target) > 1e-9 * abs(target):
+                        pinned[root] = True  # yields around a cycle do not multiply to one: no free move
+    # Members: the floating groups, each with its nodes.
+    slot = -np.ones(n_nodes, dtype=np.int64)
+    roots = np.empty(n_nodes, dtype=np.int64)
     count = 0
     for n in range(n_nodes):
-        pinned = False
-        movable = False
+        root = _find(parent, n)
+        if pinned[root]:
+            continue
+        if slot[root] < 0:
+            slot[root] = count
+            roots[count] = root
+            count += 1
+        slot[n] = slot[root]
+    if count == 0:
+        return 0
+    base = x[:n_nodes].copy()
+    shift = np.zeros(count)
+    movable = np.zeros(count, dtype=np.bool_)
+    for n in range(n_nodes):
+        q = slot[n]
+        if q < 0:
+            continue
         for idx in range(var_ptr[n], var_ptr[n + 1]):
             j = var_agent[idx]
-            if lower[j] < u0[j] * inv_slope[j] < upper[j]:
-                pinned = True
-            if lower[j] < upper[j]:
-                movable = True
-        if pinned:
-            continue
-        if movable:
-            members[count] = n
-            count += 1
-        else:
-            x[n] = 0.0
-    if count == 0:
-        return
-    original = np.empty(count)
-    relax = np.ones(count, dtype=np.bool_)
+            if lower[j] < upper[j] and not free[j]:
+                movable[q] = True
+    relax = np.zeros(count, dtype=np.bool_)
     for q in range(count):
-        original[q] = x[members[q]]
+        if movable[q]:
+            relax[q] = True
+        else:
+            shift[q] = -base[roots[q]]  # nothing can move: the root's price is 0
+    queue = np.empty(count, dtype=np.int64)  # circular
+    queued = np.zeros(count, dtype=np.bool_)
     ok = True
-    for side in range(2):  # 0: highest price, relaxed down from +inf; 1: lowest, relaxed up from -inf
+    # Highest prices first (relaxed down from +inf), then the lowest (up from -inf) for groups with no
+    # highest, then the highest again for groups whose bound waited on those, and so on.
+    for round_ in range(4):
+        side = round_ % 2
         start = np.inf if side == 0 else -np.inf
+        head = 0
+        size = 0
         for q in range(count):
             if relax[q]:
-                x[members[q]] = start
-        settled = False
-        for _ in range(count + 2):
-            changed = False
-            for q in range(count):
-                if not relax[q]:
-                    continue
-                n = members[q]
-                best = start
-                for idx in range(var_ptr[n], var_ptr[n + 1]):
-                    j = var_agent[idx]
-                    c = var_coef[idx]
-                    if not lower[j] < upper[j]:
-                        continue
-                    if u0[j] * inv_slope[j] <= lower[j]:
-                        level = lower[j]
-                        caps_price = c > 0.0
-                    else:
-                        level = upper[j]
-                        caps_price = c < 0.0
-                    if caps_price != (side == 0):
-                        continue
-                    rest = -cost[j]
-                    for e in range(ent_ptr[j], ent_ptr[j + 1]):
-                        if ent_idx[e] != n:
-                            rest += ent_val[e] * x[ent_idx[e]]
-                    bound = (slope[j] * level - rest) / c
-                    best = min(best, bound) if side == 0 else max(best, bound)
-                if np.isnan(best):
-                    ok = False
-                    break
-                if (side == 0 and best < x[n]) or (side == 1 and best > x[n]):
-                    x[n] = best
-                    changed = True
-            if not ok:
+                shift[q] = start
+                queue[(head + size) % count] = q
+                queued[q] = True
+                size += 1
+        budget = 20 * count + 100  # relaxations allowed before giving up
+        while size > 0:
+            budget -= 1
+            if budget < 0:
+                if _DEBUG:
+                    print("budget exhausted")
+                ok = False
                 break
-            if not changed:
-                settled = True
+            q = queue[head]
+            head = (head + 1) % count
+            size -= 1
+            queued[q] = False
+            best = _group_bound(
+                q, side, slot, shift, base, z, n_nodes, ent_ptr, ent_idx, ent_val, var_ptr, var_agent, cost,
+                slope, lower, upper, u0, inv_slope, free, x, roots, parent,
+            )
+            if np.isnan(best):
+                if _DEBUG:
+                    print("nan bound for group", q)
+                ok = False
                 break
-        if not (ok and settled):
-            ok = False
+            if (side == 0 and best < shift[q]) or (side == 1 and best > shift[q]):
+                shift[q] = best
+                # Groups whose bounds read this group's prices are relaxed again.
+                for n in range(n_nodes):
+                    if slot[n] != q:
+                        continue
+                    for idx in range(var_ptr[n], var_ptr[n + 1]):
+                        j = var_agent[idx]
+                        for e in range(ent_ptr[j], ent_ptr[j + 1]):
+                            i = ent_idx[e]
+                            if i < n_nodes and slot[i] >= 0 and slot[i] != q:
+                                other = slot[i]
+                                if relax[other] and not queued[other]:
+                                    queue[(head + size) % count] = other
+                                    queued[other] = True
+                                    size += 1
+        if not ok:
             break
+        remaining = False
         for q in range(count):
-            relax[q] = side == 0 and x[members[q]] == np.inf
+            relax[q] = not np.isfinite(shift[q])
+            remaining = remaining or relax[q]
+        if not remaining:
+            break
+    for q in range(count):
+        if ok and not np.isfinite(shift[q]):
+            shift[q] = 0.0  # no agent bounds this group's move either way: keep the iterate's prices
     if ok:
         for q in range(count):
-            if not np.isfinite(x[members[q]]):
+            if not np.isfinite(shift[q]):
+                if _DEBUG:
+                    print("group", q, "not finite", shift[q], "root", roots[q])
                 ok = False
     if ok:
+        for n in range(n_nodes):
+            if slot[n] >= 0:
+                x[n] = base[n] + shift[slot[n]] * z[n]
         ut = np.empty(J)
         vt = np.empty(J)
         _responses(st, inst, x, ut, vt)
         for j in range(J):
             if abs(vt[j] - v0[j]) > 1e-12 * (1.0 + abs(v0[j])):
+                if _DEBUG:
+                    print("level change agent", j, v0[j], vt[j])
                 ok = False
                 break
     if not ok:
-        for q in range(count):
-            x[members[q]] = original[q]
+        for n in range(n_nodes):
+            x[n] = base[n]
+        return 2
+    return 1
+
+
+@nb.njit(cache=True)
+def _strictly_inside(z, lower, upper):  # type: ignore[no-untyped-def]
+    """Inside the bounds by more than rounding (a level within 1e-11 of a finite bound is on it)."""
+    if lower > -np.inf and z <= lower + 1e-11 * (1.0 + abs(lower)):
+        return False
+    if upper < np.inf and z >= upper - 1e-11 * (1.0 + abs(upper)):
+        return False
+    return lower < upper
+
+
+@nb.njit(cache=True)
+def _find(parent, n):  # type: ignore[no-untyped-def]
+    """Root of ``n`` in a union-find forest (with path halving)."""
+    while parent[n] != n:
+        parent[n] = parent[parent[n]]
+        n = parent[n]
+    return n
+
+
+@nb.njit(cache=True)
+def _group_bound(  # type: ignore[no-untyped-def]
+    q, side, slot, shift, base, z, n_nodes, ent_ptr, ent_idx, ent_val, var_ptr, var_agent, cost, slope, lower,
+    upper, u0, inv_slope, free, x, roots, parent,
+):
+    """The tightest bound on group ``q``'s move from its bound agents (upper for side 0, lower for 1)."""
+    best = np.inf if side == 0 else -np.inf
+    for n in range(n_nodes):
+        if slot[n] != q:
+            continue
+        for idx in range(var_ptr[n], var_ptr[n + 1]):
+            j = var_agent[idx]
+            if free[j] or not lower[j] < upper[j]:
+                continue
+            # The agent's net value is rest + rate * shift[q]; count each agent once (at its first node in q).
+            rate = 0.0
+            rest = -cost[j]
+            first_here = True
+            for e in range(ent_ptr[j], ent_ptr[j + 1]):
+                i = ent_idx[e]
+                if i < n_nodes and slot[i] == q:
+                    if i < n:
+                        first_here = False
+                    rate += ent_val[e] * z[i]
+                    rest += ent_val[e] * base[i]
+                elif i < n_nodes and slot[i] >= 0:
+                    rest += ent_val[e] * (base[i] + shift[slot[i]] * z[i])
+                else:
+                    rest += ent_val[e] * x[i]
+            if not first_here or abs(rate) <= 1e-12:
+                continue
+            if u0[j] * inv_slope[j] <= lower[j] or not _strictly_inside(u0[j] * inv_slope[j], lower[j], np.inf):
+                level = lower[j]
+                caps = rate > 0.0
+            else:
+                level = upper[j]
+                caps = rate < 0.0
+            if caps != (side == 0):
+                continue
+            bound = (slope[j] * level - rest) / rate
+            best = min(best, bound) if side == 0 else max(best, bound)
+    return best
 
 
 @nb.njit(cache=True)
@@ -777,7 +930,7 @@ def _line_search(st, inst, n_nodes, x, d, u, G, slope0, xt, dx, ut, vt, Gt):  # 
         decrease = change <= _ARMIJO * gdx + 1e-14 * noise
         if decrease and change < best_change:
             best_t, best_change = t, change
-        if decrease and abs(f) <= 0.05 * abs(slope0):
+        if decrease and abs(f) <= _LS_ACCEPT * abs(slope0):
             return t, _CONVERGED, trials
         if f < 0.0 and decrease:
             if side == -1:
@@ -834,12 +987,11 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, direction, stats):  # type: 
     """
     ent_ptr, ent_idx, ent_val = st[0], st[1], st[2]
     var_ptr, var_agent, var_coef = st[3], st[4], st[5]
-    first_col = st[9]
+    m = st[9]
     slope, inv_slope, lower, upper, mu_on = inst[1], inst[2], inst[3], inst[4], inst[7]
     J = inv_slope.shape[0]
     n_all = x.shape[0]
     K = n_all - n_nodes
-    m = first_col.shape[0]
     hfull = np.zeros(n_all)
     for i in range(n_all):
         for idx in range(var_ptr[i], var_ptr[i + 1]):
@@ -970,7 +1122,7 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, direction, stats):  # type: 
             for b in range(m):
                 r[b] = 0.0
             r[a] = diag_ref[a]
-            _envelope_solve(S, first_col, r)
+            _cholesky_solve(S, r)
             _expand(st, G, free_scale, fixed, reg, r, z, False)
             z_max = 0.0
             for i in range(n_all):
@@ -1037,7 +1189,7 @@ def _solve_batch(  # type: ignore[no-untyped-def]
         iterations[b] = its
         outcome[b] = code
         if code == _CONVERGED and canonical:
-            _canonicalise(st, inst, n_nodes, x[b])
+            stats[b, 3] = _canonicalise(st, inst, n_nodes, x[b])
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -1064,7 +1216,8 @@ class BatchedNewtonSolver:
         self.canonical_prices = canonical_prices
         self._prepared: dict[int, tuple[weakref.ref[Topology], PreparedTopology]] = {}
         #: Per instance of the last batch: line-search evaluations, moves along null directions, moves of
-        #: single prices on flat pieces (diagnostics).
+        #: single prices on flat pieces, and the canonical-price outcome (0 nothing to do, 1 applied,
+        #: 2 kept the iterate's prices) (diagnostics).
         self.last_stats = np.zeros((0, 4), dtype=np.int64)
 
     def prepare(self, topology: Topology) -> PreparedTopology:

@@ -81,6 +81,7 @@ class MineralOutcome:
     flow: FloatArray  # (S, R, R) shipments origin -> destination
     consumption: FloatArray  # (R, K)
     segment: FloatArray  # (n_segments,) levels of the segments
+    disposal: FloatArray  # (S, R) product disposed of (stored or discarded) at a zero price
     rent: FloatArray  # (n_constraints,) side-constraint duals, USD/t
 
     def use(self) -> FloatArray:

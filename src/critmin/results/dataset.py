@@ -19,6 +19,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "production": ("t/yr", "output of the stage in the region (contained element)"),
     "processing_input": ("t/yr", "input of the stage's processors in the region (previous stage's product)"),
     "capacity": ("t/yr", "output capacity of the stage in the region"),
+    "disposal": ("t/yr", "product stored or discarded at a zero price (free disposal) when nobody buys it"),
     "flow": ("t/yr", "shipments of the stage's product from region (origin) to partner (destination)"),
     "imports": ("t/yr", "shipments into the region from other regions"),
     "exports": ("t/yr", "shipments from the region to other regions"),
@@ -82,6 +83,7 @@ def to_dataset(record: RunRecord) -> xr.Dataset:
     production = np.full((M, S, R, P), nan)
     capacity = np.full((M, S, R, P), nan)
     processing = np.full((M, S, R, P), nan)
+    disposal = np.full((M, S, R, P), nan)
     flow = np.full((M, S, R, R, P), nan)
     consumption = np.full((M, S, R, K, P), nan)
     reference = np.full((M, S, R, K, P), nan)
@@ -96,6 +98,7 @@ def to_dataset(record: RunRecord) -> xr.Dataset:
         capacity[i, idx] = np.moveaxis(path.capacity, 0, -1)
         processing[i, idx] = np.moveaxis(path.processing_input, 0, -1)
         processing[i, idx[0]] = nan  # mines have no processing input
+        disposal[i, idx] = np.moveaxis(path.disposal, 0, -1)
         flow[i, idx] = np.moveaxis(path.flow, 0, -1)
         for k, stage in enumerate(record.sector_stage[m]):
             s = stages.index(stage)
@@ -112,6 +115,7 @@ def to_dataset(record: RunRecord) -> xr.Dataset:
             "production": (("mineral", "stage", "region", "period"), production),
             "processing_input": (("mineral", "stage", "region", "period"), processing),
             "capacity": (("mineral", "stage", "region", "period"), capacity),
+            "disposal": (("mineral", "stage", "region", "period"), disposal),
             "flow": (("mineral", "stage", "region", "partner", "period"), flow),
             "imports": (("mineral", "stage", "region", "period"), offdiag.sum(axis=2)),
             "exports": (("mineral", "stage", "region", "period"), offdiag.sum(axis=3)),

@@ -30,6 +30,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any, Literal
 
 import numpy as np
@@ -50,44 +52,103 @@ OUTCOME_KEYS = ["metric", "mineral", "region", "aggregate"]
 SHORTFALL_THRESHOLD = 0.1
 
 
-def _check_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
+def _check_metrics(metrics: pd.DataFrame, metric: str | Sequence[str] | None = None) -> pd.DataFrame:
+    """The metrics table, checked, with only the rows of ``metric`` if named."""
     missing = [c for c in METRIC_COLUMNS if c not in metrics.columns]
     if missing:
         raise CritminError(f"the metrics table lacks the columns {', '.join(missing)}")
-    return metrics
-
-
-def _select(metrics: pd.DataFrame, metric: str | Sequence[str] | None) -> pd.DataFrame:
-    _check_metrics(metrics)
     if metric is None:
         return metrics
     names = [metric] if isinstance(metric, str) else list(metric)
-    known = set(metrics["metric"].dropna().unique())
+    known = {str(m) for m in pd.unique(metrics["metric"].dropna())}
     unknown = [m for m in names if m not in known]
     if unknown:
-        raise CritminError(
-            f"no metric {', '.join(map(repr, unknown))} in the run; it has {', '.join(sorted(map(str, known)))}"
-        )
-    return metrics[metrics["metric"].isin(names)]
+        listed = ", ".join(sorted(known)) or "none"
+        raise CritminError(f"no metric {', '.join(map(repr, unknown))} in the run; it has {listed}")
+    return metrics[metrics["metric"].isin(names).to_numpy()]
 
 
-def _units(metrics: pd.DataFrame) -> dict[str, str]:
+# Grouping is done on integer codes with numpy: the tables of an ensemble run to millions of rows, and
+# grouping on pandas string columns is many times slower.
+
+
+@dataclass(frozen=True)
+class _Groups:
+    """Rows of a table grouped by label columns: ``ids[i]`` is row i's group, groups in order of appearance."""
+
+    ids: np.ndarray
+    first: np.ndarray  # the first row of each group
+
+    @property
+    def size(self) -> int:
+        return len(self.first)
+
+    def labels(self, table: pd.DataFrame, columns: Sequence[str]) -> dict[str, np.ndarray]:
+        """Each group's labels, read from its first row (missing labels as ``None``)."""
+        out = {}
+        for col in columns:
+            values = table[col].iloc[self.first].to_numpy(dtype=object)
+            out[col] = np.array([None if _missing(v) else v for v in values], dtype=object)
+        return out
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float | np.floating) and math.isnan(value))
+
+
+def _group(table: pd.DataFrame, columns: Sequence[str]) -> _Groups:
+    combined = np.zeros(len(table), dtype=np.int64)
+    radix = 1
+    for col in columns:
+        codes, uniques = pd.factorize(table[col], use_na_sentinel=False)
+        if radix * len(uniques) >= 2**62:  # renumber the groups so far before the key overflows
+            combined = pd.factorize(combined)[0].astype(np.int64)
+            radix = int(combined.max(initial=0)) + 1
+        combined = combined * len(uniques) + codes.astype(np.int64)
+        radix *= max(len(uniques), 1)
+    ids = pd.factorize(combined)[0].astype(np.int64)
+    first = pd.Series(ids).drop_duplicates().index.to_numpy()
+    return _Groups(ids=ids, first=first)
+
+
+def _units(table: pd.DataFrame) -> dict[str, str]:
+    """Each metric's unit; a metric with two units raises."""
+    pairs = _group(table, ["metric", "unit"]).labels(table, ["metric", "unit"])
     units: dict[str, str] = {}
-    for name, group in metrics.groupby("metric", sort=False):
-        found = {str(u) for u in group["unit"].dropna().unique()}
-        if len(found) > 1:
-            raise CritminError(f"metric {name!r} has several units: {', '.join(sorted(found))}")
-        units[str(name)] = found.pop() if found else ""
+    for name, unit in zip(pairs["metric"], pairs["unit"], strict=True):
+        text = "" if _missing(unit) else str(unit)
+        if str(name) in units and units[str(name)] != text:
+            raise CritminError(f"metric {name!r} has several units: {units[str(name)]}, {text}")
+        units[str(name)] = text
     return units
 
 
-def _key(values: Sequence[Any]) -> tuple[Any, ...]:
-    """Group labels with every kind of missing value as ``None``, so that equal labels compare equal."""
-    return tuple(None if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)) else v for v in values)
+def _values(table: pd.DataFrame) -> np.ndarray:
+    return pd.to_numeric(table["value"]).to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def _quantile_name(q: float) -> str:
     return f"p{100 * q:g}"
+
+
+def _group_quantiles(ids: np.ndarray, values: np.ndarray, size: int, probs: Sequence[float]) -> np.ndarray:
+    """Quantiles of ``values`` within each group (numpy's linear method), NaN left out: shape (size, probs)."""
+    ok = ~np.isnan(values)
+    ids, values = ids[ok], values[ok]
+    order = np.lexsort((values, ids))
+    ordered = values[order]
+    counts = np.bincount(ids, minlength=size)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    out = np.full((size, len(probs)), np.nan)
+    has = counts > 0
+    n, start = counts[has], starts[has]
+    for j, p in enumerate(probs):
+        h = (n - 1) * p
+        lo = np.floor(h).astype(np.int64)
+        hi = np.minimum(lo + 1, n - 1)
+        below, above = ordered[start + lo], ordered[start + hi]
+        out[has, j] = below + (h - lo) * (above - below)
+    return out
 
 
 def default_aggregate(metric: str, unit: str) -> Aggregate:
@@ -122,27 +183,82 @@ def quantiles(metrics: pd.DataFrame, q: Sequence[float] = (0.05, 0.5, 0.95)) -> 
     -------
     pd.DataFrame
         Columns ``metric, mineral, region, period, unit, n, mean`` and one column per probability named
-        ``p<100 q>`` (``p5, p50, p95``); ``n`` counts the draws with a value (NaN values are left out).
+        ``p<100 q>`` (``p5, p50, p95``), in the order the rows first appear; ``n`` counts the draws with a
+        value (NaN values are left out).
     """
-    _check_metrics(metrics)
-    probs = [float(p) for p in q]
+    probs = list(dict.fromkeys(float(p) for p in q))
     if not probs or any(not 0.0 <= p <= 1.0 for p in probs):
         raise CritminError(f"quantile probabilities must lie in [0, 1], got {list(q)}")
+    table = _check_metrics(metrics)
     keys = ["metric", "mineral", "region", "period"]
-    units = _units(metrics)
-    rows = []
-    for key, group in metrics.groupby(keys, dropna=False, sort=False):
-        values = group["value"].to_numpy(dtype=float)
-        values = values[~np.isnan(values)]
-        row: dict[str, Any] = dict(zip(keys, key, strict=True))
-        row["unit"] = units[str(row["metric"])]
-        row["n"] = len(values)
-        row["mean"] = float(values.mean()) if len(values) else math.nan
-        found = np.quantile(values, probs) if len(values) else np.full(len(probs), math.nan)
-        row.update({_quantile_name(p): float(v) for p, v in zip(probs, found, strict=True)})
-        rows.append(row)
-    columns = [*keys, "unit", "n", "mean", *map(_quantile_name, probs)]
-    return pd.DataFrame(rows, columns=columns)
+    units = _units(table)
+    groups = _group(table, keys)
+    values = _values(table)
+    ok = ~np.isnan(values)
+    n = np.bincount(groups.ids[ok], minlength=groups.size)
+    sums = np.bincount(groups.ids[ok], weights=values[ok], minlength=groups.size)
+    out = pd.DataFrame(groups.labels(table, keys))
+    out["period"] = table["period"].to_numpy()[groups.first]
+    out["unit"] = [units[str(m)] for m in out["metric"]]
+    out["n"] = n
+    out["mean"] = np.divide(sums, n, out=np.full(groups.size, np.nan), where=n > 0)
+    found = _group_quantiles(groups.ids, values, groups.size, probs)
+    for j, p in enumerate(probs):
+        out[_quantile_name(p)] = found[:, j]
+    return out
+
+
+def _per_draw(table: pd.DataFrame, aggregate: Aggregate | Mapping[str, Aggregate] | None) -> pd.DataFrame:
+    """Per-draw outcomes with an ``outcome`` number: each outcome's rows together, draws ascending."""
+    columns = ["outcome", *OUTCOME_KEYS, "draw", "value", "unit"]
+    if table.empty:
+        return pd.DataFrame(columns=columns)
+    units = _units(table)
+    how: dict[str, str] = {}
+    for name, unit in units.items():
+        if aggregate is None:
+            how[name] = default_aggregate(name, unit)
+        elif isinstance(aggregate, str):
+            how[name] = aggregate
+        else:
+            how[name] = aggregate.get(name, default_aggregate(name, unit))
+        if how[name] not in ("sum", "max"):
+            raise CritminError(f"unknown aggregate {how[name]!r} for {name!r}: sum or max")
+    labels = ["metric", "mineral", "region"]
+    outcomes = _group(table, labels)
+    timed = pd.notna(table["period"]).to_numpy()
+    with_period = np.bincount(outcomes.ids, weights=timed, minlength=outcomes.size)
+    rows = np.bincount(outcomes.ids, minlength=outcomes.size)
+    mixed = np.flatnonzero((with_period > 0) & (with_period < rows))
+    if mixed.size:
+        name = table["metric"].to_numpy(dtype=object)[outcomes.first[mixed[0]]]
+        raise CritminError(f"metric {name!r} has rows with and without a period for the same mineral and region")
+    draw_codes, draw_found = pd.factorize(table["draw"].to_numpy(dtype=np.int64))
+    order = np.argsort(draw_found)
+    draw_labels = np.asarray(draw_found)[order]
+    draw_pos = np.empty(len(order), dtype=np.int64)
+    draw_pos[order] = np.arange(len(order))
+    draw_pos = draw_pos[draw_codes]
+    n_draws = len(draw_labels)
+    cell = outcomes.ids * n_draws + draw_pos
+    cells = outcomes.size * n_draws
+    values = _values(table)
+    ok = ~np.isnan(values)
+    count = np.bincount(cell[ok], minlength=cells)
+    total = np.bincount(cell[ok], weights=values[ok], minlength=cells)
+    peak = np.full(cells, -np.inf)
+    np.maximum.at(peak, cell[ok], values[ok])
+    label = outcomes.labels(table, labels)
+    kind = np.array([how[str(m)] for m in label["metric"]], dtype=object)
+    reduced = np.where(np.repeat(kind == "sum", n_draws), total, peak)
+    keep = count > 0
+    which = np.repeat(np.arange(outcomes.size), n_draws)[keep]
+    out = pd.DataFrame({"outcome": which, **{k: v[which] for k, v in label.items()}})
+    out["aggregate"] = kind[which]
+    out["draw"] = np.tile(draw_labels, outcomes.size)[keep]
+    out["value"] = reduced[keep]
+    out["unit"] = np.array([units[str(m)] for m in label["metric"]], dtype=object)[which]
+    return out[columns]
 
 
 def per_draw(
@@ -165,38 +281,19 @@ def per_draw(
     Returns
     -------
     pd.DataFrame
-        Columns ``metric, mineral, region, aggregate, draw, value, unit``; draws whose values are all NaN
-        are left out.
+        Columns ``metric, mineral, region, aggregate, draw, value, unit``, outcomes in the order they first
+        appear and draws ascending; draws whose values are all NaN are left out.
     """
-    sub = _select(metrics, metric)
-    units = _units(sub)
-    frames = []
-    for name, group in sub.groupby("metric", sort=False):
-        unit = units[str(name)]
-        if aggregate is None:
-            how = default_aggregate(str(name), unit)
-        elif isinstance(aggregate, str):
-            how = aggregate
-        else:
-            how = aggregate.get(str(name), default_aggregate(str(name), unit))
-        if how not in ("sum", "max"):
-            raise CritminError(f"unknown aggregate {how!r} for {name!r}: sum or max")
-        has_period = group["period"].notna()
-        mixed = group.assign(_p=has_period).groupby(["mineral", "region"], dropna=False)["_p"].nunique()
-        if (mixed > 1).any():
-            raise CritminError(f"metric {name!r} has rows with and without a period for the same mineral and region")
-        grouped = group.groupby(["mineral", "region", "draw"], dropna=False, sort=True)["value"]
-        reduced = grouped.sum(min_count=1) if how == "sum" else grouped.max()
-        out = reduced.reset_index()
-        out = out[out["value"].notna()]
-        out.insert(0, "metric", name)
-        out.insert(3, "aggregate", how)
-        out["unit"] = unit
-        frames.append(out)
-    columns = [*OUTCOME_KEYS, "draw", "value", "unit"]
-    if not frames:
-        return pd.DataFrame(columns=columns)
-    return pd.concat(frames, ignore_index=True)[columns]
+    return _per_draw(_check_metrics(metrics, metric), aggregate).drop(columns="outcome")
+
+
+def _slices(outcomes: pd.DataFrame) -> list[slice]:
+    """The rows of each outcome (they are contiguous in a ``_per_draw`` table)."""
+    ids = outcomes["outcome"].to_numpy()
+    if not len(ids):
+        return []
+    bounds = np.concatenate([[0], np.flatnonzero(np.diff(ids)) + 1, [len(ids)]])
+    return [slice(int(a), int(b)) for a, b in pairwise(bounds)]
 
 
 def exceedance(metrics: pd.DataFrame, metric: str = "shortfall_share", threshold: float = 0.1) -> pd.DataFrame:
@@ -219,34 +316,36 @@ def exceedance(metrics: pd.DataFrame, metric: str = "shortfall_share", threshold
         ``P(max over periods > x)``; ``stderr`` is the Monte Carlo standard error ``sqrt(p (1 - p) / n)``;
         ``n`` counts the draws with a value.
     """
-    sub = _select(metrics, metric)
-    rows: list[dict[str, Any]] = []
-
-    def _row(mineral: Any, region: Any, period: Any, scope: str, values: np.ndarray) -> dict[str, Any]:
-        n = len(values)
-        p = float((values > threshold).mean()) if n else math.nan
-        stderr = math.sqrt(p * (1.0 - p) / n) if n else math.nan
-        return {
-            "metric": metric,
-            "mineral": mineral,
-            "region": region,
-            "period": period,
-            "scope": scope,
-            "threshold": float(threshold),
-            "probability": p,
-            "stderr": stderr,
-            "n": n,
-        }
-
-    timed = sub[sub["period"].notna()]
-    for (mineral, region, period), group in timed.groupby(["mineral", "region", "period"], dropna=False):
-        values = group["value"].to_numpy(dtype=float)
-        rows.append(_row(mineral, region, period, "period", values[~np.isnan(values)]))
-    peaks = per_draw(sub, metric, aggregate="max")
-    for (mineral, region), group in peaks.groupby(["mineral", "region"], dropna=False):
-        rows.append(_row(mineral, region, pd.NA, "horizon", group["value"].to_numpy(dtype=float)))
+    table = _check_metrics(metrics, metric)
     columns = ["metric", "mineral", "region", "period", "scope", "threshold", "probability", "stderr", "n"]
-    return pd.DataFrame(rows, columns=columns)
+
+    def _rates(part: pd.DataFrame, keys: list[str], scope: str) -> pd.DataFrame:
+        groups = _group(part, keys)
+        values = _values(part)
+        ok = ~np.isnan(values)
+        n = np.bincount(groups.ids[ok], minlength=groups.size)
+        k = np.bincount(groups.ids[ok], weights=values[ok] > threshold, minlength=groups.size)
+        out = pd.DataFrame(groups.labels(part, ["mineral", "region"]))
+        out["period"] = part["period"].to_numpy()[groups.first] if "period" in keys else pd.NA
+        out["scope"] = scope
+        out["n"] = n
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p = np.where(n > 0, k / np.maximum(n, 1), np.nan)
+        out["probability"] = p
+        out["stderr"] = np.sqrt(p * (1.0 - p) / np.maximum(n, 1))
+        return out[n > 0]
+
+    timed = table[pd.notna(table["period"]).to_numpy()]
+    frames = [_rates(timed, ["mineral", "region", "period"], "period")] if len(timed) else []
+    peaks = _per_draw(table, "max")
+    if len(peaks):
+        frames.append(_rates(peaks, ["mineral", "region"], "horizon"))
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    out = pd.concat(frames, ignore_index=True)
+    out["metric"] = metric
+    out["threshold"] = float(threshold)
+    return out[columns]
 
 
 def tail_measures(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
@@ -299,21 +398,23 @@ def expected_and_cvar(
     pd.DataFrame
         Columns ``metric, mineral, region, aggregate, unit, n, level, expected, var, cvar``.
     """
-    outcomes = per_draw(metrics, metric, aggregate=aggregate)
+    outcomes = _per_draw(_check_metrics(metrics, metric), aggregate)
+    values = outcomes["value"].to_numpy(dtype=float)
     rows = []
-    for (mineral, region), group in outcomes.groupby(["mineral", "region"], dropna=False, sort=False):
-        values = group["value"].to_numpy(dtype=float)
-        var, cvar = tail_measures(values, level)
+    for rows_of in _slices(outcomes):
+        x = values[rows_of]
+        var, cvar = tail_measures(x, level)
+        first = outcomes.iloc[rows_of.start]
         rows.append(
             {
                 "metric": metric,
-                "mineral": mineral,
-                "region": region,
+                "mineral": first["mineral"],
+                "region": first["region"],
                 "aggregate": aggregate,
-                "unit": group["unit"].iloc[0],
-                "n": len(values),
+                "unit": first["unit"],
+                "n": len(x),
                 "level": float(level),
-                "expected": float(values.mean()),
+                "expected": float(x.mean()),
                 "var": var,
                 "cvar": cvar,
             }
@@ -370,36 +471,43 @@ def _rank_corr(x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
 
 
 def _partial_rank_corr(inputs: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, int]:
-    """PRCC of each input column with ``y``, over the draws where all are present."""
+    """PRCC of each input column with ``y`` over the draws where all are present.
+
+    The partial correlation of ranks ``x_j`` and ``y`` given the other inputs' ranks, from the inverse ``P``
+    of the rank correlation matrix: ``-P[j, y] / sqrt(P[j, j] P[y, y])`` (the same as correlating the
+    residuals of both regressed, with an intercept, on the others).
+    """
     ok = ~(np.isnan(inputs).any(axis=1) | np.isnan(y))
     n, k = int(ok.sum()), inputs.shape[1]
     rho = np.full(k, math.nan)
     if n < k + 3:
         return rho, n
-    rx = np.column_stack([stats.rankdata(col) for col in inputs[ok].T])
-    ry = stats.rankdata(y[ok])
-    varying = rx.std(axis=0) > 0
-    for j in range(k):
-        if not varying[j] or ry.std() == 0:
-            continue
-        others = [i for i in range(k) if i != j and varying[i]]
-        design = np.column_stack([np.ones(n), rx[:, others]])
-        res_x = rx[:, j] - design @ np.linalg.lstsq(design, rx[:, j], rcond=None)[0]
-        res_y = ry - design @ np.linalg.lstsq(design, ry, rcond=None)[0]
-        if res_x.std() > 0 and res_y.std() > 0:
-            rho[j] = float(np.corrcoef(res_x, res_y)[0, 1])
+    ranks = np.column_stack([stats.rankdata(col) for col in (*inputs[ok].T, y[ok])])
+    varying = ranks.std(axis=0) > 0
+    if not varying[-1]:
+        return rho, n
+    use = np.flatnonzero(varying)
+    precision = np.linalg.pinv(np.corrcoef(ranks[:, use], rowvar=False))
+    last = len(use) - 1
+    for i, j in enumerate(use[:-1]):
+        denom = precision[i, i] * precision[last, last]
+        if denom > 0:
+            rho[j] = float(np.clip(-precision[i, last] / math.sqrt(denom), -1.0, 1.0))
     return rho, n
 
 
-def _p_value(rho: float, n: int, controls: int = 0) -> float:
-    """Two-sided p-value of a (partial) rank correlation by the t approximation."""
-    df = n - 2 - controls
-    if math.isnan(rho) or df <= 0:
-        return math.nan
-    if abs(rho) >= 1.0:
-        return 0.0
-    t = rho * math.sqrt(df / (1.0 - rho * rho))
-    return float(2.0 * stats.t.sf(abs(t), df))
+def _p_values(rho: pd.Series, n: pd.Series, controls: pd.Series) -> np.ndarray:
+    """Two-sided p-values of (partial) rank correlations by the t approximation, ``df = n - 2 - controls``."""
+    r = rho.to_numpy(dtype=float)
+    df = n.to_numpy(dtype=float) - 2.0 - controls.to_numpy(dtype=float)
+    out = np.full(len(r), np.nan)
+    ok = (df > 0) & ~np.isnan(r)
+    exact = ok & (np.abs(r) >= 1.0)
+    out[exact] = 0.0
+    ok &= ~exact
+    t = r[ok] * np.sqrt(df[ok] / (1.0 - r[ok] ** 2))
+    out[ok] = 2.0 * stats.t.sf(np.abs(t), df[ok])
+    return out
 
 
 def sensitivity(
@@ -431,27 +539,36 @@ def sensitivity(
     -------
     pd.DataFrame
         Columns ``metric, mineral, region, aggregate, input, rho, p_value, n, rank``; within each outcome the
-        inputs by ``|rho|``, strongest first (``rank`` 1). ``p_value``: two-sided, t approximation. Inputs
-        without a rank (text) or that do not vary are left out; their names are in ``attrs["skipped"]``.
+        inputs by ``|rho|``, strongest first (``rank`` 1). ``p_value``: two-sided, t approximation with
+        ``n - 2`` degrees of freedom (less one per other input for PRCC). Inputs without a rank (text) or that
+        do not vary are left out; their names are in ``attrs["skipped"]``.
     """
     if method not in ("spearman", "prcc"):
         raise CritminError(f"unknown sensitivity method {method!r}: spearman or prcc")
+    return _sensitivity(draws, _per_draw(_check_metrics(metrics, outcome), aggregate), method)
+
+
+def _sensitivity(draws: pd.DataFrame, outcomes: pd.DataFrame, method: Method) -> pd.DataFrame:
     inputs, skipped = _numeric_inputs(draws)
     varying = [c for c in inputs.columns if inputs[c].nunique(dropna=True) > 1]
     skipped += [c for c in inputs.columns if c not in varying]
-    inputs = inputs[varying]
-    outcomes = per_draw(metrics, outcome, aggregate)
-    x = inputs.to_numpy(dtype=float)
+    x = inputs[varying].to_numpy(dtype=float)
+    position = pd.Series(np.arange(len(inputs)), index=inputs.index)
     # Inputs without missing values are ranked once, for every outcome present in every draw.
     ranked = {col: _standard_ranks(x[:, j]) for j, col in enumerate(varying) if not np.isnan(x[:, j]).any()}
-    rows = []
-    for key, group in outcomes.groupby(OUTCOME_KEYS, dropna=False, sort=False):
-        y = group.set_index("draw")["value"].reindex(inputs.index).to_numpy(dtype=float)
-        if method == "prcc" and x.shape[1]:
+    values = outcomes["value"].to_numpy(dtype=float)
+    at = position.reindex(outcomes["draw"].to_numpy()).to_numpy()
+    rows: list[tuple[Any, ...]] = []
+    for rows_of in _slices(outcomes):
+        y = np.full(len(inputs), np.nan)
+        where = at[rows_of]
+        known = ~np.isnan(where)
+        y[where[known].astype(np.int64)] = values[rows_of][known]
+        found: list[tuple[str, float, int, int]] = []  # input, rho, n, inputs controlled for
+        if method == "prcc" and varying:
             rho, n = _partial_rank_corr(x, y)
-            found = [(c, float(r), n, _p_value(float(r), n, x.shape[1] - 1)) for c, r in zip(varying, rho, strict=True)]
+            found = [(c, float(r), n, len(varying) - 1) for c, r in zip(varying, rho, strict=True)]
         else:
-            found = []
             complete_y = not np.isnan(y).any()
             ry = _standard_ranks(y) if complete_y and len(y) >= 3 else None
             for j, col in enumerate(varying):
@@ -460,14 +577,14 @@ def sensitivity(
                     r, n = float(np.clip(rx @ ry / len(y), -1.0, 1.0)), len(y)
                 else:
                     r, n = _rank_corr(x[:, j], y)
-                found.append((col, r, n, _p_value(r, n)))
-        found = [f for f in found if not math.isnan(f[1])]
-        found.sort(key=lambda f: -abs(f[1]))
-        for rank, (col, r, n, p) in enumerate(found, start=1):
-            rows.append({**dict(zip(OUTCOME_KEYS, key, strict=True)), "input": col, "rho": r, "p_value": p, "n": n})
-            rows[-1]["rank"] = rank
-    columns = [*OUTCOME_KEYS, "input", "rho", "p_value", "n", "rank"]
-    out = pd.DataFrame(rows, columns=columns)
+                found.append((col, r, n, 0))
+        found = sorted((f for f in found if not math.isnan(f[1])), key=lambda f: -abs(f[1]))
+        first = outcomes.iloc[rows_of.start]
+        labels = tuple(first[k] for k in OUTCOME_KEYS)
+        rows += [(*labels, *f, rank) for rank, f in enumerate(found, start=1)]
+    table = pd.DataFrame(rows, columns=[*OUTCOME_KEYS, "input", "rho", "n", "controls", "rank"])
+    table.insert(len(OUTCOME_KEYS) + 2, "p_value", _p_values(table["rho"], table["n"], table["controls"]))
+    out = table.drop(columns="controls")
     out.attrs["skipped"] = skipped
     return out
 
@@ -501,61 +618,49 @@ def risk_table(
     -------
     pd.DataFrame
         Columns ``metric, mineral, region, aggregate, unit, n, mean, p5, p50, p95, cvar, threshold,
-        p_exceed, driver, driver_rho``: the outcome's mean, quantiles and CVaR (upper tail, at ``level``) over
-        the draws; ``p_exceed = P(outcome > threshold)`` where a threshold applies; the input with the
-        strongest Spearman rank correlation with the outcome and that correlation.
+        p_exceed, driver, driver_rho``, one row per outcome in the order the metrics first appear: the
+        outcome's mean, quantiles and CVaR (upper tail, at ``level``) over the draws (each outcome aggregated
+        by :func:`default_aggregate`); ``p_exceed = P(outcome > threshold)`` where a threshold applies; the
+        input with the strongest Spearman rank correlation with the outcome, and that correlation.
     """
-    _check_metrics(metrics)
-    sub = metrics
+    table = _check_metrics(metrics)
     if minerals is not None:
-        sub = sub[sub["mineral"].isin(list(minerals))]
+        table = table[table["mineral"].isin(list(minerals)).to_numpy()]
     if regions is not None:
-        sub = sub[sub["region"].isin(list(regions))]
-    units = _units(sub)
+        table = table[table["region"].isin(list(regions)).to_numpy()]
+    units = _units(table)
     if exceed is None:
         exceed = {m: SHORTFALL_THRESHOLD for m, u in units.items() if m.startswith("shortfall") and u.strip() == "1"}
-    outcomes = per_draw(sub)
-    drivers = sensitivity(draws, sub)
+    outcomes = _per_draw(table, None)
+    drivers = _sensitivity(draws, outcomes, "spearman")
     top = {
-        _key(row[:4]): (str(row[4]), float(row[5]))
+        tuple(row[:4]): (str(row[4]), float(row[5]))
         for row in drivers.loc[drivers["rank"] == 1, [*OUTCOME_KEYS, "input", "rho"]].itertuples(index=False)
     }
+    values = outcomes["value"].to_numpy(dtype=float)
     rows = []
-    for key, group in outcomes.groupby(OUTCOME_KEYS, dropna=False, sort=False):
-        values = group["value"].to_numpy(dtype=float)
-        p5, p50, p95 = np.quantile(values, [0.05, 0.5, 0.95])
-        _, cvar = tail_measures(values, level)
-        labels = dict(zip(OUTCOME_KEYS, key, strict=True))
+    for rows_of in _slices(outcomes):
+        x = values[rows_of]
+        first = outcomes.iloc[rows_of.start]
+        labels = {k: first[k] for k in OUTCOME_KEYS}
+        p5, p50, p95 = np.quantile(x, [0.05, 0.5, 0.95])
         threshold = exceed.get(str(labels["metric"]))
-        driver, rho = top.get(_key(key), (None, math.nan))
+        driver, rho = top.get(tuple(labels.values()), (None, math.nan))
         rows.append(
             {
                 **labels,
-                "unit": group["unit"].iloc[0],
-                "n": len(values),
-                "mean": float(values.mean()),
+                "unit": first["unit"],
+                "n": len(x),
+                "mean": float(x.mean()),
                 "p5": float(p5),
                 "p50": float(p50),
                 "p95": float(p95),
-                "cvar": cvar,
+                "cvar": tail_measures(x, level)[1],
                 "threshold": math.nan if threshold is None else float(threshold),
-                "p_exceed": math.nan if threshold is None else float((values > threshold).mean()),
+                "p_exceed": math.nan if threshold is None else float((x > threshold).mean()),
                 "driver": driver,
                 "driver_rho": rho,
             }
         )
-    columns = [
-        *OUTCOME_KEYS,
-        "unit",
-        "n",
-        "mean",
-        "p5",
-        "p50",
-        "p95",
-        "cvar",
-        "threshold",
-        "p_exceed",
-        "driver",
-        "driver_rho",
-    ]
-    return pd.DataFrame(rows, columns=columns)
+    columns = [*OUTCOME_KEYS, "unit", "n", "mean", "p5", "p50", "p95", "cvar", "threshold", "p_exceed"]
+    return pd.DataFrame(rows, columns=[*columns, "driver", "driver_rho"])

@@ -85,6 +85,7 @@ _SCHEMA = [
         seed BIGINT NOT NULL,
         n_draws INTEGER NOT NULL,
         sampler VARCHAR NOT NULL,
+        chunk_size INTEGER,
         created TIMESTAMP NOT NULL,
         finished TIMESTAMP,
         status VARCHAR NOT NULL,
@@ -135,6 +136,7 @@ _RUN_FIELDS = (
     "seed",
     "n_draws",
     "sampler",
+    "chunk_size",
     "created",
     "finished",
     "status",
@@ -283,6 +285,7 @@ class Store:
         n_draws: int,
         sampler: str,
         kind: str = "ensemble",
+        chunk_size: int | None = None,
     ) -> str:
         """Register a new run with status ``running``.
 
@@ -300,6 +303,8 @@ class Store:
             How the draws were sampled (``lhs``, ``mc``).
         kind
             ``ensemble`` or ``single``.
+        chunk_size
+            Draws per chunk, recorded so that a resumed run cuts the same chunks.
 
         Returns
         -------
@@ -317,8 +322,8 @@ class Store:
                     break
             con.execute(
                 "INSERT INTO runs (run_id, kind, scenario_name, scenario_hash, scenario_yaml, data_version, "
-                "code_version, seed, n_draws, sampler, created, status, wall_time_s, host, pid) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', 0, ?, ?)",
+                "code_version, seed, n_draws, sampler, chunk_size, created, status, wall_time_s, host, pid) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', 0, ?, ?)",
                 [
                     run_id,
                     kind,
@@ -330,6 +335,7 @@ class Store:
                     int(seed),
                     int(n_draws),
                     sampler,
+                    None if chunk_size is None else int(chunk_size),
                     now,
                     socket.gethostname(),
                     os.getpid(),
@@ -455,10 +461,10 @@ class Store:
         Returns
         -------
         dict
-            The ``runs`` columns (``run_id, kind, scenario_name, scenario_hash, scenario_yaml, data_version,
-            code_version, seed, n_draws, sampler, created, finished, status, wall_time_s, host, pid``) plus
-            ``draw_paths`` (the uncertain inputs, in order), ``done`` (draws in complete chunks) and ``chunks``
-            (complete chunks).
+            The ``runs`` columns (``run_id``, also as ``id``; ``kind, scenario_name, scenario_hash,
+            scenario_yaml, data_version, code_version, seed, n_draws, sampler, chunk_size, created, finished,
+            status, wall_time_s, host, pid``) plus ``draw_paths`` (the uncertain inputs, in order), ``done``
+            (draws in complete chunks) and ``chunks`` (complete chunks).
         """
         with self._connect(write=False) as con:
             if con is None:
@@ -471,7 +477,7 @@ class Store:
         columns = run.pop("draw_columns")
         run["draw_paths"] = [c for c in json.loads(columns) if c != "draw"] if columns else []
         run["chunks"], run["done"] = int(row[0]), int(row[1])
-        return run
+        return {"id": run["run_id"], **run}
 
     def _run_row(self, con: duckdb.DuckDBPyConnection, run_id: str, *, exact: bool = False) -> dict[str, Any]:
         fields = ", ".join(_RUN_FIELDS)
@@ -594,11 +600,19 @@ class Store:
             ``True`` if written; ``False`` if this chunk was already complete with the same draws (a retried or
             duplicated task): nothing is written again.
 
+        Raises
+        ------
+        CritminError
+            If the run is complete, a draw is outside the run or already in another complete chunk, or the cube
+            or the metrics do not match the draws.
+
         Notes
         -----
         The cube goes to ``<store>.parts/RUN_ID/chunk-XXXXX.parquet`` through a temporary file and a rename;
         then one transaction inserts the metrics and the ``chunks`` row. A failure before the commit leaves
         at most a Parquet file without a ``chunks`` row, which counts for nothing and is overwritten on retry.
+        A run that was ``interrupted`` or ``failed`` is set back to ``running`` by the transaction that
+        stores its next chunk (a resumed run).
         """
         chunk = int(chunk)
         if chunk < 0:
@@ -633,7 +647,7 @@ class Store:
                 raise CritminError(f"chunk {chunk} of run {run_id} repeats draws already stored: {repeated}")
             relative = f"{run_id}/chunk-{chunk:05d}.parquet"
             self._write_parquet(table, self.parts / relative)
-            self._commit_chunk(con, run_id, chunk, numbers, relative, table.num_rows, rows)
+            self._commit_chunk(con, run_id, chunk, numbers, relative, table.num_rows, rows, run["status"] != "running")
         return True
 
     def _write_parquet(self, table: pa.Table, target: Path) -> None:
@@ -641,7 +655,8 @@ class Store:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
         try:
-            pq.write_table(table, tmp, compression="zstd")
+            labels = [f.name for f in table.schema if pa.types.is_dictionary(f.type)]
+            pq.write_table(table, tmp, compression="zstd", use_dictionary=labels, write_statistics=labels)
             with open(tmp, "rb") as handle:
                 os.fsync(handle.fileno())
             os.replace(tmp, target)
@@ -657,10 +672,16 @@ class Store:
         relative: str,
         rows: int,
         metrics: pa.Table,
+        reopen: bool,
     ) -> None:
-        """The chunk's one transaction: its metrics, then its ``chunks`` row, then commit."""
+        """The chunk's one transaction: its metrics, then its ``chunks`` row (and the status), then commit."""
         con.execute("BEGIN TRANSACTION")
         try:
+            if reopen:
+                con.execute(
+                    "UPDATE runs SET status = 'running', finished = NULL, host = ?, pid = ? WHERE run_id = ?",
+                    [socket.gethostname(), os.getpid(), run_id],
+                )
             if metrics.num_rows:
                 frame = metrics.append_column("run_id", pa.array([run_id] * metrics.num_rows, type=pa.string()))
                 frame = frame.append_column("chunk", pa.array([chunk] * metrics.num_rows, type=pa.int32()))
@@ -704,22 +725,35 @@ class Store:
         Returns
         -------
         pd.DataFrame
-            Columns ``draw, metric, mineral, region, period, value, unit``. ``period`` is an integer year
-            (nullable ``Int64`` where some rows have none) when every label is a year, else a string
-            (``"2025-Q2"``); a value stored as NaN comes back as NaN.
+            Columns ``draw, metric, mineral, region, period, value, unit``; the labels are categoricals
+            (categories in order of first appearance). ``period`` is an integer year (nullable ``Int64`` where
+            some rows have none) when every label is a year, else a categorical of labels (``"2025-Q2"``);
+            a value stored as NaN comes back as NaN.
         """
         with self._connect(write=False) as con:
             if con is None:
                 raise CritminError(f"no run {run_id!r}: the store {self.path} is empty")
             run = self._run_row(con, run_id)
-            df = con.execute(
-                "SELECT draw, metric, mineral, region, period, value, unit FROM metrics WHERE run_id = ? "
-                "ORDER BY draw, seq",
+            counts = con.execute(
+                "SELECT count(*) FILTER (WHERE period IS NOT NULL AND TRY_CAST(period AS BIGINT) IS NULL), "
+                "count(*) FILTER (WHERE period IS NULL) FROM metrics WHERE run_id = ?",
                 [run["run_id"]],
-            ).df()
-        df["draw"] = df["draw"].astype("int64")
-        df["value"] = df["value"].astype("float64")
-        df["period"] = _period_column(df["period"])
+            ).fetchone()
+            assert counts is not None
+            years = counts[0] == 0
+            period = "CAST(period AS BIGINT)" if years else "period"
+            query = (
+                f"SELECT draw::BIGINT AS draw, metric, mineral, region, {period} AS period, value, unit "
+                "FROM metrics WHERE run_id = ? ORDER BY draw, seq"
+            )
+            table = _arrow_query(con, query, [run["run_id"]])
+        # Labels repeat millions of times in a large run: categoricals keep them small and fast to group.
+        for name in ("metric", "mineral", "region", "unit", *(() if years else ("period",))):
+            i = table.schema.get_field_index(name)
+            table = table.set_column(i, name, pc.dictionary_encode(table[name]))
+        df = table.to_pandas()
+        if years:
+            df["period"] = df["period"].astype("Int64" if counts[1] else "int64")
         return df
 
     def load_cube(self, run_id: str, variables: Sequence[str] | None = None) -> xr.Dataset:
@@ -736,8 +770,8 @@ class Store:
         -------
         xr.Dataset
             The variables with their dimensions, units and attributes as written. Values were stored as
-            float32 (integers beyond 2**24 as float64): floats come back as float64 at float32 precision,
-            integers and booleans exactly.
+            float32 (integers beyond 2**24 as float64): float32 variables come back exactly, float64 ones at
+            float32 precision (relative error below 6e-8), integers and booleans exactly.
         """
         with self._connect(write=False) as con:
             if con is None:
@@ -825,6 +859,19 @@ class Store:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return counts
+
+
+def _arrow_query(con: duckdb.DuckDBPyConnection, query: str, params: list[Any]) -> pa.Table:
+    """A query's result as an Arrow table (``to_arrow_table`` in DuckDB 2, ``fetch_arrow_table`` before)."""
+    cursor = con.cursor()  # its own result, whatever ``con`` has pending
+    try:
+        relation = cursor.sql(query, params=params)
+        fetch = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
+        table = fetch()
+    finally:
+        cursor.close()
+    assert isinstance(table, pa.Table)
+    return table
 
 
 # -- helpers: draws ---------------------------------------------------------------------------------------------
@@ -926,7 +973,7 @@ def _column(values: list[Any]) -> pd.Series:
 
 
 def _metric_rows(metrics: pd.DataFrame, draws: set[int], chunk: int) -> pa.Table:
-    """Check the chunk's metrics and give them the store's column types (period as text)."""
+    """Check the chunk's metrics and give them the store's column types (labels and period as text)."""
     where = f"metrics of chunk {chunk}"
     columns = list(metrics.columns)
     missing = [c for c in METRIC_COLUMNS if c not in columns]
@@ -938,48 +985,75 @@ def _metric_rows(metrics: pd.DataFrame, draws: set[int], chunk: int) -> pa.Table
             + (f"; unexpected {', '.join(map(str, extra))}" if extra else "")
         )
     try:
-        values = pd.to_numeric(metrics["value"], errors="raise").astype("float64").to_numpy()
+        values = pd.to_numeric(metrics["value"], errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
     except (TypeError, ValueError) as err:
         raise CritminError(f"{where}: values must be numbers ({err})") from err
-    frame = pd.DataFrame(
-        {
-            "seq": np.arange(len(metrics), dtype=np.int64),
-            "draw": np.asarray(_draw_numbers(metrics["draw"], where, unique=False), dtype=np.int64),
-            "metric": _text(metrics["metric"]),
-            "mineral": _text(metrics["mineral"]),
-            "region": _text(metrics["region"]),
-            "period": pd.Series([_period_label(p) for p in metrics["period"]], dtype=object),
-            "value": values,
-            "unit": _text(metrics["unit"]),
-        }
-    )
-    if frame["metric"].isna().any():
+    draw = _integers(metrics["draw"], where)
+    # Labels repeat: dictionary-encoded, they are cheap to check and to insert.
+    labels = {
+        "metric": _text_array(metrics["metric"]),
+        "mineral": _text_array(metrics["mineral"]),
+        "region": _text_array(metrics["region"]),
+        "period": _period_array(metrics["period"], where),
+        "unit": _text_array(metrics["unit"]),
+    }
+    encoded = {k: pc.dictionary_encode(v) for k, v in labels.items()}
+    if labels["metric"].null_count:
         raise CritminError(f"{where}: a metric name is missing")
-    stray = sorted(set(frame["draw"].tolist()) - draws)
+    stray = sorted(set(np.unique(draw).tolist()) - draws)
     if stray:
         raise CritminError(f"{where} name draws outside the chunk: {_preview(stray)}")
-    key = ["draw", "metric", "mineral", "region", "period"]
-    dup = frame.duplicated(subset=key)
-    if dup.any():
-        first = frame.loc[dup, key].iloc[0].tolist()
+    # One integer per row from the draw and the label codes (a row repeats when its integer does).
+    names = ("metric", "mineral", "region", "period")
+    codes = [pc.fill_null(encoded[k].indices, -1).to_numpy(zero_copy_only=False).astype(np.int64) + 1 for k in names]
+    offset = int(draw.min(initial=0))
+    sizes = [int(draw.max(initial=0)) - offset + 1, *(len(encoded[k].dictionary) + 1 for k in names)]
+    if math.prod(sizes) < 2**62:
+        key: np.ndarray = np.asarray(draw, dtype=np.int64) - offset
+        for size, code in zip(sizes[1:], codes, strict=True):
+            key = key * size + code
+    else:
+        frame = pd.DataFrame({"draw": draw, **dict(zip(names, codes, strict=True))})
+        key = frame.groupby([*names, "draw"]).ngroup().to_numpy(dtype=np.int64)
+    ordered = np.sort(key)
+    repeats = np.flatnonzero(ordered[1:] == ordered[:-1])
+    if repeats.size:
+        i = int(np.flatnonzero(key == ordered[repeats[0]])[0])
+        first = [int(draw[i]), *(labels[k][i].as_py() for k in ("metric", "mineral", "region", "period"))]
         raise CritminError(f"{where} repeat a row (draw, metric, mineral, region, period): {first}")
-    text = pa.string()
     return pa.table(
         {
-            "seq": pa.array(frame["seq"].to_numpy(), type=pa.int32()),
-            "draw": pa.array(frame["draw"].to_numpy(), type=pa.int32()),
-            "metric": pa.array(frame["metric"].tolist(), type=text),
-            "mineral": pa.array(frame["mineral"].tolist(), type=text),
-            "region": pa.array(frame["region"].tolist(), type=text),
-            "period": pa.array(frame["period"].tolist(), type=text),
+            "seq": pa.array(np.arange(len(metrics), dtype=np.int32)),
+            "draw": pa.array(draw.astype(np.int32)),
+            **{k: encoded[k] for k in ("metric", "mineral", "region", "period")},
             "value": pa.array(values, type=pa.float64()),
-            "unit": pa.array(frame["unit"].tolist(), type=text),
+            "unit": encoded["unit"],
         }
     )
 
 
-def _text(values: pd.Series) -> pd.Series:
-    return pd.Series([None if _missing(v) else str(v) for v in values], dtype=object)
+def _integers(values: pd.Series, where: str) -> np.ndarray:
+    """Integer draw numbers, refusing missing and fractional ones."""
+    try:
+        numbers = pd.to_numeric(values, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError) as err:
+        raise CritminError(f"{where}: draw numbers must be integers") from err
+    if np.isnan(numbers).any():
+        raise CritminError(f"{where}: a draw number is missing")
+    if (numbers != np.floor(numbers)).any():
+        raise CritminError(f"{where}: draw numbers must be integers")
+    return numbers.astype(np.int64)
+
+
+def _text_array(values: pd.Series) -> pa.Array:
+    """Labels as an Arrow string array (missing as null), without a Python loop where the type allows."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.astype(object)
+    try:
+        array = pa.array(values, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if _missing(v) else str(v) for v in values], type=pa.string())
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
 
 
 def _missing(value: Any) -> bool:
@@ -988,23 +1062,30 @@ def _missing(value: Any) -> bool:
     return isinstance(value, float | np.floating) and math.isnan(value)
 
 
-def _period_label(value: Any) -> str | None:
-    """A period as text: years as ``"2030"`` (also from ``2030.0``), quarters as given, none as ``None``."""
-    if _missing(value) or value == "":
-        return None
+def _period_array(values: pd.Series, where: str) -> pa.Array:
+    """Periods as text: years as ``"2030"`` (also from ``2030.0``), labels as given, none (or "") as null."""
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    if kind in ("integer", "floating", "mixed-integer-float", "decimal"):
+        numbers = pd.to_numeric(values).to_numpy(dtype=np.float64, na_value=np.nan)
+        present = ~np.isnan(numbers)
+        if (numbers[present] != np.floor(numbers[present])).any():
+            raise CritminError(f"{where}: a period must be a year or a label")
+        years = pa.array(np.where(present, numbers, 0).astype(np.int64), mask=~present)
+        return pc.cast(years, pa.string())
+    if kind in ("string", "empty"):
+        text = _text_array(values)
+    else:
+        text = pa.array([None if _missing(v) else _year_text(v, where) for v in values], type=pa.string())
+    empty = pc.fill_null(pc.equal(text, ""), False)
+    return pc.if_else(empty, pa.scalar(None, pa.string()), text)
+
+
+def _year_text(value: Any, where: str) -> str:
     if isinstance(value, float | np.floating):
         if not float(value).is_integer():
-            raise CritminError(f"a period must be a year or a label, got {value!r}")
+            raise CritminError(f"{where}: a period must be a year or a label, got {value!r}")
         return str(int(value))
     return str(value)
-
-
-def _period_column(labels: pd.Series) -> pd.Series:
-    present = [p for p in labels if not _missing(p)]
-    if present and all(str(p).lstrip("-").isdigit() for p in present):
-        values = [pd.NA if _missing(p) else int(p) for p in labels]
-        return pd.Series(values, dtype="Int64" if len(present) < len(labels) else "int64", index=labels.index)
-    return pd.Series([None if _missing(p) else str(p) for p in labels], dtype=object, index=labels.index)
 
 
 # -- helpers: cubes ---------------------------------------------------------------------------------------------
@@ -1162,18 +1243,20 @@ def _read_description(path: Path) -> dict[str, Any]:
 
 
 def _positions(column: pa.ChunkedArray, labels: list[str], where: Path) -> np.ndarray:
-    """Positions of a label column's values among ``labels`` (through the dictionaries where encoded)."""
+    """Positions of a label column's values among ``labels`` (mapped once per dictionary where encoded)."""
     value_set = pa.array(labels, type=pa.string())
-    parts = []
-    for piece in column.chunks:
-        if pa.types.is_dictionary(piece.type):
-            pos = pc.take(pc.index_in(piece.dictionary.cast(pa.string()), value_set=value_set), piece.indices)
-        else:
-            pos = pc.index_in(piece.cast(pa.string()), value_set=value_set)
-        if pos.null_count:
-            raise CritminError(f"{where} holds a label outside its coordinates")
-        parts.append(np.asarray(pos.to_numpy(zero_copy_only=False), dtype=np.int64))
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    if column.num_chunks and pa.types.is_dictionary(column.type):
+        unified = column.unify_dictionaries()
+        mapping = pc.index_in(unified.chunk(0).dictionary.cast(pa.string()), value_set=value_set)
+        lookup = np.asarray(pc.fill_null(mapping, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+        indices = [np.asarray(c.indices.to_numpy(zero_copy_only=False), dtype=np.int64) for c in unified.chunks]
+        positions = lookup[np.concatenate(indices)] if indices else np.zeros(0, dtype=np.int64)
+    else:
+        found = pc.index_in(column.cast(pa.string()), value_set=value_set)
+        positions = np.asarray(pc.fill_null(found, -1).to_numpy(), dtype=np.int64)
+    if (positions < 0).any():
+        raise CritminError(f"{where} holds a label outside its coordinates")
+    return positions
 
 
 def _decode_chunks(chunks: list[tuple[list[int], Path]], variables: Sequence[str] | None) -> xr.Dataset:
@@ -1234,6 +1317,8 @@ def _decode_chunks(chunks: list[tuple[list[int], Path]], variables: Sequence[str
         dtype = np.dtype(spec["dtype"])
         if dtype.kind in "biu" and not np.isnan(array).any():
             array = array != 0 if dtype.kind == "b" else np.rint(array).astype(dtype)
+        elif dtype.kind == "f" and dtype.itemsize < array.dtype.itemsize:
+            array = array.astype(dtype)
         out[name] = xr.DataArray(array, dims=[*other, "draw"], attrs=spec["attrs"]).transpose(*spec["dims"])
     used = {d for da in out.values() for d in da.dims}
     coords = {d: _coord_values(m) for d, m in first["coords"].items() if d in used}

@@ -65,6 +65,7 @@ class MineralPath:
     origin_price: FloatArray  # (P, S, R)
     production: FloatArray  # (P, S, R)
     processing_input: FloatArray  # (P, S, R) input of processors (0 at stage 0)
+    disposal: FloatArray  # (P, S, R) product disposed of at a zero price
     capacity: FloatArray  # (P, S, R)
     flow: FloatArray  # (P, S, R, R)
     consumption: FloatArray  # (P, R, K)
@@ -341,7 +342,8 @@ def _step(scenarios: list[Scenario], runs: list[_MineralRun], year: PeriodLabel,
 def _adjust(scenario: Scenario, run: _MineralRun, outcome: MineralOutcome, years: float) -> None:
     """Expectations and long-run demand move after a period clears."""
     cal = run.cal
-    w = scenario.dynamics.expectation_weight
+    # the weight is per year: a quarter moves expectations by 1 - (1 - w) ** 0.25
+    w = 1.0 - (1.0 - scenario.dynamics.expectation_weight) ** years
     run.expected = w * outcome.price + (1.0 - w) * run.expected
     if scenario.dynamics.long_run_demand:
         ratio = outcome.price[list(cal.sector_stage)].T / cal.base_price[list(cal.sector_stage)].T  # (R, K)
@@ -455,6 +457,7 @@ def _record(
             origin_price=np.stack([o.origin_price for o in outs]),
             production=np.stack([o.production for o in outs]),
             processing_input=np.stack([o.processing_input for o in outs]),
+            disposal=np.stack([o.disposal for o in outs]),
             capacity=np.stack(run.capacity),
             flow=np.stack([o.flow for o in outs]),
             consumption=np.stack([o.consumption for o in outs]),
