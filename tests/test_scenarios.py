@@ -217,6 +217,32 @@ def test_three_blocs_defines_the_three_blocs() -> None:
     assert {"reserve", "projects", "permitting_reform", "hoarding", "cfd"} <= kinds
 
 
+@pytest.mark.parametrize("name", [n for n in BUILTINS if load_scenario(n).uncertainty is not None])
+def test_builtin_uncertainty_draws_give_valid_scenarios(name: str, world: Any) -> None:
+    """Every uncertain path names a real field, and drawn values validate (a few draws, fixed seed)."""
+    pytest.importorskip("critmin.ensemble.draws")
+    from critmin.ensemble.draws import apply_draw
+    from critmin.ensemble.sampling import draw_table
+    from critmin.simulate.run import check_scenario
+
+    spec = load_scenario(name)
+    table = draw_table(spec.uncertainty, 6, seed=20260204)
+    assert len(table.columns) == len(spec.uncertainty.parameters) + 1
+    for _, row in table.iterrows():
+        drawn, _ = apply_draw(spec, {k: v for k, v in row.items() if k != "draw"}, list(world.minerals))
+        check_scenario(drawn, world, file=name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", BUILTINS)
+def test_builtin_runs(name: str, world: Any) -> None:
+    from critmin.simulate.run import run_scenario
+
+    record = run_scenario(load_scenario(name), world)
+    for m in record.minerals.values():
+        assert float(m.residual.max()) < 1e-6
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Examples
 # ---------------------------------------------------------------------------------------------------------------

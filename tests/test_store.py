@@ -112,12 +112,13 @@ def new_run(store: Store, n_draws: int = N_DRAWS) -> str:
 
 
 def full_run(store: Store) -> str:
-    run_id = new_run(store)
-    store.add_draws(run_id, make_draws())
-    for chunk in (1, 0):  # out of order, as workers finish
-        draws = CHUNKS[chunk]
-        assert store.write_chunk(run_id, chunk, draws, make_cube(draws), make_metrics(draws))
-    store.finish_run(run_id, "complete", 2.5)
+    with store:  # one connection for the whole run
+        run_id = new_run(store)
+        store.add_draws(run_id, make_draws())
+        for chunk in (1, 0):  # out of order, as workers finish
+            draws = CHUNKS[chunk]
+            assert store.write_chunk(run_id, chunk, draws, make_cube(draws), make_metrics(draws))
+        store.finish_run(run_id, "complete", 2.5)
     return run_id
 
 
@@ -249,7 +250,8 @@ def test_chunk_files_are_tidy_parquet_beside_the_database(store):
     run_id = full_run(store)
     files = sorted((store.parts / run_id).glob("*.parquet"))
     assert [f.name for f in files] == ["chunk-00000.parquet", "chunk-00001.parquet"]
-    table = duckdb.sql(f"SELECT * FROM read_parquet('{store.parts / run_id}/*.parquet')").df()
+    assert store.cube_files(run_id) == files
+    table = duckdb.sql(f"SELECT * FROM read_parquet({[str(f) for f in files]})").df()
     assert list(table.columns) == ["variable", *EXPORT_COLUMNS[1:7], "bloc", "draw", "value", "unit"]
     price = table[(table["variable"] == "price") & (table["draw"] == 4)]
     cube = make_cube(CHUNKS[1]).sel(draw=4)
@@ -305,6 +307,7 @@ def test_a_failure_inside_the_transaction_leaves_nothing_that_counts(store, monk
     monkeypatch.undo()
 
     assert (store.parts / run_id / "chunk-00001.parquet").exists()  # a stray file, ignored
+    assert [f.name for f in store.cube_files(run_id)] == ["chunk-00000.parquet"]
     assert store.completed_draws(run_id) == {0, 1, 2}
     assert set(store.load_metrics(run_id)["draw"]) == {0, 1, 2}
     assert store.load_cube(run_id)["draw"].values.tolist() == [0, 1, 2]
@@ -605,7 +608,8 @@ def test_show_command_prints_metadata_and_risk(store, cli):
     result = CliRunner().invoke(cli, ["show", run_id[:14], "--store", str(store.path)])
     assert result.exit_code == 0, result.output
     assert "club-vs-ban" in result.output and "6 of 6" in result.output
-    assert "peak shortfall_share" in result.output and "total fiscal_cost" in result.output
+    assert "peak shortfall_share [1]" in result.output and "total fiscal_cost [USD]" in result.output
+    assert "peak recovery_periods [periods]" in result.output  # units are text, not rich markup
     assert "CVaR95" in result.output and "P(>0.1)" in result.output
 
 
@@ -628,3 +632,22 @@ def test_runs_command_flags_a_run_whose_process_is_gone(store, cli):
         con.execute("UPDATE runs SET pid = 999999999 WHERE run_id = ?", [run_id])
     result = CliRunner().invoke(cli, ["runs", "--store", str(store.path)])
     assert result.exit_code == 0 and "process is gone" in result.output
+
+
+def test_export_folds_other_dimensions_into_the_variable_name(store, tmp_path):
+    run_id = new_run(store, n_draws=2)
+    cube = make_cube([0, 1]).assign(
+        surplus_change=(("draw", "component", "region"), np.arange(12.0).reshape(2, 2, 3) + 1),
+        dependence=(("draw", "supplier", "region"), np.full((2, 1, 3), 0.5)),
+    )
+    cube = cube.assign_coords(component=["consumer", "producer"], supplier=["CHN"])
+    store.write_chunk(run_id, 0, [0, 1], cube, make_metrics([0, 1]))
+    back = store.load_cube(run_id)
+    np.testing.assert_array_equal(back["surplus_change"].values, cube["surplus_change"].values)
+    store.export(run_id, "csv", tmp_path / "folded")
+    table = pd.read_csv(tmp_path / "folded" / "cube.csv")
+    names = set(table["variable"])
+    assert {"surplus_change.consumer", "surplus_change.producer", "dependence"} <= names
+    assert set(table.loc[table["variable"] == "dependence", "partner"]) == {"CHN"}
+    consumer = table[(table["variable"] == "surplus_change.consumer") & (table["draw"] == 1)]
+    assert consumer.sort_values("region")["value"].tolist() == [7.0, 8.0, 9.0]

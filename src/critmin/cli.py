@@ -254,9 +254,14 @@ def ensemble(
                 chunk_size=chunk,
                 resume=resume,
                 progress=progress,
+                load=False,
             )
-        console.print(f"run [bold]{result.run_id}[/]: {len(result.draws)} draws stored")
-        console.print(_table(risk_table(result.draws, result.metrics), f"Risk: {result.run_id}"))
+        from critmin.cli_store import risk_view
+        from critmin.results.store import Store
+
+        metrics = Store(store).load_metrics(result.run_id)
+        console.print(f"run [bold]{result.run_id}[/]: {len(result.draws)} draws stored; `critmin show {result.run_id}`")
+        console.print(risk_view(risk_table(result.draws, metrics)))
     except CritminError as err:
         _fail(err)
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from critmin.core.errors import CritminError
@@ -42,7 +43,7 @@ def _cell(value: Any, floatfmt: str) -> str:
         return ""
     if isinstance(value, float):
         return "" if math.isnan(value) else floatfmt.format(value)
-    return str(value)
+    return escape(str(value))  # labels such as "[t/yr]" are text, not rich markup
 
 
 def _table(rows: Any, title: str, *, floatfmt: str = "{:,.4g}", whole: tuple[str, ...] = ()) -> Table:
@@ -86,8 +87,22 @@ def _status(run: dict[str, Any]) -> str:
     return "running? (its process is gone: resume it)" if _stale(run) else str(run["status"])
 
 
-def _risk(table: Any, level: float) -> Table:
-    """The risk table, narrowed for a terminal: the outcome in one column, the driver with its rho."""
+def risk_view(table: Any, level: float = 0.95) -> Table:
+    """The risk table of :func:`critmin.results.risk.risk_table` as a rich table narrowed for a terminal.
+
+    Parameters
+    ----------
+    table
+        The risk table.
+    level
+        The CVaR level it was computed at (for the headers).
+
+    Returns
+    -------
+    rich.table.Table
+        One row per outcome: the outcome with its unit, mineral, region, mean, P5/P50/P95, CVaR, the
+        exceedance probability where a threshold applies, and the driving input with its rho.
+    """
     import pandas as pd
 
     pct = f"{100 * level:g}"
@@ -197,7 +212,7 @@ def show(
         meta.add_column("field", style="bold")
         meta.add_column("value")
         for name, value in fields:
-            meta.add_row(name, str(value))
+            meta.add_row(name, escape(str(value)))
         console.print(meta)
         if metrics.empty:
             console.print("no metrics yet: no chunk of this run is complete")
@@ -208,7 +223,7 @@ def show(
         if table.empty:
             console.print("no metrics match the selection")
             return
-        console.print(_risk(table, level))
+        console.print(risk_view(table, level))
     except CritminError as err:
         _fail(err)
 

@@ -95,6 +95,7 @@ def run_ensemble(
         table = db.load_draws(run_id)
         chunk_size = int(info.get("chunk_size") or chunk_size)
         n = int(info["n_draws"])
+        db.reopen_run(run_id)
     else:
         if scenario is None:
             raise CritminError("name a scenario to run, or a run to resume")

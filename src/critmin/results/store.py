@@ -32,7 +32,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -539,7 +539,7 @@ class Store:
                 con.execute("UPDATE runs SET draw_columns = ? WHERE run_id = ?", [json.dumps(["draw", *paths]), run_id])
                 con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                _rollback(con)
                 raise
 
     def load_draws(self, run_id: str) -> pd.DataFrame:
@@ -694,7 +694,7 @@ class Store:
             self._insert_chunk_row(con, run_id, chunk, draws, relative, rows)
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            _rollback(con)
             raise
 
     def _insert_chunk_row(
@@ -712,6 +712,18 @@ class Store:
             run = self._run_row(con, run_id)
             rows = con.execute("SELECT unnest(draws) FROM chunks WHERE run_id = ?", [run["run_id"]]).fetchall()
         return {int(r[0]) for r in rows}
+
+    def cube_files(self, run_id: str) -> list[Path]:
+        """The Parquet files of the run's complete chunks, by chunk number (for reading them with SQL).
+
+        A file in the run's folder that is not listed belongs to a chunk whose write did not commit.
+        """
+        with self._connect(write=False) as con:
+            if con is None:
+                raise CritminError(f"no run {run_id!r}: the store {self.path} is empty")
+            run = self._run_row(con, run_id)
+            chunks = self._chunks(con, run["run_id"])
+        return [self.parts / rel for _, _, rel in chunks]
 
     def _chunks(self, con: duckdb.DuckDBPyConnection, run_id: str) -> list[tuple[int, list[int], str]]:
         rows = con.execute("SELECT chunk, draws, parquet FROM chunks WHERE run_id = ? ORDER BY chunk", [run_id])
@@ -859,6 +871,12 @@ class Store:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return counts
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back the open transaction; an error doing so must not hide the one that caused it."""
+    with suppress(duckdb.Error):
+        con.execute("ROLLBACK")
 
 
 def _arrow_query(con: duckdb.DuckDBPyConnection, query: str, params: list[Any]) -> pa.Table:
