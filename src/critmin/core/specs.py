@@ -8,6 +8,7 @@ string with a unit.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from typing import Annotated, Any
 
@@ -35,20 +36,30 @@ def _quantity(to: str, example: str) -> Any:
     return [BeforeValidator(parse), WithJsonSchema(schema)]
 
 
+def _finite(value: Any) -> float:
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError(f"{value!r} is too large") from None
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return number
+
+
 def _share(value: Any) -> float:
     """A share in [0, 1]; accepts ``0.25`` or ``"25%"``."""
     if isinstance(value, str):
         text = value.strip()
         if text.endswith("%"):
-            number = float(text[:-1])
-            value = number / 100.0
+            value = _finite(text[:-1]) / 100.0
         else:
-            value = float(text)
+            value = _finite(text)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError("expected a share such as 0.25 or '25%'")
-    if not 0.0 <= float(value) <= 1.0:
+    number = _finite(value)
+    if not 0.0 <= number <= 1.0:
         raise ValueError(f"a share must lie in [0, 1], got {value}")
-    return float(value)
+    return number
 
 
 def _rate(value: Any) -> float:
@@ -56,11 +67,11 @@ def _rate(value: Any) -> float:
     if isinstance(value, str):
         text = value.strip()
         if text.endswith("%"):
-            return float(text[:-1]) / 100.0
-        return float(text)
+            return _finite(text[:-1]) / 100.0
+        return _finite(text)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError("expected a rate such as 0.25 or '25%'")
-    return float(value)
+    return _finite(value)
 
 
 _QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")
@@ -73,11 +84,13 @@ def parse_date(value: Any) -> dt.date:
     if isinstance(value, dt.date):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
+        if not 1 <= value <= 9999:
+            raise ValueError(f"{value} is not a year")
         return dt.date(value, 1, 1)
     if isinstance(value, str):
         text = value.strip()
         m = _QUARTER.match(text)
-        if m:
+        if m and 1 <= int(m.group(1)) <= 9999:
             return dt.date(int(m.group(1)), 3 * (int(m.group(2)) - 1) + 1, 1)
         for fmt in ("%Y-%m-%d", "%Y-%m", "%Y"):
             try:

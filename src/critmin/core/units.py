@@ -5,6 +5,7 @@ Inside the engine quantities are tonnes of contained element per year and prices
 
 from __future__ import annotations
 
+import math
 import re
 from functools import lru_cache
 from typing import Any
@@ -41,28 +42,40 @@ _NUMBER = re.compile(r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
 def parse_quantity(value: Any, to: str, *, file: str = "<input>", field: str = "value") -> float:
     """Parse ``value`` (a number, or a string such as ``"110 USD/kg"``) and return its magnitude in ``to``.
 
-    A bare number is taken to be in ``to`` already. Raises :class:`DataError` naming ``file`` and ``field``.
+    A bare number is taken to be in ``to`` already. Powers (``**``, ``^``) are not accepted, and neither are
+    non-finite values. Raises :class:`DataError` naming ``file`` and ``field``.
     """
     if isinstance(value, bool):
         raise DataError(file, field, f"expected a number with unit {to!r}, got a boolean")
     if isinstance(value, int | float):
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            raise DataError(file, field, f"{value!r} is too large") from None
+        if not math.isfinite(number):
+            raise DataError(file, field, f"expected a finite number, got {value!r}")
+        return number
     if not isinstance(value, str):
         raise DataError(file, field, f"expected a number or a string with a unit, got {type(value).__name__}")
+    if len(value) > 80:
+        raise DataError(file, field, "a quantity is at most 80 characters")
     if _NUMBER.match(value):
-        return float(value)
+        number = float(value)
+        if not math.isfinite(number):
+            raise DataError(file, field, f"expected a finite number, got {value!r}")
+        return number
+    if "*" in value or "^" in value:
+        raise DataError(file, field, f"cannot read {value!r}: write a number and a unit, e.g. '110 USD/kg'")
     ureg = registry()
-    text = value.replace("/yr", "/year").replace("kt/year", "kt/year")
+    text = value.replace("/yr", "/year")
     try:
         q = ureg.Quantity(text)
-        return float(q.to(to.replace("/yr", "/year")).magnitude)
-    except (
-        pint.errors.UndefinedUnitError,
-        pint.errors.DimensionalityError,
-        ValueError,
-        AttributeError,
-    ) as err:
-        raise DataError(file, field, f"cannot read {value!r} as a quantity in {to!r}: {err}") from err
+        number = float(q.to(to.replace("/yr", "/year")).magnitude)
+    except Exception as err:  # pint raises many kinds of error on malformed text; all mean "cannot read"
+        raise DataError(file, field, f"cannot read {value!r} as a quantity in {to!r}: {err}") from None
+    if not math.isfinite(number):
+        raise DataError(file, field, f"expected a finite quantity, got {value!r}")
+    return number
 
 
 def convert(magnitude: float, unit: str, to: str) -> float:

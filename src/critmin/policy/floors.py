@@ -94,7 +94,7 @@ class CfdFloor(Instrument):
         volume: dict[int, float] = {}
         assert pctx.inputs.supply_lower is not None
         for r, w in zip(regions, weights, strict=True):
-            cap = total * w
+            cap = total * w if np.isfinite(total) else np.inf
             volume[r] = cap
             lower = min(cap, supply_at(pctx, s, r, float(self.floor)))
             pctx.inputs.supply_lower[s, r] = max(pctx.inputs.supply_lower[s, r], share * lower)
@@ -201,12 +201,16 @@ class ReferencePriceFloor(Instrument):
     def refine(self, pctx: PeriodContext, outcome: MineralOutcome) -> float:
         state = pctx.my_state()
         old = state["levy"]
-        new = self._levy(pctx, outcome.origin_price)
-        change = float(np.abs(new - old).max(initial=0.0)) / float(self.floor)
+        target = self._levy(pctx, outcome.origin_price)
+        change = float(np.abs(target - old).max(initial=0.0)) / float(self.floor)
         state["iterations"] += 1
         state["residual"] = change
         if change <= self.tolerance:
             return 0.0
+        # plain fixed-point steps first; damped ones if it has not settled (the map can cycle)
+        k = state["iterations"]
+        theta = 1.0 if k <= 5 else 0.5 if k <= 20 else 0.25
+        new = old + theta * (target - old)
         assert pctx.inputs.route_wedge is not None
         pctx.inputs.route_wedge += new - old
         state["levy"] = new

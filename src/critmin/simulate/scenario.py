@@ -30,7 +30,7 @@ class Dynamics(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     demand_half_life: Years = Field(
-        default=3.0, description="Half-life of long-run demand adjustment (assumption; range 2-6 years)"
+        default=3.0, gt=0, description="Half-life of long-run demand adjustment (assumption; range 2-6 years)"
     )
     long_run_demand: bool = Field(default=True, description="Destroy/substitute demand while prices stay high")
     max_destruction: Rate = Field(default=0.6, description="Largest share of reference demand destroyed")
@@ -101,7 +101,10 @@ def _read(name_or_path: str | Path, base: Path | None = None) -> tuple[Any, str,
     if path.suffix in {".yaml", ".yml"} or path.exists():
         if not path.exists():
             raise ScenarioError(str(path), "(file)", "no such file")
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise ScenarioError(str(path), "(file)", f"cannot read the file: {err}") from None
         file = str(path)
         folder: Path | None = path.parent
     else:
@@ -115,14 +118,20 @@ def _read(name_or_path: str | Path, base: Path | None = None) -> tuple[Any, str,
         folder = None
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as err:
+        # PyYAML raises ValueError for impossible timestamps such as 2026-02-30
         raise ScenarioError(file, "(syntax)", f"not valid YAML: {err}") from None
     return data, file, folder
 
 
-def _merge(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+def _merge(parent: dict[str, Any], child: dict[str, Any], file: str = "<scenario>") -> dict[str, Any]:
     out = dict(parent)
+    kinds = {"instruments": list, "sources": list, "blocs": dict, "dynamics": dict}
     for key, value in child.items():
+        expected = kinds.get(key)
+        if expected is not None and value is not None and not isinstance(value, expected):
+            what = "a list" if expected is list else "a mapping"
+            raise ScenarioError(file, key, f"must be {what} in a file that extends another")
         if key == "instruments":
             out["instruments"] = list(parent.get("instruments", [])) + list(value or [])
         elif key == "blocs":
@@ -131,9 +140,10 @@ def _merge(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
             out["dynamics"] = {**parent.get("dynamics", {}), **(value or {})}
         elif key == "uncertainty" and isinstance(value, dict) and isinstance(parent.get("uncertainty"), dict):
             merged = {**parent["uncertainty"], **value}
-            merged["parameters"] = list(parent["uncertainty"].get("parameters", [])) + list(
-                value.get("parameters", [])
-            )
+            mine, theirs = value.get("parameters", []), parent["uncertainty"].get("parameters", [])
+            if not isinstance(mine, list) or not isinstance(theirs, list):
+                raise ScenarioError(file, "uncertainty.parameters", "must be a list")
+            merged["parameters"] = list(theirs) + list(mine)
             out["uncertainty"] = merged
         elif key == "sources":
             out["sources"] = list(parent.get("sources", [])) + list(value or [])
@@ -155,7 +165,7 @@ def _resolve_extends(data: Any, file: str, folder: Path | None, depth: int = 0) 
     if not isinstance(parent, dict):
         raise ScenarioError(pfile, "(top level)", "a scenario must be a mapping of fields")
     child = {k: v for k, v in data.items() if k != "extends"}
-    return _merge(parent, child)
+    return _merge(parent, child, file)
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
