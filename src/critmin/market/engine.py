@@ -60,9 +60,8 @@ _PRICE_BOUND = 1e8
 _ARMIJO = 1e-4
 #: A Cholesky pivot below this share of its diagonal is taken as a null direction and regularised.
 _PIVOT_TOL = 1e-12
-#: An agent within this (relative) distance of a bound counts as free in the Newton model (see _in_play).
+_DEBUG = False
 _KINK_TOL = 1e-10
-#: The line search stops once the derivative along the step has fallen to this share of its start.
 _LS_ACCEPT = 0.2
 #: Factor on the pivot of a null direction of the Newton system (see _cholesky).
 _DEFLATE = 1e12
@@ -209,7 +208,8 @@ def prepare_topology(topology: Topology) -> PreparedTopology:
     for perm in candidates:
         permuted = pattern[perm][:, perm].tocsr()
         first = [
-            min(i, int(permuted.indices[permuted.indptr[i] : permuted.indptr[i + 1]].min(initial=i))) for i in range(m)
+            min(i, int(permuted.indices[permuted.indptr[i] : permuted.indptr[i + 1]].min(initial=i)))
+            for i in range(m)
         ]
         profile = float(np.sum(np.arange(m) - np.array(first)))  # a proxy for the factor's fill
         if profile < best_size:
@@ -256,6 +256,8 @@ def _in_play(z, lower, upper):  # type: ignore[no-untyped-def]
     """
     if not lower < upper:
         return False
+    if _KINK_TOL < 0.0:
+        return lower < z < upper
     return lower - _KINK_TOL * (1.0 + abs(lower)) <= z <= upper + _KINK_TOL * (1.0 + abs(upper))
 
 
@@ -363,10 +365,6 @@ def _trial(st, inst, n_nodes, t, x, d, u, G, xt, dx, ut, vt, Gt):  # type: ignor
             term = rhs[k] * dx[n_nodes + k]
             change += term
             noise += abs(term)
-    for n in range(n_nodes):
-        Gt[n] = injection[n]
-    for k in range(mu_on.shape[0]):
-        Gt[n_nodes + k] = rhs[k] if mu_on[k] else 0.0
     for j in range(cost.shape[0]):
         du = 0.0
         acc = -cost[j]
@@ -378,13 +376,8 @@ def _trial(st, inst, n_nodes, t, x, d, u, G, xt, dx, ut, vt, Gt):  # type: ignor
         change += inc
         noise += abs(inc)
         ut[j] = acc
-        level = _clip(acc * inv_slope[j], lower[j], upper[j])
-        vt[j] = level
-        for e in range(ent_ptr[j], ent_ptr[j + 1]):
-            Gt[ent_idx[e]] += ent_val[e] * level
-    for k in range(mu_on.shape[0]):
-        if not mu_on[k]:
-            Gt[n_nodes + k] = 0.0
+        vt[j] = _clip(acc * inv_slope[j], lower[j], upper[j])
+    _gradient(st, inst, n_nodes, vt, Gt)
     return change, gdx, noise
 
 
@@ -529,13 +522,13 @@ def _cholesky_solve(U, y):  # type: ignore[no-untyped-def]
 
 @nb.njit(cache=True)
 def _newton_direction(  # type: ignore[no-untyped-def]
-    st, G, free_scale, fixed, curv, flat, S, r, diag_ref, chain, null_pivots, d, w, w_mark, w_list
+    st, G, free_scale, fixed, reg, flat, S, r, diag_ref, chain, null_pivots, d, w, w_mark, w_list
 ):
     """Newton direction ``d`` on the free variables (fixed ones get 0), by Schur complement.
 
-    ``curv[i]`` is variable ``i``'s own curvature: its Hessian diagonal, or for a variable no free agent
-    touches (``flat[i]``), the diagonal it would have with all its agents free. Leaves the factor in
-    ``S``; returns the number of null directions found (see :func:`_cholesky`).
+    ``reg[i]`` is variable ``i``'s own curvature: its Hessian diagonal, or for a variable no free agent
+    touches (``flat[i]``), the curvature that makes its step the move that balances it alone. Leaves the
+    factor in ``S``; returns the number of null directions found (see :func:`_cholesky`).
     """
     ent_ptr, ent_idx, ent_val = st[0], st[1], st[2]
     var_ptr, var_agent, var_coef = st[3], st[4], st[5]
@@ -556,7 +549,7 @@ def _newton_direction(  # type: ignore[no-untyped-def]
             diag_ref[a] = 1.0
             r[a] = 0.0
         else:
-            diag_ref[a] = curv[i]
+            diag_ref[a] = reg[i]
             r[a] = -G[i]
     # Free agents' curvature between non-eliminated variables.
     for j in range(free_scale.shape[0]):
@@ -599,7 +592,7 @@ def _newton_direction(  # type: ignore[no-untyped-def]
                     w_list[count] = a
                     count += 1
                 w[a] += dj * c * ent_val[e]
-        h = curv[o]
+        h = reg[o]
         rhs_o = -G[o]
         for ia in range(count):
             a = w_list[ia]
@@ -611,12 +604,12 @@ def _newton_direction(  # type: ignore[no-untyped-def]
                     S[a, b] -= wa * w[b]
     n_null = _cholesky(S, diag_ref, chain, null_pivots)
     _cholesky_solve(S, r)
-    _expand(st, G, free_scale, fixed, curv, r, d, True)
+    _expand(st, G, free_scale, fixed, reg, r, d, True)
     return n_null
 
 
 @nb.njit(cache=True)
-def _expand(st, G, free_scale, fixed, curv, reduced, d, with_gradient):  # type: ignore[no-untyped-def]
+def _expand(st, G, free_scale, fixed, reg, reduced, d, with_gradient):  # type: ignore[no-untyped-def]
     """Full-length direction ``d`` from the reduced solution: copy it, then back out eliminated nodes."""
     ent_ptr, ent_idx, ent_val = st[0], st[1], st[2]
     var_ptr, var_agent, var_coef = st[3], st[4], st[5]
@@ -638,7 +631,7 @@ def _expand(st, G, free_scale, fixed, curv, reduced, d, with_gradient):  # type:
                 if i != o:
                     s += ent_val[e] * d[i]
             acc -= dj * var_coef[idx] * s
-        d[o] = acc / curv[o]
+        d[o] = acc / reg[o]
 
 
 @nb.njit(cache=True)
@@ -738,18 +731,6 @@ def _canonicalise(st, inst, n_nodes, x):  # type: ignore[no-untyped-def]
         slot[n] = slot[root]
     if count == 0:
         return 0
-    group_ptr = np.zeros(count + 1, dtype=np.int64)  # the nodes of each group, in compressed form
-    for n in range(n_nodes):
-        if slot[n] >= 0:
-            group_ptr[slot[n] + 1] += 1
-    for q in range(count):
-        group_ptr[q + 1] += group_ptr[q]
-    group_nodes = np.empty(group_ptr[count], dtype=np.int64)
-    fill = group_ptr[:count].copy()
-    for n in range(n_nodes):
-        if slot[n] >= 0:
-            group_nodes[fill[slot[n]]] = n
-            fill[slot[n]] += 1
     base = x[:n_nodes].copy()
     shift = np.zeros(count)
     movable = np.zeros(count, dtype=np.bool_)
@@ -787,6 +768,8 @@ def _canonicalise(st, inst, n_nodes, x):  # type: ignore[no-untyped-def]
         while size > 0:
             budget -= 1
             if budget < 0:
+                if _DEBUG:
+                    print("budget exhausted")
                 ok = False
                 break
             q = queue[head]
@@ -794,36 +777,20 @@ def _canonicalise(st, inst, n_nodes, x):  # type: ignore[no-untyped-def]
             size -= 1
             queued[q] = False
             best = _group_bound(
-                q,
-                side,
-                slot,
-                shift,
-                base,
-                z,
-                n_nodes,
-                group_nodes[group_ptr[q] : group_ptr[q + 1]],
-                ent_ptr,
-                ent_idx,
-                ent_val,
-                var_ptr,
-                var_agent,
-                cost,
-                slope,
-                lower,
-                upper,
-                u0,
-                inv_slope,
-                free,
-                x,
+                q, side, slot, shift, base, z, n_nodes, ent_ptr, ent_idx, ent_val, var_ptr, var_agent, cost,
+                slope, lower, upper, u0, inv_slope, free, x, roots, parent,
             )
             if np.isnan(best):
+                if _DEBUG:
+                    print("nan bound for group", q)
                 ok = False
                 break
             if (side == 0 and best < shift[q]) or (side == 1 and best > shift[q]):
                 shift[q] = best
                 # Groups whose bounds read this group's prices are relaxed again.
-                for g in range(group_ptr[q], group_ptr[q + 1]):
-                    n = group_nodes[g]
+                for n in range(n_nodes):
+                    if slot[n] != q:
+                        continue
                     for idx in range(var_ptr[n], var_ptr[n + 1]):
                         j = var_agent[idx]
                         for e in range(ent_ptr[j], ent_ptr[j + 1]):
@@ -848,6 +815,8 @@ def _canonicalise(st, inst, n_nodes, x):  # type: ignore[no-untyped-def]
     if ok:
         for q in range(count):
             if not np.isfinite(shift[q]):
+                if _DEBUG:
+                    print("group", q, "not finite", shift[q], "root", roots[q])
                 ok = False
     if ok:
         for n in range(n_nodes):
@@ -858,6 +827,8 @@ def _canonicalise(st, inst, n_nodes, x):  # type: ignore[no-untyped-def]
         _responses(st, inst, x, ut, vt)
         for j in range(J):
             if abs(vt[j] - v0[j]) > 1e-12 * (1.0 + abs(v0[j])):
+                if _DEBUG:
+                    print("level change agent", j, v0[j], vt[j])
                 ok = False
                 break
     if not ok:
@@ -888,32 +859,14 @@ def _find(parent, n):  # type: ignore[no-untyped-def]
 
 @nb.njit(cache=True)
 def _group_bound(  # type: ignore[no-untyped-def]
-    q,
-    side,
-    slot,
-    shift,
-    base,
-    z,
-    n_nodes,
-    nodes,
-    ent_ptr,
-    ent_idx,
-    ent_val,
-    var_ptr,
-    var_agent,
-    cost,
-    slope,
-    lower,
-    upper,
-    u0,
-    inv_slope,
-    free,
-    x,
+    q, side, slot, shift, base, z, n_nodes, ent_ptr, ent_idx, ent_val, var_ptr, var_agent, cost, slope, lower,
+    upper, u0, inv_slope, free, x, roots, parent,
 ):
-    """The tightest bound on group ``q``'s move (its ``nodes``) from its bound agents (upper for side 0,
-    lower for side 1)."""
+    """The tightest bound on group ``q``'s move from its bound agents (upper for side 0, lower for 1)."""
     best = np.inf if side == 0 else -np.inf
-    for n in nodes:
+    for n in range(n_nodes):
+        if slot[n] != q:
+            continue
         for idx in range(var_ptr[n], var_ptr[n + 1]):
             j = var_agent[idx]
             if free[j] or not lower[j] < upper[j]:
@@ -935,7 +888,7 @@ def _group_bound(  # type: ignore[no-untyped-def]
                     rest += ent_val[e] * x[i]
             if not first_here or abs(rate) <= 1e-12:
                 continue
-            if not _strictly_inside(u0[j] * inv_slope[j], lower[j], np.inf):  # on its lower bound
+            if u0[j] * inv_slope[j] <= lower[j] or not _strictly_inside(u0[j] * inv_slope[j], lower[j], np.inf):
                 level = lower[j]
                 caps = rate > 0.0
             else:
@@ -954,7 +907,7 @@ def _line_search(st, inst, n_nodes, x, d, u, G, slope0, xt, dx, ut, vt, Gt):  # 
 
     The derivative along the arc is piecewise linear (and monotone along the ray): bracket its root,
     expanding beyond ``t = 1`` on flat pieces, then close in by regula falsi (Illinois). The step is taken
-    once the derivative has fallen to ``_LS_ACCEPT`` of its start and ``g`` has fallen enough (Armijo); near
+    once the derivative has fallen to a twentieth of its start and ``g`` has fallen enough (Armijo); near
     the solution ``t = 1`` passes at once. Landing past the kinks, where the minimum is, keeps the next
     Newton step from stalling in front of an agent about to leave its bound.
 
@@ -1025,7 +978,7 @@ def _move_variable(st, inst, i, move, x, u, v, G):  # type: ignore[no-untyped-de
 
 
 @nb.njit(cache=True)
-def _solve_one(st, inst, n_nodes, x, tol, max_iter, cold, direction, stats):  # type: ignore[no-untyped-def]
+def _solve_one(st, inst, n_nodes, x, tol, max_iter, direction, stats):  # type: ignore[no-untyped-def]
     """Solve one scaled instance in place (``x`` holds the start and returns the solution).
 
     Returns ``(iterations, outcome)`` with the outcome codes above; on an unbounded dual ``direction``
@@ -1050,7 +1003,6 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, cold, direction, stats):  # 
     v = np.empty(J)
     G = np.empty(n_all)
     free_scale = np.empty(J)
-    play = np.zeros(J, dtype=np.bool_)
     fixed = np.zeros(n_all, dtype=np.bool_)
     flat = np.zeros(n_all, dtype=np.bool_)
     reg = np.empty(n_all)
@@ -1077,6 +1029,8 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, cold, direction, stats):  # 
     _gradient(st, inst, n_nodes, v, G)
     for it in range(max_iter + 1):
         res = _residual(x, G, n_nodes, mu_on)
+        if _DEBUG:
+            print("it", it, "res", res, "argmax", np.argmax(np.abs(G)))
         if res <= tol:
             return it, _CONVERGED
         if it == max_iter:
@@ -1089,8 +1043,6 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, cold, direction, stats):  # 
             i = n_nodes + k
             if (not mu_on[k]) or (x[i] <= eps_active and G[i] > 0.0):
                 fixed[i] = True
-        for j in range(J):
-            play[j] = _in_play(u[j] * inv_slope[j], lower[j], upper[j])
         # Prices (and rents) that no free agent touches sit on a linear piece of g: minimise g exactly
         # along each of them in turn (Gauss-Seidel, so neighbours see each other's moves).
         for i in range(n_all):
@@ -1099,7 +1051,8 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, cold, direction, stats):  # 
             lo, hi = var_ptr[i], var_ptr[i + 1]
             touched = False
             for idx in range(lo, hi):
-                if play[var_agent[idx]]:
+                j = var_agent[idx]
+                if _in_play(u[j] * inv_slope[j], lower[j], upper[j]):
                     touched = True
                     break
             if touched:
@@ -1115,19 +1068,11 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, cold, direction, stats):  # 
                 return it, _UNBOUNDED
             if move != 0.0:
                 _move_variable(st, inst, i, move, x, u, v, G)
-                for idx in range(lo, hi):
-                    j = var_agent[idx]
-                    play[j] = _in_play(u[j] * inv_slope[j], lower[j], upper[j])
                 stats[2] += 1
         # Each variable's own curvature (its Hessian diagonal; where no free agent touches it, the
         # diagonal it would have with all its agents free).
         for j in range(J):
-            if it == 0 and cold:
-                # Cold start: the first step solves the market with every agent free (no bounds), a
-                # global linear model that puts each stage's prices in the right range; taken in full.
-                free_scale[j] = inv_slope[j] if lower[j] < upper[j] else 0.0
-            else:
-                free_scale[j] = inv_slope[j] if play[j] else 0.0
+            free_scale[j] = inv_slope[j] if _in_play(u[j] * inv_slope[j], lower[j], upper[j]) else 0.0
         for i in range(n_all):
             diag = 0.0
             for idx in range(var_ptr[i], var_ptr[i + 1]):
@@ -1151,11 +1096,7 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, cold, direction, stats):  # 
             slope0 = _arc_slope(G, x, d, n_nodes)
             if not slope0 < 0.0:
                 return it, _LINE_SEARCH_FAILED
-        if it == 0 and cold:
-            _trial(st, inst, n_nodes, 1.0, x, d, u, G, xt, dx, ut, vt, Gt)
-            code, trials = _CONVERGED, 1
-        else:
-            _t, code, trials = _line_search(st, inst, n_nodes, x, d, u, G, slope0, xt, dx, ut, vt, Gt)
+        t, code, trials = _line_search(st, inst, n_nodes, x, d, u, G, slope0, xt, dx, ut, vt, Gt)
         stats[0] += trials
         if code == _UNBOUNDED:
             for i in range(n_all):
@@ -1163,6 +1104,10 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, cold, direction, stats):  # 
             return it + 1, _UNBOUNDED
         if code != _CONVERGED:
             return it, code
+        if _DEBUG:
+            print("   t", t, "slope0", slope0, "null", n_null)
+            for i in range(n_all):
+                print("      var", i, "x", x[i], "d", d[i], "G", G[i], "flat", flat[i], "fixed", fixed[i], "reg", reg[i])
         for i in range(n_all):
             x[i] = xt[i]
             G[i] = Gt[i]
@@ -1198,7 +1143,15 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, cold, direction, stats):  # 
                     ray_agents[count] = j
                     ray_rates[count] = rate
                     count += 1
-            move = _ray_root(ray_agents[:count], ray_rates[:count], g0, u, slope, inv_slope, lower, upper, buf)
+            move = _ray_root(
+                ray_agents[:count], ray_rates[:count], g0, u, slope, inv_slope, lower, upper, buf
+            )
+            if _DEBUG:
+                print("   null pivot", a, "g0", g0, "count", count, "move", move)
+                for q in range(count):
+                    print("       agent", ray_agents[q], ray_rates[q], u[ray_agents[q]], lower[ray_agents[q]], upper[ray_agents[q]], slope[ray_agents[q]])
+                for i in range(n_all):
+                    print("       z", i, z[i], "G", G[i], "x", x[i])
             for i in range(n_nodes, n_all):  # rents stay >= 0
                 if z[i] * move < 0.0 and abs(move * z[i]) > x[i]:
                     move = -x[i] / z[i]
@@ -1223,23 +1176,8 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, cold, direction, stats):  # 
 
 @nb.njit(cache=True, parallel=True)
 def _solve_batch(  # type: ignore[no-untyped-def]
-    st,
-    n_nodes,
-    cost,
-    slope,
-    lower,
-    upper,
-    injection,
-    rhs,
-    x,
-    tol,
-    max_iter,
-    cold,
-    canonical,
-    iterations,
-    outcome,
-    direction,
-    stats,
+    st, n_nodes, cost, slope, lower, upper, injection, rhs, x, tol, max_iter, canonical, iterations, outcome,
+    direction, stats,
 ):
     """Solve every instance of a scaled batch; ``x`` (B, N + K) holds starts and returns solutions."""
     for b in nb.prange(cost.shape[0]):
@@ -1247,7 +1185,7 @@ def _solve_batch(  # type: ignore[no-untyped-def]
         for k in range(rhs.shape[1]):
             mu_on[k] = rhs[b, k] < np.inf
         inst = (cost[b], slope[b], 1.0 / slope[b], lower[b], upper[b], injection[b], rhs[b], mu_on)
-        its, code = _solve_one(st, inst, n_nodes, x[b], tol, max_iter, cold, direction[b], stats[b])
+        its, code = _solve_one(st, inst, n_nodes, x[b], tol, max_iter, direction[b], stats[b])
         iterations[b] = its
         outcome[b] = code
         if code == _CONVERGED and canonical:
@@ -1369,7 +1307,6 @@ class BatchedNewtonSolver:
             x,
             0.5 * tol,
             self.max_iter,
-            warm_start is None,
             self.canonical_prices,
             iterations,
             outcome,

@@ -13,14 +13,6 @@ produces, and prices are positive in a normal market.
 
 The model (columns, rows, matrix and Hessian pattern) is built once per topology; each instance changes
 costs, bounds, row bounds and the Hessian's diagonal values only.
-
-HiGHS's QP solver returns accurate primal levels, but on some instances (seen on the default world) row
-duals that do not satisfy stationarity for its own primal (reduced costs off by a few percent of the price
-scale while it reports them as zero). When HiGHS's duals fail the residual check, prices and rents are
-recovered from HiGHS's levels: a feasibility LP (HiGHS's simplex, through SciPy) asks for duals under
-which every free agent's level is its optimal response and every agent on a bound stays there, with
-rents ``>= 0`` on binding constraints. The recovered duals replace HiGHS's QP duals only if their residuals
-are smaller; the levels are always HiGHS's.
 """
 
 from __future__ import annotations
@@ -29,7 +21,6 @@ import weakref
 
 import highspy
 import numpy as np
-from scipy.optimize import linprog
 
 from critmin.core.arrays import FloatArray
 from critmin.core.errors import InfeasibleError, SolveError
@@ -56,7 +47,6 @@ class _HighsModel:
     def __init__(self, topology: Topology, tolerance: float) -> None:
         N, K, J = topology.n_nodes, topology.n_cons, topology.n_agents
         self.n_nodes, self.n_cons, self.n_agents = N, K, J
-        self.dual_matrix = np.vstack([topology.incidence_dense(), -topology.constraints_dense()])
         h = highspy.Highs()
         h.silent()
         h.setOptionValue("output_flag", False)
@@ -106,10 +96,8 @@ class _HighsModel:
         h.changeColsCost(J, self.cols, cost)
         h.changeColsBounds(J, self.cols, lower, upper)
         if len(self.rows):
-            # present in highspy at run time, missing from its type stubs
-            h.changeRowsBounds(len(self.rows), self.rows, row_lower, row_upper)  # type: ignore[attr-defined]
-        triangular = int(highspy.HessianFormat.kTriangular.value)
-        h.passHessian(J, J, triangular, self.hessian_start, self.hessian_index, np.ascontiguousarray(slope))
+            h.changeRowsBounds(len(self.rows), self.rows, row_lower, row_upper)
+        h.passHessian(J, J, highspy.HessianFormat.kTriangular, self.hessian_start, self.hessian_index, slope)
         h.run()
         status = h.getModelStatus()
         solution = h.getSolution()
@@ -117,61 +105,6 @@ class _HighsModel:
         dual = np.array(solution.row_dual, dtype=np.float64)
         iterations = int(h.getInfo().qp_iteration_count)
         return status, col, dual, iterations
-
-
-def _recover_duals(
-    model: _HighsModel,
-    cost: FloatArray,
-    slope: FloatArray,
-    lower: FloatArray,
-    upper: FloatArray,
-    rhs: FloatArray,
-    level: FloatArray,
-) -> FloatArray | None:
-    """Prices and rents (scaled) consistent with the scaled levels ``level``, by an LP.
-
-    Free agents should satisfy ``M_j' y = cost_j + slope_j v_j`` (the largest error in level terms is
-    minimised); an agent on
-    its lower bound needs ``M_j' y <= cost_j + slope_j lower_j``, on its upper bound
-    ``>= cost_j + slope_j upper_j``; rents of binding constraints are ``>= 0`` and the others 0. Returns
-    ``None`` if HiGHS finds no such duals.
-    """
-    N = model.n_nodes
-    M = model.dual_matrix
-    margin = 1e-9
-    finite_lower = np.where(np.isfinite(lower), lower, 0.0)
-    finite_upper = np.where(np.isfinite(upper), upper, 0.0)
-    movable = lower < upper
-    at_lower = movable & (level <= lower + margin * (1.0 + np.abs(finite_lower)))
-    at_upper = movable & ~at_lower & (level >= upper - margin * (1.0 + np.abs(finite_upper)))
-    free = movable & ~at_lower & ~at_upper
-    slack = rhs - (-M[N:]) @ level
-    rows = np.concatenate([np.arange(N), N + np.flatnonzero(slack <= margin * (1.0 + np.abs(rhs)))])
-    sub = M[rows]
-    target = cost + slope * level
-    # Free agents: |M_F' y - target_F| <= e * slope_F, minimising e, the largest level error (HiGHS's
-    # levels are accurate to about 1e-7, so exact stationarity may have no solution).
-    n_y = len(rows)
-    n_b = int(at_lower.sum() + at_upper.sum())
-    a_ub = np.vstack(
-        [
-            np.hstack([sub[:, free].T, -slope[free][:, None]]),
-            np.hstack([-sub[:, free].T, -slope[free][:, None]]),
-            np.hstack([np.vstack([sub[:, at_lower].T, -sub[:, at_upper].T]), np.zeros((n_b, 1))]),
-        ]
-    )
-    b_ub = np.concatenate([target[free], -target[free], target[at_lower], -target[at_upper]])
-    bounds = [(None, None)] * N + [(0.0, None)] * (n_y - N) + [(0.0, None)]
-    objective = np.zeros(n_y + 1)
-    objective[-1] = 1.0
-    result = linprog(
-        objective, A_ub=a_ub if len(b_ub) else None, b_ub=b_ub if len(b_ub) else None, bounds=bounds, method="highs"
-    )
-    if result.status != 0:
-        return None
-    duals = np.zeros(M.shape[0])
-    duals[rows] = result.x[:n_y]
-    return duals
 
 
 class HighsSolver:
@@ -261,23 +194,6 @@ class HighsSolver:
             price[b] = dual[:N] * ps
             rent[b] = -dual[N:] * ps
             iterations[b] = its
-            one = data.take(slice(b, b + 1))
-            raw = residuals(topology, one, price[b : b + 1], level[b : b + 1], rent[b : b + 1]).worst()[0]
-            if not raw <= tol:
-                duals = _recover_duals(
-                    model,
-                    data.cost[b] / ps,
-                    data.slope[b] * qs / ps,
-                    data.lower[b] / qs,
-                    data.upper[b] / qs,
-                    data.rhs[b] / qs,
-                    col,
-                )
-                if duals is not None:
-                    recovered = (duals[:N] * ps, np.maximum(duals[N:], 0.0) * ps)
-                    check = residuals(topology, one, recovered[0][None], level[b : b + 1], recovered[1][None])
-                    if check.worst()[0] < raw:
-                        price[b], rent[b] = recovered
         res = residuals(topology, data, price, level, rent)
         worst = res.worst()
         bad = np.flatnonzero(~(worst <= tol))
