@@ -93,7 +93,7 @@ def random_layout(
         s, o = int(rng.integers(0, S)), int(rng.integers(0, R))
         dests = [d for d in range(R) if rng.random() < 0.6] or [int(rng.integers(0, R))]
         quota_sets.append(tuple((s, o, d) for d in dests))
-    yields = (1.0,) + tuple(float(rng.uniform(0.5, 1.0)) for _ in range(S - 1))
+    yields = (1.0, *tuple(float(rng.uniform(0.5, 1.0)) for _ in range(S - 1)))
     return ChainLayout(S, R, tuple(sector_stage), sides, seg_stage, seg_region, tuple(quota_sets), yields)
 
 

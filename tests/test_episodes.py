@@ -154,12 +154,6 @@ def test_germanium_outside_price_rises(gage):
     assert c.model["2024-Q3"] > 1.5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="documented miss (docs/episodes.md): linear supply with short-run elasticity < 1 keeps producing at "
-    "zero and negative prices and the model has no stocks or free disposal, so trapped Chinese germanium drives "
-    "the China price below zero in 2023-Q4",
-)
 def test_germanium_china_price_stays_positive(gage):
     c = _by_key(episodes.compare_prices("gage_2023", gage))["germanium"]
     assert (c.extras["prices"]["china"] > 0).all()

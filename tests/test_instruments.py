@@ -128,7 +128,7 @@ def test_preferential_rate_inside_a_bloc():
         ],
         blocs={"club": {"members": ["AAA", "BBB"]}},
     )
-    p_a, p_b = free_trade_prices(T)
+    _p_a, p_b = free_trade_prices(T)
     assert price(ds, "BBB") == pytest.approx(p_b, abs=1e-3)
 
 
@@ -390,7 +390,12 @@ def test_a_batch_of_draws_equals_the_draws_run_one_by_one():
                 "world": "toy",
                 "instruments": [
                     {"kind": "export_control", "mode": "quota", "exporter": "AAA", "targets": "BBB", "quota": q},
-                    {"kind": "reserve", "owner": "BBB", "initial_stock": 10, "release": {"rate": 5, "trigger_price": 60}},
+                    {
+                        "kind": "reserve",
+                        "owner": "BBB",
+                        "initial_stock": 10,
+                        "release": {"rate": 5, "trigger_price": 60},
+                    },
                 ],
             }
         )

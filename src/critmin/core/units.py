@@ -24,7 +24,7 @@ MONEY_UNIT = "USD"
 @lru_cache(maxsize=1)
 def registry() -> pint.UnitRegistry:
     """The package's unit registry (currency, tonnes, years, days)."""
-    ureg = pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
+    ureg: pint.UnitRegistry = pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
     ureg.define("USD = [currency]")
     ureg.define("kUSD = 1000 * USD")
     ureg.define("MUSD = 1e6 * USD")
@@ -69,7 +69,7 @@ def parse_quantity(value: Any, to: str, *, file: str = "<input>", field: str = "
     ureg = registry()
     text = value.replace("/yr", "/year")
     try:
-        q = ureg.Quantity(text)
+        q: Any = ureg.Quantity(text)
         number = float(q.to(to.replace("/yr", "/year")).magnitude)
     except Exception as err:  # pint raises many kinds of error on malformed text; all mean "cannot read"
         raise DataError(file, field, f"cannot read {value!r} as a quantity in {to!r}: {err}") from None

@@ -162,7 +162,7 @@ def _reconcile_flows(
             cols += [o * R + d, o * R + d]
             vals += [1.0, 1.0]
     b_eq = list(s) + list(u)
-    for i, j in enumerate(obs_idx):
+    for i, j in enumerate(obs_idx.tolist()):
         r = 2 * R + i
         rows += [r, r, r]
         cols += [int(j), n + i, n + m + i]

@@ -140,9 +140,9 @@ def transform(param: Parameter, u: FloatArray) -> list[Any]:
         if dist == "uniform":
             x = lo_v + u * (hi_v - lo_v)
         else:
-            span = hi_v - lo_v
-            c = (mags[2] - lo_v) / span if span else 0.5
-            x = stats.triang.ppf(u, c, loc=lo_v, scale=span)
+            width = hi_v - lo_v
+            shape = (mags[2] - lo_v) / width if width else 0.5
+            x = stats.triang.ppf(u, shape, loc=lo_v, scale=width)
         return _with_unit(x, unit)
     if dist == "normal":
         x = stats.norm.ppf(u, loc=param.mean, scale=param.sd)

@@ -208,8 +208,7 @@ def prepare_topology(topology: Topology) -> PreparedTopology:
     for perm in candidates:
         permuted = pattern[perm][:, perm].tocsr()
         first = [
-            min(i, int(permuted.indices[permuted.indptr[i] : permuted.indptr[i + 1]].min(initial=i)))
-            for i in range(m)
+            min(i, int(permuted.indices[permuted.indptr[i] : permuted.indptr[i + 1]].min(initial=i))) for i in range(m)
         ]
         profile = float(np.sum(np.arange(m) - np.array(first)))  # a proxy for the factor's fill
         if profile < best_size:
@@ -777,8 +776,28 @@ def _canonicalise(st, inst, n_nodes, x):  # type: ignore[no-untyped-def]
             size -= 1
             queued[q] = False
             best = _group_bound(
-                q, side, slot, shift, base, z, n_nodes, ent_ptr, ent_idx, ent_val, var_ptr, var_agent, cost,
-                slope, lower, upper, u0, inv_slope, free, x, roots, parent,
+                q,
+                side,
+                slot,
+                shift,
+                base,
+                z,
+                n_nodes,
+                ent_ptr,
+                ent_idx,
+                ent_val,
+                var_ptr,
+                var_agent,
+                cost,
+                slope,
+                lower,
+                upper,
+                u0,
+                inv_slope,
+                free,
+                x,
+                roots,
+                parent,
             )
             if np.isnan(best):
                 if _DEBUG:
@@ -859,8 +878,28 @@ def _find(parent, n):  # type: ignore[no-untyped-def]
 
 @nb.njit(cache=True)
 def _group_bound(  # type: ignore[no-untyped-def]
-    q, side, slot, shift, base, z, n_nodes, ent_ptr, ent_idx, ent_val, var_ptr, var_agent, cost, slope, lower,
-    upper, u0, inv_slope, free, x, roots, parent,
+    q,
+    side,
+    slot,
+    shift,
+    base,
+    z,
+    n_nodes,
+    ent_ptr,
+    ent_idx,
+    ent_val,
+    var_ptr,
+    var_agent,
+    cost,
+    slope,
+    lower,
+    upper,
+    u0,
+    inv_slope,
+    free,
+    x,
+    roots,
+    parent,
 ):
     """The tightest bound on group ``q``'s move from its bound agents (upper for side 0, lower for 1)."""
     best = np.inf if side == 0 else -np.inf
@@ -1107,7 +1146,9 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, direction, stats):  # type: 
         if _DEBUG:
             print("   t", t, "slope0", slope0, "null", n_null)
             for i in range(n_all):
-                print("      var", i, "x", x[i], "d", d[i], "G", G[i], "flat", flat[i], "fixed", fixed[i], "reg", reg[i])
+                print(
+                    "      var", i, "x", x[i], "d", d[i], "G", G[i], "flat", flat[i], "fixed", fixed[i], "reg", reg[i]
+                )
         for i in range(n_all):
             x[i] = xt[i]
             G[i] = Gt[i]
@@ -1143,13 +1184,19 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, direction, stats):  # type: 
                     ray_agents[count] = j
                     ray_rates[count] = rate
                     count += 1
-            move = _ray_root(
-                ray_agents[:count], ray_rates[:count], g0, u, slope, inv_slope, lower, upper, buf
-            )
+            move = _ray_root(ray_agents[:count], ray_rates[:count], g0, u, slope, inv_slope, lower, upper, buf)
             if _DEBUG:
                 print("   null pivot", a, "g0", g0, "count", count, "move", move)
                 for q in range(count):
-                    print("       agent", ray_agents[q], ray_rates[q], u[ray_agents[q]], lower[ray_agents[q]], upper[ray_agents[q]], slope[ray_agents[q]])
+                    print(
+                        "       agent",
+                        ray_agents[q],
+                        ray_rates[q],
+                        u[ray_agents[q]],
+                        lower[ray_agents[q]],
+                        upper[ray_agents[q]],
+                        slope[ray_agents[q]],
+                    )
                 for i in range(n_all):
                     print("       z", i, z[i], "G", G[i], "x", x[i])
             for i in range(n_nodes, n_all):  # rents stay >= 0
@@ -1176,8 +1223,22 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, direction, stats):  # type: 
 
 @nb.njit(cache=True, parallel=True)
 def _solve_batch(  # type: ignore[no-untyped-def]
-    st, n_nodes, cost, slope, lower, upper, injection, rhs, x, tol, max_iter, canonical, iterations, outcome,
-    direction, stats,
+    st,
+    n_nodes,
+    cost,
+    slope,
+    lower,
+    upper,
+    injection,
+    rhs,
+    x,
+    tol,
+    max_iter,
+    canonical,
+    iterations,
+    outcome,
+    direction,
+    stats,
 ):
     """Solve every instance of a scaled batch; ``x`` (B, N + K) holds starts and returns solutions."""
     for b in nb.prange(cost.shape[0]):

@@ -230,7 +230,7 @@ def _net_value(topology: Topology, data: InstanceData, price: FloatArray, rent: 
     net[:, second] += price[:, nodes[second, 1]] * coef[second, 1]
     if rent is not None and topology.n_cons:
         contrib = rent[:, topology.con_row] * topology.con_coef
-        np.subtract.at(net, (slice(None), topology.con_agent), contrib)
+        np.subtract.at(net, (slice(None), topology.con_agent), contrib)  # type: ignore[arg-type]
     return net - data.cost
 
 
@@ -251,7 +251,7 @@ def residuals(
         slack = data.rhs - level @ A.T
         primal = np.maximum(primal, (np.maximum(0.0, -slack) / qs).max(axis=1))
         # A constraint with rhs = +inf never binds: its rent is 0 and 0 * inf counts as 0, not NaN.
-        product = np.where(rent == 0.0, 0.0, rent * slack)
+        product = rent * np.where(rent == 0.0, 0.0, slack)
         complementarity = np.maximum(complementarity, (np.abs(product) / (ps * qs)).max(axis=1))
         dual = (np.maximum(0.0, -rent) / ps).max(axis=1)
     return Residuals(primal=primal, complementarity=complementarity, dual=dual)

@@ -96,8 +96,10 @@ class _HighsModel:
         h.changeColsCost(J, self.cols, cost)
         h.changeColsBounds(J, self.cols, lower, upper)
         if len(self.rows):
-            h.changeRowsBounds(len(self.rows), self.rows, row_lower, row_upper)
-        h.passHessian(J, J, highspy.HessianFormat.kTriangular, self.hessian_start, self.hessian_index, slope)
+            h.changeRowsBounds(len(self.rows), self.rows, row_lower, row_upper)  # type: ignore[attr-defined]
+        h.passHessian(  # type: ignore[call-overload]  # highspy's stubs lag its API
+            J, J, highspy.HessianFormat.kTriangular, self.hessian_start, self.hessian_index, slope
+        )
         h.run()
         status = h.getModelStatus()
         solution = h.getSolution()

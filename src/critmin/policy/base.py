@@ -166,7 +166,7 @@ class PeriodContext:
     """One period of one mineral: the numbers instruments write, and what they may read."""
 
     mineral: MineralContext
-    period: int
+    period: int | str
     start: dt.date
     end: dt.date
     inputs: PeriodInputs

@@ -214,7 +214,7 @@ def to_long(ds: xr.Dataset, variables: list[str] | None = None, *, drop_zero_flo
     ``supplier`` into ``partner``, any other into the variable name (``name.value``).
     """
     frames = []
-    for name in variables or list(ds.data_vars):
+    for name in variables or [str(v) for v in ds.data_vars]:
         da = ds[name]
         if da.dtype == bool:
             da = da.astype(float)

@@ -205,7 +205,7 @@ class _MineralRun:
 
 def _setup_mineral(scenario: Scenario, cal: CalibratedMineral, ids: list[str]) -> _MineralRun:
     order = sorted(range(len(scenario.instruments)), key=lambda i: APPLY_ORDER[scenario.instruments[i].kind])
-    chosen = []
+    chosen: list[tuple[str, Instrument, MineralContext]] = []
     segments = []
     constraints = []
     for i in order:
@@ -244,7 +244,7 @@ def _reserve_weights(scenario: Scenario, runs: dict[str, _MineralRun], ids: list
         values = {}
         for m, run in runs.items():
             for iid, other, mctx in run.instruments:
-                if iid == ids[i]:
+                if iid == ids[i] and isinstance(other, Reserve):
                     s = other._stage(mctx)
                     target = other.target(mctx)
                     price = float(run.cal.base_price[s].max())
@@ -289,7 +289,8 @@ def _step(scenarios: list[Scenario], runs: list[_MineralRun], year: PeriodLabel,
     labels = [f"{mineral} {year}" + (f" draw {d}" if len(runs) > 1 else "") for d in range(len(runs))]
     solve_time = 0.0
     rounds = 0
-    warm = np.stack([r.warm for r in runs]) if all(r.warm is not None for r in runs) else None
+    warms = [r.warm for r in runs if r.warm is not None]
+    warm = np.stack(warms) if len(warms) == len(runs) else None
     while True:
         for pctx in contexts:
             inputs = pctx.inputs
