@@ -14,10 +14,11 @@ its flow in the previous period. A ban in force for a share ``f`` of a period ca
 - ``leakage``: a share of the controlled (reference) volume still reaches the targets through third
   countries, at a markup on the base-year producer price: modelled as extra capacity on the controlled route
   that pays the markup as a wedge.
-- ``extraterritorial``: third countries' exports to the targets of a covered stage are capped at the share
-  of their reference flow that does not trace back to the controller (mine origin or any earlier processing
-  location), with content traced by proportional mixing through the previous period's flows; countries
-  whose content is below the de-minimis threshold are exempt.
+- ``extraterritorial``: every other country's exports to the targets of a covered stage (a target's
+  re-exports to another target included) are capped at the share of their reference flow that does not
+  trace back to the controller (mine origin or any earlier processing location), with content traced by
+  proportional mixing through the previous period's flows; countries whose content is below the de-minimis
+  threshold are exempt.
 - ``hoarding``: the controller's own stock purchases, a buy segment at its market up to a rate and price cap.
 """
 
@@ -157,16 +158,18 @@ class ExportControl(Instrument):
                 inputs.constraint_rhs[k] = share * q + (1.0 - share) * total_ref + leak.sum()
         if self.extraterritorial:
             content = controller_content(pctx.last_flow(), exp)
-            third = [o for o in range(cal.n_regions) if o not in exp and o not in tgt]
+            # every other country's exports to the targets (a target re-exporting to another target included;
+            # its own domestic use is not an export)
+            others = [o for o in range(cal.n_regions) if o not in exp]
             for s in stages:
-                c = content[s][third]
-                restricted = c > self.de_minimis
-                rows = [o for o, r in zip(third, restricted, strict=True) if r]
-                if not rows:
-                    continue
-                block = np.ix_(rows, tgt)
-                cap = (1.0 - share * content[s][rows][:, None]) * ref[s][block]
-                inputs.route_upper[s][block] = np.minimum(inputs.route_upper[s][block], cap)
+                for o in others:
+                    if content[s][o] <= self.de_minimis:
+                        continue
+                    dests = [d for d in tgt if d != o]
+                    if not dests:
+                        continue
+                    cap = (1.0 - share * content[s][o]) * ref[s][o, dests]
+                    inputs.route_upper[s][o, dests] = np.minimum(inputs.route_upper[s][o, dests], cap)
 
     def settle(self, pctx: PeriodContext, outcome: MineralOutcome) -> None:
         if self.mode != "quota" or pctx.my_state().get("share", 0.0) == 0.0:
