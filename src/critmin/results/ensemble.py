@@ -91,6 +91,8 @@ def run_ensemble(
     if resume is not None:
         info = db.get_run(resume)
         run_id = str(info["id"])
+        if info.get("kind") == "single":
+            raise CritminError(f"run {run_id} is a single run, not an ensemble; run its scenario again instead")
         spec = scenario_from_dict(yaml.safe_load(info["scenario_yaml"]), file=f"run {run_id}")
         table = db.load_draws(run_id)
         chunk_size = int(info.get("chunk_size") or chunk_size)
@@ -100,22 +102,9 @@ def run_ensemble(
         if scenario is None:
             raise CritminError("name a scenario to run, or a run to resume")
         spec = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
-        if draws < 1:
-            raise CritminError("an ensemble needs at least one draw")
-        table = draw_table(spec.uncertainty, draws, seed)
+        run_id = register_ensemble(spec, db, draws=draws, seed=seed, chunk_size=chunk_size)
+        table = db.load_draws(run_id)
         n = draws
-        run_id = db.create_run(
-            scenario_name=spec.name,
-            scenario_hash=scenario_hash(spec),
-            scenario_yaml=yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False),
-            data_version=data_version(spec.world),
-            code_version=code_version(),
-            seed=seed,
-            n_draws=draws,
-            sampler=spec.uncertainty.sampler if spec.uncertainty else "none",
-            chunk_size=chunk_size,
-        )
-        db.add_draws(run_id, table)
     base = spec.model_dump(mode="json")
     base["uncertainty"] = None
     done = db.completed_draws(run_id)
@@ -144,3 +133,74 @@ def run_ensemble(
     if not load:
         return EnsembleResult(run_id, xr.Dataset(), db.load_draws(run_id), pd.DataFrame())
     return EnsembleResult(run_id, db.load_cube(run_id), db.load_draws(run_id), db.load_metrics(run_id))
+
+
+def register_ensemble(spec: Scenario, store: Store, *, draws: int, seed: int = 0, chunk_size: int = DEFAULT_CHUNK_SIZE) -> str:
+    """Register an ensemble in the store (status ``running``) with its table of draws; return its run id.
+
+    Nothing is computed: ``run_ensemble(resume=RUN_ID)`` computes the draws (the web application registers
+    first, so that a request can answer with the run id at once, and computes in the background).
+    """
+    if draws < 1:
+        raise CritminError("an ensemble needs at least one draw")
+    table = draw_table(spec.uncertainty, draws, seed)
+    run_id = store.create_run(
+        scenario_name=spec.name,
+        scenario_hash=scenario_hash(spec),
+        scenario_yaml=yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False),
+        data_version=data_version(spec.world),
+        code_version=code_version(),
+        seed=seed,
+        n_draws=draws,
+        sampler=spec.uncertainty.sampler if spec.uncertainty else "none",
+        chunk_size=chunk_size,
+    )
+    store.add_draws(run_id, table)
+    return run_id
+
+
+def register_single(spec: Scenario, store: Store) -> str:
+    """Register a single (deterministic) run of a scenario in the store; return its run id."""
+    run_id = store.create_run(
+        scenario_name=spec.name,
+        scenario_hash=scenario_hash(spec),
+        scenario_yaml=yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False),
+        data_version=data_version(spec.world),
+        code_version=code_version(),
+        seed=0,
+        n_draws=1,
+        sampler="none",
+        kind="single",
+        chunk_size=1,
+    )
+    store.add_draws(run_id, pd.DataFrame({"draw": [0]}))
+    return run_id
+
+
+def execute_single(run_id: str, spec: Scenario, store: Store) -> xr.Dataset:
+    """Run a registered single run and store its full results (every variable of ``to_dataset``, as one
+    chunk with ``draw = 0``) and its per-group headline metrics; mark it complete (or failed) and return
+    the results Dataset."""
+    from critmin.ensemble.outputs import draw_metrics
+    from critmin.results.dataset import to_dataset
+    from critmin.simulate.run import run_scenario
+
+    t0 = time.perf_counter()
+    try:
+        record = run_scenario(spec)
+        ds = to_dataset(record)
+        store.write_chunk(run_id, 0, [0], ds.expand_dims(draw=[0]), draw_metrics(record, 0))
+    except BaseException:
+        store.finish_run(run_id, "failed", time.perf_counter() - t0)
+        raise
+    store.finish_run(run_id, "complete", time.perf_counter() - t0)
+    return ds
+
+
+def run_single(scenario: str | Path | Scenario, *, store: Store | str | Path | None = None) -> tuple[str, xr.Dataset]:
+    """Run one scenario (no draws), store its full results as a run of kind ``single``; return the run id
+    and the results Dataset."""
+    db = store if isinstance(store, Store) else Store(store)
+    spec = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+    run_id = register_single(spec, db)
+    return run_id, execute_single(run_id, spec, db)
