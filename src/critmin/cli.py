@@ -283,6 +283,62 @@ def schema(
         console.print(f"wrote the scenario schema to {output}")
 
 
+@app.command()
+def report(
+    targets: Annotated[
+        list[str],
+        typer.Argument(help="Stored run ids, or built-in scenario names or YAML files (run first and stored)"),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write")] = Path("report.html"),
+    mineral: Annotated[list[str] | None, typer.Option("--mineral", "-m", help="Charts for these minerals only")] = None,
+    supplier: Annotated[str, typer.Option(help="Supplier whose dependence the map shows")] = "CHN",
+    store: Annotated[Path | None, typer.Option(help="Results store (DuckDB file)")] = None,
+) -> None:
+    """Write a self-contained HTML report (charts inline, no network needed) of runs or scenarios; two or
+    more are compared side by side."""
+    try:
+        from critmin.report.html import write_report
+
+        t0 = time.perf_counter()
+        path = write_report(
+            targets,
+            output,
+            store=store,
+            minerals=mineral,
+            supplier=supplier,
+            on_progress=lambda msg: console.print(f"[dim]{msg}[/]"),
+        )
+        size = path.stat().st_size / 1e6
+        console.print(f"wrote the report to {path} ({size:.1f} MB, {time.perf_counter() - t0:.1f} s)")
+    except CritminError as err:
+        _fail(err)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind; loopback unless told otherwise")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8000,
+    store: Annotated[Path | None, typer.Option(help="Results store (DuckDB file)")] = None,
+    max_draws: Annotated[int, typer.Option(help="Most draws of an ensemble started from the web")] = 500,
+    cors_origin: Annotated[
+        list[str] | None, typer.Option("--cors-origin", help="Allow cross-origin requests from this origin")
+    ] = None,
+) -> None:
+    """Serve the web application and its HTTP API (OpenAPI spec at /openapi.json, docs at /docs)."""
+    try:
+        import uvicorn
+
+        from critmin.web.app import Limits, create_app
+
+        application = create_app(store, limits=Limits(max_draws=max_draws), cors_origins=cors_origin)
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            err_console.print(f"[yellow]note:[/] serving on {host}: anyone who can reach it can start runs")
+        console.print(f"critmin serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+        uvicorn.run(application, host=host, port=port, log_level="warning")
+    except CritminError as err:
+        _fail(err)
+
+
 def _register_store_commands() -> None:
     from critmin.cli_store import register
 

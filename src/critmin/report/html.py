@@ -38,7 +38,7 @@ from critmin.report.figures import (
     world_topojson,
 )
 from critmin.results.store import Store
-from critmin.simulate.scenario import Scenario, scenario_from_dict
+from critmin.simulate.scenario import Scenario, scenario_data, scenario_from_dict
 
 #: Risk metrics of an ensemble report: (metric, label, scale, unit shown).
 _ENSEMBLE_ROWS = (
@@ -165,7 +165,7 @@ def _scenario_view(spec: Scenario) -> dict[str, Any]:
         "blocs": blocs,
         "instruments": instruments,
         "sources": list(spec.sources),
-        "yaml": yaml.safe_dump(spec.model_dump(mode="json", exclude_defaults=True), sort_keys=False),
+        "yaml": yaml.safe_dump(scenario_data(spec), sort_keys=False),
     }
 
 

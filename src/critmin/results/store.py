@@ -416,11 +416,13 @@ class Store:
         Returns
         -------
         pd.DataFrame
-            Columns ``id, scenario, hash, data_version, code_version, seed, sampler, draws, done, created,
-            finished, status, wall_time_s`` (``done``: draws in complete chunks; times in UTC).
+            Columns ``id, kind, scenario, hash, data_version, code_version, seed, sampler, draws, done, created,
+            finished, status, wall_time_s`` (``kind``: ``single`` or ``ensemble``; ``done``: draws in complete
+            chunks; times in UTC).
         """
         columns = [
             "id",
+            "kind",
             "scenario",
             "hash",
             "data_version",
@@ -438,7 +440,7 @@ class Store:
             if con is None:
                 return pd.DataFrame(columns=columns)
             df = con.execute(
-                """SELECT r.run_id AS id, r.scenario_name AS scenario, r.scenario_hash AS hash, r.data_version,
+                """SELECT r.run_id AS id, r.kind, r.scenario_name AS scenario, r.scenario_hash AS hash, r.data_version,
                           r.code_version, r.seed, r.sampler, r.n_draws AS draws,
                           coalesce(c.done, 0)::INTEGER AS done, r.created, r.finished, r.status, r.wall_time_s
                    FROM runs r

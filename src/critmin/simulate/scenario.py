@@ -175,6 +175,17 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     return scenario_from_dict(data, file=file)
 
 
+def scenario_data(spec: Scenario) -> dict[str, Any]:
+    """A scenario as plain data without the fields left at their defaults (what a person would write), but
+    with every instrument's ``kind``; ``scenario_from_dict`` of it gives back an equal scenario."""
+    data = spec.model_dump(mode="json", exclude_defaults=True)
+    if spec.instruments:
+        data["instruments"] = [
+            {"kind": inst.kind, **inst.model_dump(mode="json", exclude_defaults=True)} for inst in spec.instruments
+        ]
+    return data
+
+
 def scenario_schema() -> dict[str, Any]:
     """The published JSON Schema of scenario files."""
     schema = Scenario.model_json_schema()
