@@ -142,6 +142,7 @@ def test_round_trip_of_a_run(store):
     runs = store.list_runs()
     assert list(runs.columns) == [
         "id",
+        "kind",
         "scenario",
         "hash",
         "data_version",

@@ -23,7 +23,9 @@ TOY_FLOOR = {
     "world": "toy",
     "end": 2027,
     "blocs": {"club": {"members": ["USA", "AUS"]}},
-    "instruments": [{"kind": "cfd", "minerals": ["lithium"], "floor": "60 USD/kg", "eligible": "club", "stage": "mine"}],
+    "instruments": [
+        {"kind": "cfd", "minerals": ["lithium"], "floor": "60 USD/kg", "eligible": "club", "stage": "mine"}
+    ],
 }
 
 
@@ -77,7 +79,11 @@ def test_validate_reports_field_and_reason(client: TestClient) -> None:
     assert ok["valid"] and "1 cfd" in ok["summary"]
     bad_unit = {**TOY_FLOOR, "instruments": [{**TOY_FLOOR["instruments"][0], "floor": "abc"}]}
     res = client.post("/api/validate", json={"scenario": bad_unit}).json()
-    assert not res["valid"] and res["errors"][0]["field"].startswith("instruments.0") and "abc" in res["errors"][0]["reason"]
+    assert (
+        not res["valid"]
+        and res["errors"][0]["field"].startswith("instruments.0")
+        and "abc" in res["errors"][0]["reason"]
+    )
     unknown = {**TOY, "blocs": {"club": {"members": ["USA", "XXX"]}}}
     res = client.post("/api/validate", json={"scenario": unknown}).json()
     assert res["errors"][0]["field"] == "blocs.club" and "XXX" in res["errors"][0]["reason"]
@@ -180,7 +186,12 @@ def test_ensemble_in_background(client: TestClient) -> None:
     st = wait(client, run_id)
     assert st["status"] == "complete" and st["kind"] == "ensemble" and st["done"] == 4
     view = client.get(f"/api/runs/{run_id}/view").json()
-    assert view["kind"] == "ensemble" and set(view["figures"]) == {"price", "shortfall_share", "fiscal_cost", "reserve_stock"}
+    assert view["kind"] == "ensemble" and set(view["figures"]) == {
+        "price",
+        "shortfall_share",
+        "fiscal_cost",
+        "reserve_stock",
+    }
     series = {t["meta"]["series"] for t in view["figures"]["price"]["data"]}
     assert {"price|world|p5", "price|world|p50", "price|world|p95"} <= series
     assert view["risk"] and {"p5", "p50", "p95", "cvar"} <= set(view["risk"][0])
@@ -212,7 +223,9 @@ def test_busy_server_answers_429(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         original(self, job, spec)
 
     monkeypatch.setattr(JobManager, "_single", slow)
-    client = TestClient(create_app(tmp_path / "s.duckdb", limits=Limits(max_active_runs=1)), raise_server_exceptions=False)
+    client = TestClient(
+        create_app(tmp_path / "s.duckdb", limits=Limits(max_active_runs=1)), raise_server_exceptions=False
+    )
     first = start(client, TOY)
     res = client.post("/api/runs", json={"scenario": TOY})
     assert res.status_code == 429 and "try again" in res.json()["detail"]
@@ -250,3 +263,21 @@ def test_app_serves_its_own_assets(client: TestClient) -> None:
     assert topo["type"] == "Topology" and "countries" in topo["objects"]
     assert client.get("/static/app.js").status_code == 200
     assert "topojsonURL" in client.get("/static/app.js").text
+
+
+def test_report_command_writes_one_file(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from critmin.cli import app
+
+    out = tmp_path / "r.html"
+    example = Path(__file__).resolve().parents[2] / "examples" / "tariff.yaml"
+    args = ["report", str(example), "-o", str(out), "--store", str(tmp_path / "s.duckdb")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    html = out.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and "PlotlyGeoAssets" in html and '<script src="http' not in html
+    assert not list(tmp_path.glob("*.tmp"))
+    bad = CliRunner().invoke(app, ["report", "no-such-scenario", "-o", str(tmp_path / "x.html")])
+    assert bad.exit_code == 2 and "no built-in scenario" in bad.output
+    assert not (tmp_path / "x.html").exists()

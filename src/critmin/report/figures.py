@@ -70,8 +70,19 @@ def _layout(fig: go.Figure, title: str, *, height: int = 360) -> None:
     fig.update_yaxes(gridcolor="#eee", linecolor="#ccc", zerolinecolor="#ccc")
 
 
+def _year_ticks(fig: go.Figure) -> None:
+    """Whole years on numeric time axes (plotly would otherwise label 2024.5)."""
+    xs = [x for trace in fig.data if getattr(trace, "x", None) is not None for x in trace.x]
+    if not xs or not all(isinstance(x, int | np.integer) for x in xs):
+        return
+    n = int(max(xs) - min(xs)) + 1
+    fig.update_xaxes(tickformat="d", dtick=1 if n <= 9 else 2 if n <= 18 else 5)
+
+
 def to_spec(fig: go.Figure) -> Figure:
     """A figure as a JSON-ready dict (``data`` and ``layout``), numpy values converted."""
+    if not any(isinstance(t, go.Sankey | go.Choropleth) for t in fig.data):
+        _year_ticks(fig)
     spec: Figure = json.loads(fig.to_json())
     return {"data": spec.get("data", []), "layout": spec.get("layout", {})}
 
@@ -158,8 +169,11 @@ def price_paths(ds: xr.Dataset, mineral: str) -> Figure:
                     legendgroup=name,
                     showlegend=col == 1,
                     mode="lines",
-                    line={"color": _group_color(name, blocs), "width": 2.5 if name == WORLD else 2,
-                          "dash": "dot" if name.startswith("not ") else "solid"},
+                    line={
+                        "color": _group_color(name, blocs),
+                        "width": 2.5 if name == WORLD else 2,
+                        "dash": "dot" if name.startswith("not ") else "solid",
+                    },
                     meta={"series": f"price|{stage}|{name}"},
                     hovertemplate="%{y:,.2f} USD/kg",
                 ),
@@ -251,8 +265,15 @@ def reserve_cover(ds: xr.Dataset, mineral: str) -> Figure:
                 col=2,
             )
     if not fig.data:
-        fig.add_annotation(text="No strategic reserve holds this mineral in this run", showarrow=False,
-                           xref="paper", yref="paper", x=0.5, y=0.5, font={"size": 14, "color": "#868e96"})
+        fig.add_annotation(
+            text="No strategic reserve holds this mineral in this run",
+            showarrow=False,
+            xref="paper",
+            yref="paper",
+            x=0.5,
+            y=0.5,
+            font={"size": 14, "color": "#868e96"},
+        )
     _layout(fig, f"{mineral}: strategic reserves")
     fig.update_yaxes(rangemode="tozero")
     return to_spec(fig)
@@ -269,13 +290,25 @@ def fiscal(ds: xr.Dataset) -> Figure:
     payers = [r for r in regions if float(np.abs(by_region.sel(region=r)).sum()) > 1e-9]
     for i, region in enumerate(payers):
         fig.add_trace(
-            go.Bar(x=periods, y=by_region.sel(region=region).values, name=region,
-                   marker={"color": _PALETTE[i % len(_PALETTE)]}, meta={"series": f"fiscal_cost|{region}"},
-                   hovertemplate="%{y:,.1f} M USD")
+            go.Bar(
+                x=periods,
+                y=by_region.sel(region=region).values,
+                name=region,
+                marker={"color": _PALETTE[i % len(_PALETTE)]},
+                meta={"series": f"fiscal_cost|{region}"},
+                hovertemplate="%{y:,.1f} M USD",
+            )
         )
     if not payers:
-        fig.add_annotation(text="No fiscal outlays in this run", showarrow=False, xref="paper", yref="paper",
-                           x=0.5, y=0.5, font={"size": 14, "color": "#868e96"})
+        fig.add_annotation(
+            text="No fiscal outlays in this run",
+            showarrow=False,
+            xref="paper",
+            yref="paper",
+            x=0.5,
+            y=0.5,
+            font={"size": 14, "color": "#868e96"},
+        )
     _layout(fig, "Fiscal cost by paying region, all minerals (million USD per period)")
     fig.update_layout(barmode="relative")
     return to_spec(fig)
@@ -345,14 +378,14 @@ def sankey(ds: xr.Dataset, mineral: str, period: str | int | None = None, *, min
         size[b] = size[b] + v / 2
     xs = [0.0] * len(labels)
     ys = [0.0] * len(labels)
-    for c, col in enumerate(columns):
-        members_ = sorted((i for (cc, _r), i in index.items() if cc == col), key=lambda i: -size[i])
-        total = sum(size[i] for i in members_) or 1.0
+    for ci, column in enumerate(columns):
+        in_column = sorted((n for (cc, _r), n in index.items() if cc == column), key=lambda n: -size[n])
+        total = sum(size[n] for n in in_column) or 1.0
         cum = 0.0
-        for i in members_:
-            xs[i] = 0.001 + 0.998 * c / max(len(columns) - 1, 1)
-            ys[i] = 0.02 + 0.9 * (cum + size[i] / 2) / total + 0.06 * members_.index(i) / max(len(members_), 1)
-            cum += size[i]
+        for k, n in enumerate(in_column):
+            xs[n] = 0.001 + 0.998 * ci / max(len(columns) - 1, 1)
+            ys[n] = 0.02 + 0.9 * (cum + size[n] / 2) / total + 0.06 * k / max(len(in_column), 1)
+            cum += size[n]
     fig = go.Figure(
         go.Sankey(
             arrangement="snap",
@@ -496,8 +529,13 @@ def membership_map(members: Sequence[str], regions: Mapping[str, Sequence[str]],
     _layout(fig, title, height=330)
     fig.update_layout(
         hovermode="closest",
-        geo={"projection": {"type": "natural earth"}, "showframe": False, "showcoastlines": False,
-             "lataxis": {"range": [-58, 85]}, "center": {"lat": 15, "lon": 10}},
+        geo={
+            "projection": {"type": "natural earth"},
+            "showframe": False,
+            "showcoastlines": False,
+            "lataxis": {"range": [-58, 85]},
+            "center": {"lat": 15, "lon": 10},
+        },
         margin={"l": 0, "r": 0, "t": 40, "b": 0},
     )
     return to_spec(fig)
@@ -558,18 +596,47 @@ def ensemble_figures(metrics: pd.DataFrame, mineral: str, groups: Sequence[str] 
             rows = part[part["region"] == name]
             if rows.empty or not np.isfinite(rows["value"].to_numpy(dtype=float)).any():
                 continue
-            q = rows.groupby("period")["value"].quantile([0.05, 0.5, 0.95]).unstack() * scale
+            q = rows.groupby("period")["value"].quantile(np.array([0.05, 0.5, 0.95])).unstack() * scale
             periods = [str(p) for p in q.index]
             color = _WORLD_COLOR if name == WORLD else _PALETTE[i % len(_PALETTE)]
-            fig.add_trace(go.Scatter(x=periods, y=q[0.95].values, mode="lines", line={"width": 0},
-                                     showlegend=False, hoverinfo="skip", legendgroup=name,
-                                     meta={"series": f"{metric}|{name}|p95"}))
-            fig.add_trace(go.Scatter(x=periods, y=q[0.05].values, mode="lines", line={"width": 0}, fill="tonexty",
-                                     fillcolor=_hex_rgba(color, 0.18), name=f"{name} P5–P95", legendgroup=name,
-                                     meta={"series": f"{metric}|{name}|p5"}, hovertemplate=f"P5 %{{y:,.2f}}{suffix}"))
-            fig.add_trace(go.Scatter(x=periods, y=q[0.5].values, mode="lines", line={"color": color, "width": 2},
-                                     name=f"{name} median", legendgroup=name, meta={"series": f"{metric}|{name}|p50"},
-                                     hovertemplate=f"median %{{y:,.2f}}{suffix}"))
+            fig.add_trace(
+                go.Scatter(
+                    x=periods,
+                    y=q[0.95].values,
+                    mode="lines",
+                    line={"width": 0},
+                    showlegend=False,
+                    hoverinfo="skip",
+                    legendgroup=name,
+                    meta={"series": f"{metric}|{name}|p95"},
+                )
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=periods,
+                    y=q[0.05].values,
+                    mode="lines",
+                    line={"width": 0},
+                    fill="tonexty",
+                    fillcolor=_hex_rgba(color, 0.18),
+                    name=f"{name} P5–P95",
+                    legendgroup=name,
+                    meta={"series": f"{metric}|{name}|p5"},
+                    hovertemplate=f"P5 %{{y:,.2f}}{suffix}",
+                )
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=periods,
+                    y=q[0.5].values,
+                    mode="lines",
+                    line={"color": color, "width": 2},
+                    name=f"{name} median",
+                    legendgroup=name,
+                    meta={"series": f"{metric}|{name}|p50"},
+                    hovertemplate=f"median %{{y:,.2f}}{suffix}",
+                )
+            )
         _layout(fig, f"{mineral}: {title}, P5–P95 over draws")
         fig.update_yaxes(rangemode="tozero")
         out[metric] = to_spec(fig)
@@ -587,17 +654,38 @@ def compare_figures(runs: Mapping[str, xr.Dataset], mineral: str, group: str = W
         g = group if group in groups["group"].values else WORLD
         stages = _stages(ds, mineral)
         last = stages[-1]
-        p = _group_mean(ds["price"].sel(mineral=mineral, stage=last), use(ds).sel(mineral=mineral, stage=last),
-                        groups).sel(group=g) / 1000.0
+        p = (
+            _group_mean(
+                ds["price"].sel(mineral=mineral, stage=last), use(ds).sel(mineral=mineral, stage=last), groups
+            ).sel(group=g)
+            / 1000.0
+        )
         unmet, ref = shortfall_parts(ds, groups)
         u = unmet.sel(mineral=mineral, region=g, sector="all").sum("stage", min_count=1)
         r = ref.sel(mineral=mineral, region=g, sector="all").sum("stage", min_count=1)
         periods = _x(ds)
-        price.add_trace(go.Scatter(x=periods, y=p.values, name=name, mode="lines", line={"color": color},
-                                   meta={"series": f"price|{name}"}, hovertemplate="%{y:,.2f} USD/kg"))
-        short.add_trace(go.Scatter(x=periods, y=((u / r).where(r > 0) * 100.0).values, name=name, mode="lines",
-                                   line={"color": color}, meta={"series": f"shortfall|{name}"},
-                                   hovertemplate="%{y:.1f}%"))
+        price.add_trace(
+            go.Scatter(
+                x=periods,
+                y=p.values,
+                name=name,
+                mode="lines",
+                line={"color": color},
+                meta={"series": f"price|{name}"},
+                hovertemplate="%{y:,.2f} USD/kg",
+            )
+        )
+        short.add_trace(
+            go.Scatter(
+                x=periods,
+                y=((u / r).where(r > 0) * 100.0).values,
+                name=name,
+                mode="lines",
+                line={"color": color},
+                meta={"series": f"shortfall|{name}"},
+                hovertemplate="%{y:.1f}%",
+            )
+        )
     _layout(price, f"{mineral}: price of the last stage in {group} (USD/kg), by run")
     _layout(short, f"{mineral}: shortfall in {group} (% of reference demand), by run")
     price.update_yaxes(rangemode="tozero")

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import xarray as xr
@@ -184,7 +184,7 @@ def _headline_rows(runs: Sequence[ReportRun]) -> tuple[list[str], list[dict[str,
     labels = [r.label for r in singles]
     rows = []
     for key, row in values.iterrows():
-        metric, mineral, bloc = key  # type: ignore[misc]
+        metric, mineral, bloc = (str(k) for k in cast(tuple[Any, ...], key))
         unit = str(units.loc[key])
         cells = [fmt_value(_clean(row[label]), unit) for label in labels]
         diffs = []
@@ -209,7 +209,8 @@ def _ensemble_rows(run: ReportRun) -> list[dict[str, Any]]:
             continue
         per_draw = part.groupby(["mineral", "region", "draw"])["value"]
         agg = per_draw.sum() if metric == "fiscal_cost" else per_draw.max()
-        for (mineral, group), values in agg.groupby(level=[0, 1]):
+        for keys, values in agg.groupby(level=[0, 1]):
+            mineral, group = (str(k) for k in keys)  # type: ignore[union-attr]
             v = values.to_numpy(dtype=float) * scale
             v = v[pd.notna(v)]
             if v.size == 0:
@@ -281,7 +282,11 @@ def build_report(
         for mineral in chosen:
             if run.ds is not None:
                 regions = region_map[run.scenario.world]
-                sup = supplier if supplier in [str(r) for r in run.ds["region"].values] else str(run.ds["region"][0].values)
+                sup = (
+                    supplier
+                    if supplier in [str(r) for r in run.ds["region"].values]
+                    else str(run.ds["region"][0].values)
+                )
                 per[mineral] = run_figures(run.ds, regions, mineral=mineral, supplier=sup)
             else:
                 assert run.metrics is not None
@@ -289,20 +294,40 @@ def build_report(
         charts[run.label] = per
         all_minerals += [m for m in chosen if m not in all_minerals]
     comparison: dict[str, dict[str, Figure]] = {}
-    singles = {r.label: r.ds for r in runs if r.ds is not None}
+    singles: dict[str, xr.Dataset] = {r.label: r.ds for r in runs if r.ds is not None}
     if len(singles) >= 2:
-        shared = [m for m in all_minerals if all(m in [str(x) for x in ds["mineral"].values] for ds in singles.values())]
-        comparison = {m: compare_figures(singles, m) for m in shared}  # type: ignore[arg-type]
+        shared = [
+            m for m in all_minerals if all(m in [str(x) for x in ds["mineral"].values] for ds in singles.values())
+        ]
+        comparison = {m: compare_figures(singles, m) for m in shared}
     labels, headline_rows = _headline_rows(runs)
     env = Environment(loader=PackageLoader("critmin.report", "templates"), autoescape=select_autoescape())
     template = env.get_template("report.html.j2")
-    kinds = ", ".join(f"{r.label}: {'ensemble of ' + str(r.n_draws) + ' draws' if r.kind == 'ensemble' else 'single run'}" for r in runs)
+    kinds = ", ".join(
+        f"{r.label}: {'ensemble of ' + str(r.n_draws) + ' draws' if r.kind == 'ensemble' else 'single run'}"
+        for r in runs
+    )
     return template.render(
-        title=title or ("Comparison: " + " vs ".join(r.scenario.name for r in runs) if len(runs) > 1 else f"Scenario {runs[0].scenario.name}"),
+        title=title
+        or (
+            "Comparison: " + " vs ".join(r.scenario.name for r in runs)
+            if len(runs) > 1
+            else f"Scenario {runs[0].scenario.name}"
+        ),
         generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         version=critmin.__version__,
         kinds=kinds,
-        runs=[{"label": r.label, "run_id": r.run_id, "kind": r.kind, "n_draws": r.n_draws, "scenario": _scenario_view(r.scenario), "risk": _ensemble_rows(r) if r.kind == "ensemble" else []} for r in runs],
+        runs=[
+            {
+                "label": r.label,
+                "run_id": r.run_id,
+                "kind": r.kind,
+                "n_draws": r.n_draws,
+                "scenario": _scenario_view(r.scenario),
+                "risk": _ensemble_rows(r) if r.kind == "ensemble" else [],
+            }
+            for r in runs
+        ],
         labels=labels,
         headline_rows=headline_rows,
         definitions=HEADLINE_DEFINITIONS,

@@ -135,7 +135,9 @@ def run_ensemble(
     return EnsembleResult(run_id, db.load_cube(run_id), db.load_draws(run_id), db.load_metrics(run_id))
 
 
-def register_ensemble(spec: Scenario, store: Store, *, draws: int, seed: int = 0, chunk_size: int = DEFAULT_CHUNK_SIZE) -> str:
+def register_ensemble(
+    spec: Scenario, store: Store, *, draws: int, seed: int = 0, chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> str:
     """Register an ensemble in the store (status ``running``) with its table of draws; return its run id.
 
     Nothing is computed: ``run_ensemble(resume=RUN_ID)`` computes the draws (the web application registers

@@ -28,7 +28,8 @@ from typing import Annotated, Any, Literal
 import pandas as pd
 import xarray as xr
 import yaml
-from fastapi import FastAPI, HTTPException, Path as PathParam, Query, Request
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
@@ -231,7 +232,9 @@ class Api:
         if spec.world not in BUILTIN_WORLDS:
             raise DataError(file, "world", f"must be a built-in world ({', '.join(BUILTIN_WORLDS)}); no paths")
         if len(spec.instruments) > lim.max_instruments:
-            raise DataError(file, "instruments", f"{len(spec.instruments)} instruments; the limit is {lim.max_instruments}")
+            raise DataError(
+                file, "instruments", f"{len(spec.instruments)} instruments; the limit is {lim.max_instruments}"
+            )
         if len(spec.blocs) > lim.max_blocs:
             raise DataError(file, "blocs", f"{len(spec.blocs)} blocs; the limit is {lim.max_blocs}")
         for name, bloc in spec.blocs.items():
@@ -323,6 +326,7 @@ def create_app(
     """The FastAPI app: the API under ``/api`` and the web application at ``/``."""
     db = store if isinstance(store, Store) else Store(store)
     api = Api(db, limits or Limits())
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
@@ -427,7 +431,9 @@ def create_app(
         for inst in spec.instruments:
             kinds[inst.kind] = kinds.get(inst.kind, 0) + 1
         summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no instruments"
-        return Validation(valid=True, errors=[], summary=f"{spec.name}: blocs {', '.join(spec.blocs) or 'none'}; {summary}")
+        return Validation(
+            valid=True, errors=[], summary=f"{spec.name}: blocs {', '.join(spec.blocs) or 'none'}; {summary}"
+        )
 
     @app.post("/api/yaml/export", tags=["scenarios"])
     def export_yaml(body: ScenarioBody) -> YamlText:
@@ -446,7 +452,9 @@ def create_app(
     def start_run(body: RunRequest) -> RunStarted:
         spec = api.check(body.scenario)
         if body.draws is not None and body.draws > api.limits.max_draws:
-            raise _problem(422, [{"field": "draws", "reason": f"{body.draws} draws; the limit is {api.limits.max_draws}"}])
+            raise _problem(
+                422, [{"field": "draws", "reason": f"{body.draws} draws; the limit is {api.limits.max_draws}"}]
+            )
         try:
             job = api.jobs.submit(spec, body.draws, body.seed)
         except BusyError as err:
@@ -468,10 +476,10 @@ def create_app(
                     kind=str(row.kind),
                     scenario=str(row.scenario),
                     status=status,
-                    draws=int(row.draws),
-                    done=int(job.done) if job is not None and status == "running" else int(row.done),
+                    draws=int(row.draws),  # type: ignore[arg-type]
+                    done=int(job.done) if job is not None and status == "running" else int(row.done),  # type: ignore[arg-type]
                     created=str(row.created),
-                    wall_time_s=float(row.wall_time_s or 0.0),
+                    wall_time_s=float(row.wall_time_s or 0.0),  # type: ignore[arg-type]
                     error=job.error if job is not None else None,
                 )
             )
@@ -486,7 +494,9 @@ def create_app(
         api.status(run_id)
         spec = api.scenario_of(run_id)
         data = scenario_data(spec)
-        return ScenarioDoc(name=spec.name, scenario=data, yaml=yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+        return ScenarioDoc(
+            name=spec.name, scenario=data, yaml=yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+        )
 
     @app.get("/api/runs/{run_id}/view", tags=["results"])
     def run_view(
@@ -635,15 +645,20 @@ def create_app(
             st = api.complete(rid)
             if st.kind != "single":
                 raise _problem(422, f"run {rid} is an ensemble; compare single runs")
-            items.append(ReportRun(label=f"{st.scenario} ({rid})", scenario=api.scenario_of(rid), run_id=rid, ds=api.cube(rid)))
-        shared = [m for m in (str(x) for x in items[0].ds["mineral"].values) if all(m in it.ds["mineral"].values for it in items)]  # type: ignore[index]
+            items.append(
+                ReportRun(label=f"{st.scenario} ({rid})", scenario=api.scenario_of(rid), run_id=rid, ds=api.cube(rid))
+            )
+        cubes = [api.cube(str(it.run_id)) for it in items]
+        shared = [
+            m for m in (str(x) for x in cubes[0]["mineral"].values) if all(m in c["mineral"].values for c in cubes)
+        ]
         if not shared:
             raise _problem(422, "the runs share no mineral")
         mineral = mineral or shared[0]
         if mineral not in shared:
             raise _problem(422, f"mineral {mineral!r} is not in every run; shared: {', '.join(shared)}")
         labels, rows = _headline_rows(items)
-        figures = compare_figures({it.label: it.ds for it in items}, mineral, group)  # type: ignore[misc]
+        figures = compare_figures({it.label: c for it, c in zip(items, cubes, strict=True)}, mineral, group)
         return {"labels": labels, "minerals": shared, "mineral": mineral, "rows": rows, "figures": figures}
 
     # -- the web application -----------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from contextlib import suppress
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 from critmin.core.errors import CritminError

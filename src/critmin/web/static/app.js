@@ -157,8 +157,9 @@ function field(obj, key, s, path, required) {
       if (kind === "list") v = t.trim() === "" ? undefined : t.split(",").map(x => parseScalar(x)).filter(x => x !== undefined);
       else if (kind === "list-or-text") {
         const parts = t.split(",").map(x => x.trim()).filter(x => x);
-        const textOk = options(sch).some(o => o.type === "string");
-        v = parts.length === 0 ? undefined : (parts.length === 1 && textOk ? parts[0] : parts);
+        const plain = options(sch).some(o => o.type === "string" && o.const === undefined && !o.enum);
+        const consts = options(sch).filter(o => o.const !== undefined).map(o => o.const);
+        v = parts.length === 0 ? undefined : (parts.length === 1 && (plain || consts.includes(parts[0])) ? parts[0] : parts);
       } else if (kind === "map") {
         if (t.trim() === "") v = undefined;
         else { v = {}; for (const part of t.split(",")) { const [k, x] = part.split(":").map(y => (y || "").trim()); if (k) v[k] = parseScalar(x || "") ?? ""; } }
