@@ -222,3 +222,49 @@ def test_report_opens_offline(server: str, browser: Any, tmp_path: Path) -> None
     assert net.blocked == [], f"the report reached for the network: {net.blocked[:5]}"
     assert net.errors == [], net.errors
     page.close()
+
+
+ENSEMBLE_YAML = """\
+name: toy-ensemble
+world: toy
+end: 2028
+uncertainty:
+  sampler: lhs
+  parameters:
+    - path: dynamics.demand_half_life
+      dist: uniform
+      low: 2
+      high: 6
+"""
+
+
+def test_import_export_yaml_and_ensemble_bands(server: str, browser: Any, tmp_path: Path) -> None:
+    page = browser.new_page(viewport={"width": 1440, "height": 1000}, accept_downloads=True)
+    net = Offline(page, server)
+    page.goto(f"{server}/#/build")
+    page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+    source = tmp_path / "toy-ensemble.yaml"
+    source.write_text(ENSEMBLE_YAML, encoding="utf-8")
+    page.set_input_files("#import-yaml", str(source))
+    page.wait_for_function("document.querySelector(\"[data-path='name']\").value === 'toy-ensemble'")
+    page.wait_for_selector("#validation.ok", timeout=30_000)
+    assert page.input_value("[data-path='world']") == "toy"
+    with page.expect_download() as info:
+        page.click("#export-yaml")
+    exported = Path(info.value.path()).read_text(encoding="utf-8")
+    assert "name: toy-ensemble" in exported and "demand_half_life" in exported and "extends" not in exported
+
+    page.fill("#draws", "6")
+    page.evaluate("delete document.body.dataset.runRendered")
+    page.click("#ensemble-button")
+    page.wait_for_function("document.body.dataset.runRendered", timeout=180_000)
+    assert "6 draws" in page.inner_text("#run-title")
+    series = _series(page, "chart-price")
+    assert {"price|world|p5", "price|world|p50", "price|world|p95"} <= set(series)
+    assert {"shortfall_share|world|p5", "shortfall_share|world|p95"} <= set(_series(page, "chart-shortfall_share"))
+    assert page.locator("#run-table tbody tr").count() >= 3
+    assert page.locator("#sel-supplier").is_hidden()
+    page.screenshot(path=str(ARTIFACTS / "ensemble.png"), full_page=True)
+    assert net.blocked == [], net.blocked[:5]
+    assert net.errors == [], net.errors
+    page.close()

@@ -554,13 +554,14 @@ def run_figures(
     mineral = mineral or minerals[0]
     if mineral not in minerals:
         raise ValueError(f"mineral {mineral!r} is not in the run; it has {', '.join(minerals)}")
+    one = ds.sel(mineral=[mineral])  # every chart but fiscal cost is of one mineral: compute on it alone
     return {
-        "prices": price_paths(ds, mineral),
-        "shortfall": shortfall_by_sector(ds, mineral),
-        "reserve": reserve_cover(ds, mineral),
+        "prices": price_paths(one, mineral),
+        "shortfall": shortfall_by_sector(one, mineral),
+        "reserve": reserve_cover(one, mineral),
         "fiscal": fiscal(ds),
-        "sankey": sankey(ds, mineral, period),
-        "map": dependence_map(ds, mineral, supplier, regions, period),
+        "sankey": sankey(one, mineral, period),
+        "map": dependence_map(one, mineral, supplier, regions, period),
     }
 
 

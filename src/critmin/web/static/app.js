@@ -150,7 +150,7 @@ function field(obj, key, s, path, required) {
     input.value = obj[key] !== undefined ? obj[key] : "";
     input.addEventListener("change", () => { setPath(obj, key, input.value === "" ? undefined : input.value); change(); });
   } else {
-    input = el("input", { type: "text", "data-path": path, value: showValue(obj[key]), placeholder: sch.default !== undefined && sch.default !== null ? "default: " + showValue(sch.default) : (kind === "list" || kind === "list-or-text" ? "comma-separated" : "") });
+    input = el("input", { type: "text", "data-path": path, value: showValue(obj[key]), placeholder: sch.default !== undefined && sch.default !== null && sch.default !== "" ? "default: " + showValue(sch.default) : (kind === "list" || kind === "list-or-text" ? "comma-separated" : "") });
     input.addEventListener("input", () => {
       const t = input.value;
       let v;
