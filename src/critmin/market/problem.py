@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -100,6 +101,20 @@ class Topology:
         """``A`` as a dense ``(K, J)`` array."""
         A = np.zeros((self.n_cons, self.n_agents))
         np.add.at(A, (self.con_row, self.con_agent), self.con_coef)
+        return A
+
+    @cached_property
+    def _incidence_readonly(self) -> FloatArray:
+        """:meth:`incidence_dense`, built once per topology and read-only (for :func:`residuals`)."""
+        E = self.incidence_dense()
+        E.flags.writeable = False
+        return E
+
+    @cached_property
+    def _constraints_readonly(self) -> FloatArray:
+        """:meth:`constraints_dense`, built once per topology and read-only (for :func:`residuals`)."""
+        A = self.constraints_dense()
+        A.flags.writeable = False
         return A
 
 
@@ -238,7 +253,7 @@ def residuals(
     topology: Topology, data: InstanceData, price: FloatArray, level: FloatArray, rent: FloatArray
 ) -> Residuals:
     """Residuals of a candidate solution, computed the same way for every solver."""
-    E = topology.incidence_dense()
+    E = topology._incidence_readonly
     balance = level @ E.T + data.injection
     qs = data.quantity_scale[:, None]
     ps = data.price_scale[:, None]
@@ -247,7 +262,7 @@ def residuals(
     complementarity = comp.max(axis=1, initial=0.0)
     dual = np.zeros(data.n_instances)
     if topology.n_cons:
-        A = topology.constraints_dense()
+        A = topology._constraints_readonly
         slack = data.rhs - level @ A.T
         primal = np.maximum(primal, (np.maximum(0.0, -slack) / qs).max(axis=1))
         # A constraint with rhs = +inf never binds: its rent is 0 and 0 * inf counts as 0, not NaN.
