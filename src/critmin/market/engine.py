@@ -1457,7 +1457,7 @@ class BatchedNewtonSolver:
         price = x[:, :N] * ps
         rent = x[:, N:] * ps
         level = agent_response(topology, data, price, rent)
-        res = residuals(topology, data, price, level, rent)
+        res = residuals(topology, data, price, level, rent, response=level)
         _raise_if_above(data, res, tol)
         return Solution(
             price=price,

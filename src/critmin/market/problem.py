@@ -250,15 +250,26 @@ def _net_value(topology: Topology, data: InstanceData, price: FloatArray, rent: 
 
 
 def residuals(
-    topology: Topology, data: InstanceData, price: FloatArray, level: FloatArray, rent: FloatArray
+    topology: Topology,
+    data: InstanceData,
+    price: FloatArray,
+    level: FloatArray,
+    rent: FloatArray,
+    response: FloatArray | None = None,
 ) -> Residuals:
-    """Residuals of a candidate solution, computed the same way for every solver."""
+    """Residuals of a candidate solution, computed the same way for every solver.
+
+    ``response`` is ``agent_response(topology, data, price, rent)`` where the caller already has it (the
+    engine's levels are that response); it is computed here otherwise.
+    """
     E = topology._incidence_readonly
     balance = level @ E.T + data.injection
     qs = data.quantity_scale[:, None]
     ps = data.price_scale[:, None]
     primal = np.abs(balance / qs).max(axis=1, initial=0.0)
-    comp = np.abs(level - agent_response(topology, data, price, rent)) / qs
+    if response is None:
+        response = agent_response(topology, data, price, rent)
+    comp = np.abs(level - response) / qs
     complementarity = comp.max(axis=1, initial=0.0)
     dual = np.zeros(data.n_instances)
     if topology.n_cons:
