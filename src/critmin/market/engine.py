@@ -1311,15 +1311,103 @@ def _solve_batch(  # type: ignore[no-untyped-def]
 ):
     """Solve every instance of a scaled batch; ``x`` (B, N + K) holds starts and returns solutions."""
     for b in nb.prange(cost.shape[0]):
-        mu_on = np.empty(rhs.shape[1], dtype=np.bool_)
-        for k in range(rhs.shape[1]):
-            mu_on[k] = rhs[b, k] < np.inf
-        inst = (cost[b], slope[b], 1.0 / slope[b], lower[b], upper[b], injection[b], rhs[b], mu_on)
-        its, code = _solve_one(st, inst, n_nodes, x[b], tol, max_iter, direction[b], stats[b])
-        iterations[b] = its
-        outcome[b] = code
-        if code == _CONVERGED and canonical:
-            stats[b, 3] = _canonicalise(st, inst, n_nodes, x[b])
+        _solve_instance(
+            b,
+            st,
+            n_nodes,
+            cost,
+            slope,
+            lower,
+            upper,
+            injection,
+            rhs,
+            x,
+            tol,
+            max_iter,
+            canonical,
+            iterations,
+            outcome,
+            direction,
+            stats,
+        )
+
+
+@nb.njit(cache=True)
+def _solve_batch_serial(  # type: ignore[no-untyped-def]
+    st,
+    n_nodes,
+    cost,
+    slope,
+    lower,
+    upper,
+    injection,
+    rhs,
+    x,
+    tol,
+    max_iter,
+    canonical,
+    iterations,
+    outcome,
+    direction,
+    stats,
+):
+    """:func:`_solve_batch` on the calling thread only.
+
+    For a batch of one instance (every solve of a single run) threads bring nothing, and waking the
+    thread pool for each of the many small solves costs time, most of all on a busy machine.
+    """
+    for b in range(cost.shape[0]):
+        _solve_instance(
+            b,
+            st,
+            n_nodes,
+            cost,
+            slope,
+            lower,
+            upper,
+            injection,
+            rhs,
+            x,
+            tol,
+            max_iter,
+            canonical,
+            iterations,
+            outcome,
+            direction,
+            stats,
+        )
+
+
+@nb.njit(cache=True)
+def _solve_instance(  # type: ignore[no-untyped-def]
+    b,
+    st,
+    n_nodes,
+    cost,
+    slope,
+    lower,
+    upper,
+    injection,
+    rhs,
+    x,
+    tol,
+    max_iter,
+    canonical,
+    iterations,
+    outcome,
+    direction,
+    stats,
+):
+    """Solve instance ``b`` of a scaled batch in place (the body of :func:`_solve_batch`)."""
+    mu_on = np.empty(rhs.shape[1], dtype=np.bool_)
+    for k in range(rhs.shape[1]):
+        mu_on[k] = rhs[b, k] < np.inf
+    inst = (cost[b], slope[b], 1.0 / slope[b], lower[b], upper[b], injection[b], rhs[b], mu_on)
+    its, code = _solve_one(st, inst, n_nodes, x[b], tol, max_iter, direction[b], stats[b])
+    iterations[b] = its
+    outcome[b] = code
+    if code == _CONVERGED and canonical:
+        stats[b, 3] = _canonicalise(st, inst, n_nodes, x[b])
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -1425,7 +1513,8 @@ class BatchedNewtonSolver:
         outcome = np.zeros(B, dtype=np.int64)
         direction = np.zeros((B, N + K))
         stats = np.zeros((B, 4), dtype=np.int64)
-        _solve_batch(
+        kernel = _solve_batch if B > 1 else _solve_batch_serial
+        kernel(
             prepared.as_tuple(),
             N,
             cost,
