@@ -116,8 +116,6 @@ class MineralContext:
     cal: CalibratedMineral
     blocs: Mapping[str, Bloc]
     instrument_id: str = ""
-    #: Resolved selectors by (selector, date): a run asks the same questions every period and round.
-    _resolved: dict[tuple[Any, dt.date], tuple[int, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def regions(self) -> tuple[str, ...]:
@@ -139,16 +137,7 @@ class MineralContext:
         return [self.cal.sectors.index(s) for s in sectors if s in self.cal.sectors]
 
     def regions_at(self, selector: Selector, date: dt.date) -> list[int]:
-        """Indices of the regions ``selector`` names on ``date`` (see :func:`~critmin.policy.blocs.resolve`).
-
-        Resolved once per selector and date for the context's lifetime (one run: the blocs do not change).
-        """
-        key = (selector if isinstance(selector, str) else tuple(selector), date)
-        hit = self._resolved.get(key)
-        if hit is None:
-            hit = tuple(resolve(selector, self.cal.regions, self.blocs, date))
-            self._resolved[key] = hit
-        return list(hit)
+        return resolve(selector, self.cal.regions, self.blocs, date)
 
     def segment_name(self, suffix: str) -> str:
         return f"{self.instrument_id}/{self.cal.mineral}/{suffix}"
