@@ -26,6 +26,7 @@ kernel that loops over the batch.
 from __future__ import annotations
 
 import hashlib
+import threading
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -258,6 +259,8 @@ def _sum_groups(values: FloatArray, starts: IntArray) -> FloatArray:
 _PREPARED_CACHE: OrderedDict[bytes, PreparedTopology] = OrderedDict()
 #: How many prepared structures :data:`_PREPARED_CACHE` keeps.
 _PREPARED_CACHE_SIZE = 256
+#: Guards :data:`_PREPARED_CACHE` (runs may share a process across threads).
+_PREPARED_LOCK = threading.Lock()
 
 
 def _topology_key(topology: Topology) -> bytes:
@@ -284,20 +287,23 @@ def _prepared_by_content(topology: Topology) -> PreparedTopology:
     scenario (and in every draw of an ensemble), so its prepared structure is computed once per process.
     """
     key = _topology_key(topology)
-    prepared = _PREPARED_CACHE.get(key)
-    if prepared is not None:
-        _PREPARED_CACHE.move_to_end(key)
-        return prepared
+    with _PREPARED_LOCK:
+        prepared = _PREPARED_CACHE.get(key)
+        if prepared is not None:
+            _PREPARED_CACHE.move_to_end(key)
+            return prepared
     prepared = prepare_topology(topology)
-    _PREPARED_CACHE[key] = prepared
-    while len(_PREPARED_CACHE) > _PREPARED_CACHE_SIZE:
-        _PREPARED_CACHE.popitem(last=False)
+    with _PREPARED_LOCK:
+        _PREPARED_CACHE[key] = prepared
+        while len(_PREPARED_CACHE) > _PREPARED_CACHE_SIZE:
+            _PREPARED_CACHE.popitem(last=False)
     return prepared
 
 
 def clear_prepared_cache() -> None:
     """Forget every prepared structure cached by content (for benchmarks of a first run)."""
-    _PREPARED_CACHE.clear()
+    with _PREPARED_LOCK:
+        _PREPARED_CACHE.clear()
 
 
 # --------------------------------------------------------------------------------------------------------

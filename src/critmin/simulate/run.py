@@ -19,6 +19,7 @@ builds while prices stay high and fades when they fall.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -208,6 +209,8 @@ class _MineralRun:
 _LAYOUTS: OrderedDict[tuple[Any, ...], tuple[MarketLayout, Topology]] = OrderedDict()
 #: How many layouts :data:`_LAYOUTS` keeps.
 _LAYOUTS_SIZE = 256
+#: Guards :data:`_LAYOUTS` (runs may share a process across threads).
+_LAYOUTS_LOCK = threading.Lock()
 
 
 def _layout(
@@ -228,24 +231,28 @@ def _layout(
         tuple(constraints),
     )
     try:
-        hit = _LAYOUTS.get(key)
+        hash(key)
     except TypeError:  # a structure with an unhashable part: build it afresh
         layout = MarketLayout.for_mineral(cal, segments, constraints)
         return layout, topology_with_yields(layout, [cal])
-    if hit is not None:
-        _LAYOUTS.move_to_end(key)
-        return hit
+    with _LAYOUTS_LOCK:
+        hit = _LAYOUTS.get(key)
+        if hit is not None:
+            _LAYOUTS.move_to_end(key)
+            return hit
     layout = MarketLayout.for_mineral(cal, segments, constraints)
     built = (layout, topology_with_yields(layout, [cal]))
-    _LAYOUTS[key] = built
-    while len(_LAYOUTS) > _LAYOUTS_SIZE:
-        _LAYOUTS.popitem(last=False)
+    with _LAYOUTS_LOCK:
+        _LAYOUTS[key] = built
+        while len(_LAYOUTS) > _LAYOUTS_SIZE:
+            _LAYOUTS.popitem(last=False)
     return built
 
 
 def clear_caches() -> None:
     """Forget the layouts kept between runs (for benchmarks of a first run)."""
-    _LAYOUTS.clear()
+    with _LAYOUTS_LOCK:
+        _LAYOUTS.clear()
 
 
 def _setup_mineral(scenario: Scenario, cal: CalibratedMineral, ids: list[str]) -> _MineralRun:
