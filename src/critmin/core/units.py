@@ -8,11 +8,12 @@ from __future__ import annotations
 import math
 import re
 from functools import lru_cache
-from typing import Any
-
-import pint
+from typing import TYPE_CHECKING, Any
 
 from critmin.core.errors import DataError
+
+if TYPE_CHECKING:
+    import pint
 
 #: Canonical units used inside the engine.
 QUANTITY_UNIT = "t/yr"
@@ -23,7 +24,13 @@ MONEY_UNIT = "USD"
 
 @lru_cache(maxsize=1)
 def registry() -> pint.UnitRegistry:
-    """The package's unit registry (currency, tonnes, years, days)."""
+    """The package's unit registry (currency, tonnes, years, days).
+
+    pint is imported here, on first use: it takes about a third of a second to import, and only values
+    written with units (``"110 USD/kg"``) need it.
+    """
+    import pint
+
     ureg: pint.UnitRegistry = pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
     ureg.define("USD = [currency]")
     ureg.define("kUSD = 1000 * USD")

@@ -28,6 +28,7 @@ With these numbers the base-year equilibrium *is* the observed state: a test che
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -232,6 +233,23 @@ def _restore_balance(x: FloatArray, supply: FloatArray, use: FloatArray, transpo
     return x
 
 
+def _values(da: Any, dims: tuple[str, ...], *, reindex: bool = False, **labels: Sequence[str]) -> FloatArray:
+    """The values of ``da`` at ``labels`` (per dimension), as a float array with axes in the order ``dims``.
+
+    Equivalent to ``da.sel(**labels).transpose(*dims).values`` (``reindex``: ``da.reindex(...)``, missing
+    labels give NaN), without xarray's label lookup when the array's labels already are the ones asked
+    for, in the same order (as they are for the arrays a world builds).
+    """
+    if set(da.dims) == set(dims) and all(
+        tuple(da.indexes[d]) == tuple(wanted) for d, wanted in labels.items() if d in da.indexes
+    ):
+        # a copy (as a selection makes), never a view of the world's own data
+        return np.transpose(np.array(da.values, dtype=float), [da.dims.index(d) for d in dims])
+    lists = {d: list(wanted) for d, wanted in labels.items()}
+    picked = da.reindex(**lists) if reindex else da.sel(**lists)
+    return np.asarray(picked.transpose(*dims).values, dtype=float)
+
+
 def calibrate_mineral(world: World, mineral: str) -> CalibratedMineral:
     """Calibrate one mineral of ``world`` to its base year."""
     md: MineralData = world.mineral(mineral)
@@ -241,33 +259,27 @@ def calibrate_mineral(world: World, mineral: str) -> CalibratedMineral:
     file = f"{world.path}"
     S, R, K = len(stages), len(regions), len(sectors)
 
-    def arr(da: Any, dims: tuple[str, ...]) -> FloatArray:
-        return np.asarray(da.transpose(*dims).values, dtype=float)
-
-    production = arr(md.production.sel(stage=list(stages), region=list(regions)), ("stage", "region"))
-    capacity = arr(md.capacity.sel(stage=list(stages), region=list(regions)), ("stage", "region"))
-    price = arr(md.price.sel(stage=list(stages), region=list(regions)), ("stage", "region"))
-    cons_full = md.consumption.sel(stage=list(stages), region=list(regions), sector=list(sectors))
-    cons3 = arr(cons_full, ("stage", "region", "sector"))
+    production = _values(md.production, ("stage", "region"), stage=stages, region=regions)
+    capacity = _values(md.capacity, ("stage", "region"), stage=stages, region=regions)
+    price = _values(md.price, ("stage", "region"), stage=stages, region=regions)
+    cons3 = _values(md.consumption, ("stage", "region", "sector"), stage=stages, region=regions, sector=sectors)
     sector_stage = tuple(stages.index(md.sector_stage[k]) if k in md.sector_stage else S - 1 for k in sectors)
     consumption = np.stack([cons3[sector_stage[k], :, k] for k in range(K)], axis=1)  # (R, K)
     yields = np.array([1.0] + [float(md.yields[s]) for s in stages[1:]])
     # distance-based freight per tonne of contained element, by stage (ore ships far more gross weight)
-    transport = np.asarray(
-        md.transport_cost.sel(stage=list(stages), origin=list(regions), destination=list(regions))
-        .transpose("stage", "origin", "destination")
-        .values,
-        dtype=float,
+    transport = _values(
+        md.transport_cost, ("stage", "origin", "destination"), stage=stages, origin=regions, destination=regions
     )
-    eps_supply = np.asarray(md.supply_elasticity.sel(stage=list(stages)).values, dtype=float)
-    eps_demand = np.asarray(md.demand_elasticity.sel(sector=list(sectors)).values, dtype=float)
-    eps_long = np.asarray(md.demand_elasticity_long_run.sel(sector=list(sectors)).values, dtype=float)
+    eps_supply = _values(md.supply_elasticity, ("stage",), stage=stages)
+    eps_demand = _values(md.demand_elasticity, ("sector",), sector=sectors)
+    eps_long = _values(md.demand_elasticity_long_run, ("sector",), sector=sectors)
     if (eps_supply <= 0).any():
         raise DataError(file, "supply_elasticity", f"{mineral}: supply elasticities must be > 0")
     if (eps_demand >= 0).any():
         raise DataError(file, "demand_elasticity", f"{mineral}: demand elasticities must be < 0")
-    trade = md.trade.reindex(stage=list(stages), origin=list(regions), destination=list(regions))
-    observed = np.asarray(trade.transpose("stage", "origin", "destination").values, dtype=float)
+    observed = _values(
+        md.trade, ("stage", "origin", "destination"), reindex=True, stage=stages, origin=regions, destination=regions
+    )
 
     # --- 1. base-year flows -------------------------------------------------------------------------------
     inputs = np.zeros((S, R))
@@ -346,10 +358,7 @@ def calibrate_mineral(world: World, mineral: str) -> CalibratedMineral:
         )
 
     years = tuple(int(y) for y in md.demand_index["year"].values)
-    demand_index = np.asarray(
-        md.demand_index.sel(region=list(regions), sector=list(sectors)).transpose("year", "region", "sector").values,
-        dtype=float,
-    )
+    demand_index = _values(md.demand_index, ("year", "region", "sector"), region=regions, sector=sectors)
     return CalibratedMineral(
         mineral=mineral,
         stages=stages,

@@ -38,6 +38,7 @@ import yaml
 
 from critmin.core.errors import DataError
 from critmin.core.units import PRICE_UNIT, QUANTITY_UNIT
+from critmin.core.yamlio import safe_load
 from critmin.data.schema import (
     ANY_REGION,
     BASES,
@@ -117,16 +118,18 @@ def _da(values: Any, coords: Mapping[str, Any], dims: tuple[str, ...], name: str
     """A labelled array with ``unit`` and ``description`` attributes.
 
     ``coords`` maps each dimension to its labels. A ``_cache`` entry (a dict) keeps one template array per
-    dimension tuple; new arrays are shallow copies of it with new data, which is much cheaper than building
-    coordinates afresh for each of the many small arrays of a world.
+    dimension tuple and labels (so one cache serves every mineral of a world); new arrays are shallow copies
+    of it with new data, which is much cheaper than building coordinates afresh for each of the many small
+    arrays of a world.
     """
     cache = coords.get("_cache")
-    template = cache.get(dims) if isinstance(cache, dict) else None
+    key = (dims, tuple(tuple(coords[d]) for d in dims))
+    template = cache.get(key) if isinstance(cache, dict) else None
     if template is None:
         built = xr.Coordinates({d: pd.Index(list(coords[d]), dtype=object, name=d) for d in dims})
         template = xr.DataArray(np.zeros(tuple(len(coords[d]) for d in dims)), coords=built, dims=dims)
         if isinstance(cache, dict):
-            cache[dims] = template
+            cache[key] = template
     out = template.copy(deep=False, data=np.asarray(values, dtype=float))
     out.name = name
     out.attrs = {"unit": unit, "description": desc}
@@ -239,6 +242,7 @@ class World:
         self._stages = stages
         self._minerals_cache: dict[str, MineralData] = {}
         self._transport_cache: dict[str, xr.DataArray] = {}
+        self._templates: dict[Any, xr.DataArray] = {}  # labelled templates shared by every mineral (see _da)
 
     def __repr__(self) -> str:
         return (
@@ -417,7 +421,7 @@ class World:
             "origin": regions,
             "destination": regions,
             "bound": ("low", "high"),
-            "_cache": {},
+            "_cache": self._templates,
         }
         si = {s: i for i, s in enumerate(stages)}
         ri = {r: i for i, r in enumerate(regions)}
@@ -714,7 +718,7 @@ class _Loader:
             raise DataError(str(path), "file", "missing file: a world folder needs world.yaml")
         try:
             with open(path, encoding="utf-8") as fh:
-                raw = yaml.safe_load(fh)
+                raw = safe_load(fh)
         except yaml.YAMLError as err:
             raise DataError(str(path), "file", f"not valid YAML: {err}") from err
         if not isinstance(raw, dict):

@@ -25,12 +25,15 @@ kernel that loops over the batch.
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numba as nb
 import numpy as np
-from scipy.sparse import coo_matrix
+from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 from critmin.core.arrays import FloatArray, IntArray
@@ -46,7 +49,7 @@ from critmin.market.problem import (
     residuals,
 )
 
-__all__ = ["BatchedNewtonSolver", "PreparedTopology", "prepare_topology"]
+__all__ = ["BatchedNewtonSolver", "PreparedTopology", "clear_prepared_cache", "prepare_topology"]
 
 #: Kernel outcome codes (mirrored by :class:`~critmin.market.problem.Status`).
 _CONVERGED = 0
@@ -133,84 +136,93 @@ def prepare_topology(topology: Topology) -> PreparedTopology:
     PreparedTopology
     """
     N, K, J = topology.n_nodes, topology.n_cons, topology.n_agents
-    # Agent columns of M = [E; -A], duplicates merged (an agent listing one node twice touches it once).
-    cols: list[dict[int, float]] = [{} for _ in range(J)]
-    for j in range(J):
-        for slot in range(2):
-            n = int(topology.agent_node[j, slot])
-            if n >= 0:
-                cols[j][n] = cols[j].get(n, 0.0) + float(topology.agent_coef[j, slot])
-    for row, agent, coef in zip(topology.con_row, topology.con_agent, topology.con_coef, strict=True):
-        key = N + int(row)
-        cols[int(agent)][key] = cols[int(agent)].get(key, 0.0) - float(coef)
+    # Agent columns of M = [E; -A], duplicates merged (an agent listing one node twice touches it once):
+    # every (agent, variable) entry in the order node slot 0, node slot 1, constraint entries; a stable sort
+    # by (agent, variable) keeps that order within a duplicate group, whose sum is then taken left to right.
+    slot_ok = topology.agent_node >= 0
+    agents_all = np.concatenate(
+        [np.flatnonzero(slot_ok[:, 0]), np.flatnonzero(slot_ok[:, 1]), np.asarray(topology.con_agent, dtype=np.int64)]
+    )
+    vars_all = np.concatenate(
+        [
+            topology.agent_node[slot_ok[:, 0], 0],
+            topology.agent_node[slot_ok[:, 1], 1],
+            N + np.asarray(topology.con_row, dtype=np.int64),
+        ]
+    ).astype(np.int64)
+    vals_all = np.concatenate(
+        [
+            topology.agent_coef[slot_ok[:, 0], 0],
+            topology.agent_coef[slot_ok[:, 1], 1],
+            -np.asarray(topology.con_coef, dtype=np.float64),
+        ]
+    ).astype(np.float64)
+    key = agents_all * (N + K) + vars_all
+    order = np.argsort(key, kind="stable")
+    key, vals_all = key[order], vals_all[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, dtype=np.int64)
+    merged = _sum_groups(vals_all, starts)
+    key = key[starts]
+    keep = merged != 0.0
+    key, merged = key[keep], merged[keep]
+    ent_agent = key // (N + K)
+    ent_idx = (key % (N + K)).astype(np.int64)
+    ent_val = merged.astype(np.float64)
     ent_ptr = np.zeros(J + 1, dtype=np.int64)
-    ent_idx_list: list[int] = []
-    ent_val_list: list[float] = []
-    for j in range(J):
-        items = sorted((i, c) for i, c in cols[j].items() if c != 0.0)
-        ent_idx_list.extend(i for i, _ in items)
-        ent_val_list.extend(c for _, c in items)
-        ent_ptr[j + 1] = len(ent_idx_list)
-    ent_idx = np.array(ent_idx_list, dtype=np.int64)
-    ent_val = np.array(ent_val_list, dtype=np.float64)
+    ent_ptr[1:] = np.cumsum(np.bincount(ent_agent, minlength=J))
 
-    # Variable -> agents (the transpose of the above).
-    var_lists: list[list[tuple[int, float]]] = [[] for _ in range(N + K)]
-    for j in range(J):
-        for e in range(ent_ptr[j], ent_ptr[j + 1]):
-            var_lists[int(ent_idx[e])].append((j, float(ent_val[e])))
+    # Variable -> agents (the transpose of the above), agents in increasing order.
+    by_var = np.argsort(ent_idx, kind="stable")
     var_ptr = np.zeros(N + K + 1, dtype=np.int64)
-    var_ptr[1:] = np.cumsum([len(lst) for lst in var_lists])
-    var_agent = np.array([j for lst in var_lists for j, _ in lst], dtype=np.int64)
-    var_coef = np.array([c for lst in var_lists for _, c in lst], dtype=np.float64)
+    var_ptr[1:] = np.cumsum(np.bincount(ent_idx, minlength=N + K))
+    var_agent = ent_agent[by_var].astype(np.int64)
+    var_coef = ent_val[by_var]
 
     # Greedy independent set of nodes (no two share an agent), preferring nodes touched by many agents.
     degree = np.diff(var_ptr)[:N]
-    order = sorted(range(N), key=lambda n: (-int(degree[n]), n))
+    order_nodes = np.lexsort((np.arange(N), -degree))
+    node_ent = ent_idx < N
+    touch = csr_matrix(
+        (np.ones(int(node_ent.sum())), (ent_idx[node_ent], ent_agent[node_ent])), shape=(N, J)
+    )  # node x agent
+    neighbours = (touch @ touch.T).tocsr()  # nodes sharing an agent (each node its own neighbour)
     blocked = np.zeros(N, dtype=bool)
     eliminated = np.zeros(N + K, dtype=bool)
-    for n in order:
+    nb_ptr, nb_idx = neighbours.indptr, neighbours.indices
+    for n in order_nodes.tolist():
         if blocked[n] or degree[n] == 0:
             continue
         eliminated[n] = True
-        for j in var_agent[var_ptr[n] : var_ptr[n + 1]]:
-            for e in range(ent_ptr[j], ent_ptr[j + 1]):
-                if ent_idx[e] < N:
-                    blocked[int(ent_idx[e])] = True
+        blocked[nb_idx[nb_ptr[n] : nb_ptr[n + 1]]] = True
     elim_nodes = np.flatnonzero(eliminated[:N]).astype(np.int64)
 
-    # Static pattern of the reduced system (every agent free), then a bandwidth-reducing order.
+    # Static pattern of the reduced system (every agent free), then a bandwidth-reducing order: variables
+    # coupled through one agent, or through one eliminated node (all the agents that touch it).
     kept = np.flatnonzero(~eliminated)
     m = len(kept)
     local = -np.ones(N + K, dtype=np.int64)
     local[kept] = np.arange(m)
-    rows: list[int] = []
-    colsp: list[int] = []
-
-    def couple(members: list[int]) -> None:
-        for a in members:
-            for b in members:
-                rows.append(a)
-                colsp.append(b)
-
-    for j in range(J):
-        couple([int(local[i]) for i in ent_idx[ent_ptr[j] : ent_ptr[j + 1]] if local[i] >= 0])
-    for o in elim_nodes:
-        members: set[int] = set()
-        for j in var_agent[var_ptr[o] : var_ptr[o + 1]]:
-            members.update(int(local[i]) for i in ent_idx[ent_ptr[j] : ent_ptr[j + 1]] if local[i] >= 0)
-        couple(sorted(members))
-    pattern = coo_matrix((np.ones(len(rows)), (rows, colsp)), shape=(m, m)).tocsr()
+    ent_local = local[ent_idx]
+    in_reduced = ent_local >= 0
+    member = csr_matrix(
+        (np.ones(int(in_reduced.sum())), (ent_local[in_reduced], ent_agent[in_reduced])), shape=(m, J)
+    )  # reduced variable x agent
+    elim_touch = touch[elim_nodes].T.tocsr()  # agent x eliminated node
+    through = (member @ elim_touch).tocsr()  # reduced variable x eliminated node
+    pattern = (member @ member.T + through @ through.T).tocsr()
+    pattern.sum_duplicates()
+    pattern.sort_indices()
     candidates = [np.arange(m, dtype=np.int64)]
     if m > 2:
         candidates.append(np.asarray(reverse_cuthill_mckee(pattern, symmetric_mode=True), dtype=np.int64))
+    coo = pattern.tocoo()
     best_perm, best_size = candidates[0], np.inf
     for perm in candidates:
-        permuted = pattern[perm][:, perm].tocsr()
-        first = [
-            min(i, int(permuted.indices[permuted.indptr[i] : permuted.indptr[i + 1]].min(initial=i))) for i in range(m)
-        ]
-        profile = float(np.sum(np.arange(m) - np.array(first)))  # a proxy for the factor's fill
+        inverse = np.empty(m, dtype=np.int64)
+        inverse[perm] = np.arange(m)
+        first = np.arange(m)
+        np.minimum.at(first, inverse[coo.row], inverse[coo.col])
+        profile = float(np.sum(np.arange(m) - first))  # a proxy for the factor's fill
         if profile < best_size:
             best_perm, best_size = perm, profile
     position = -np.ones(N + K, dtype=np.int64)
@@ -229,6 +241,69 @@ def prepare_topology(topology: Topology) -> PreparedTopology:
         position=position,
         n_reduced=m,
     )
+
+
+def _sum_groups(values: FloatArray, starts: IntArray) -> FloatArray:
+    """Sums of consecutive groups of ``values`` starting at ``starts``, each taken left to right."""
+    out = values[starts].copy()
+    ends = np.r_[starts[1:], len(values)]
+    for g in np.flatnonzero(ends - starts > 1).tolist():
+        total = 0.0 + float(values[starts[g]])
+        for e in range(int(starts[g]) + 1, int(ends[g])):
+            total += float(values[e])
+        out[g] = total
+    return out
+
+
+#: Prepared structures by the content of their topology (see :func:`_prepared_by_content`), oldest first.
+_PREPARED_CACHE: OrderedDict[bytes, PreparedTopology] = OrderedDict()
+#: How many prepared structures :data:`_PREPARED_CACHE` keeps.
+_PREPARED_CACHE_SIZE = 256
+#: Guards :data:`_PREPARED_CACHE` (runs may share a process across threads).
+_PREPARED_LOCK = threading.Lock()
+
+
+def _topology_key(topology: Topology) -> bytes:
+    """A digest of everything :func:`prepare_topology` reads (labels aside)."""
+    h = hashlib.blake2b(digest_size=20)
+    h.update(np.array([topology.n_nodes, topology.n_cons, topology.n_agents], dtype=np.int64).tobytes())
+    for arr, dtype in (
+        (topology.agent_node, np.int64),
+        (topology.agent_coef, np.float64),
+        (topology.con_row, np.int64),
+        (topology.con_agent, np.int64),
+        (topology.con_coef, np.float64),
+    ):
+        data = np.ascontiguousarray(arr, dtype=dtype)
+        h.update(np.array(data.shape, dtype=np.int64).tobytes())
+        h.update(data.tobytes())
+    return h.digest()
+
+
+def _prepared_by_content(topology: Topology) -> PreparedTopology:
+    """:func:`prepare_topology`, cached by the topology's content.
+
+    Every run builds fresh topology objects, but the topology of a mineral is the same in every run of a
+    scenario (and in every draw of an ensemble), so its prepared structure is computed once per process.
+    """
+    key = _topology_key(topology)
+    with _PREPARED_LOCK:
+        prepared = _PREPARED_CACHE.get(key)
+        if prepared is not None:
+            _PREPARED_CACHE.move_to_end(key)
+            return prepared
+    prepared = prepare_topology(topology)
+    with _PREPARED_LOCK:
+        _PREPARED_CACHE[key] = prepared
+        while len(_PREPARED_CACHE) > _PREPARED_CACHE_SIZE:
+            _PREPARED_CACHE.popitem(last=False)
+    return prepared
+
+
+def clear_prepared_cache() -> None:
+    """Forget every prepared structure cached by content (for benchmarks of a first run)."""
+    with _PREPARED_LOCK:
+        _PREPARED_CACHE.clear()
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -1242,15 +1317,103 @@ def _solve_batch(  # type: ignore[no-untyped-def]
 ):
     """Solve every instance of a scaled batch; ``x`` (B, N + K) holds starts and returns solutions."""
     for b in nb.prange(cost.shape[0]):
-        mu_on = np.empty(rhs.shape[1], dtype=np.bool_)
-        for k in range(rhs.shape[1]):
-            mu_on[k] = rhs[b, k] < np.inf
-        inst = (cost[b], slope[b], 1.0 / slope[b], lower[b], upper[b], injection[b], rhs[b], mu_on)
-        its, code = _solve_one(st, inst, n_nodes, x[b], tol, max_iter, direction[b], stats[b])
-        iterations[b] = its
-        outcome[b] = code
-        if code == _CONVERGED and canonical:
-            stats[b, 3] = _canonicalise(st, inst, n_nodes, x[b])
+        _solve_instance(
+            b,
+            st,
+            n_nodes,
+            cost,
+            slope,
+            lower,
+            upper,
+            injection,
+            rhs,
+            x,
+            tol,
+            max_iter,
+            canonical,
+            iterations,
+            outcome,
+            direction,
+            stats,
+        )
+
+
+@nb.njit(cache=True)
+def _solve_batch_serial(  # type: ignore[no-untyped-def]
+    st,
+    n_nodes,
+    cost,
+    slope,
+    lower,
+    upper,
+    injection,
+    rhs,
+    x,
+    tol,
+    max_iter,
+    canonical,
+    iterations,
+    outcome,
+    direction,
+    stats,
+):
+    """:func:`_solve_batch` on the calling thread only.
+
+    For a batch of one instance (every solve of a single run) threads bring nothing, and waking the
+    thread pool for each of the many small solves costs time, most of all on a busy machine.
+    """
+    for b in range(cost.shape[0]):
+        _solve_instance(
+            b,
+            st,
+            n_nodes,
+            cost,
+            slope,
+            lower,
+            upper,
+            injection,
+            rhs,
+            x,
+            tol,
+            max_iter,
+            canonical,
+            iterations,
+            outcome,
+            direction,
+            stats,
+        )
+
+
+@nb.njit(cache=True)
+def _solve_instance(  # type: ignore[no-untyped-def]
+    b,
+    st,
+    n_nodes,
+    cost,
+    slope,
+    lower,
+    upper,
+    injection,
+    rhs,
+    x,
+    tol,
+    max_iter,
+    canonical,
+    iterations,
+    outcome,
+    direction,
+    stats,
+):
+    """Solve instance ``b`` of a scaled batch in place (the body of :func:`_solve_batch`)."""
+    mu_on = np.empty(rhs.shape[1], dtype=np.bool_)
+    for k in range(rhs.shape[1]):
+        mu_on[k] = rhs[b, k] < np.inf
+    inst = (cost[b], slope[b], 1.0 / slope[b], lower[b], upper[b], injection[b], rhs[b], mu_on)
+    its, code = _solve_one(st, inst, n_nodes, x[b], tol, max_iter, direction[b], stats[b])
+    iterations[b] = its
+    outcome[b] = code
+    if code == _CONVERGED and canonical:
+        stats[b, 3] = _canonicalise(st, inst, n_nodes, x[b])
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -1287,7 +1450,7 @@ class BatchedNewtonSolver:
         hit = self._prepared.get(key)
         if hit is not None and hit[0]() is topology:
             return hit[1]
-        prepared = prepare_topology(topology)
+        prepared = _prepared_by_content(topology)
         self._prepared = {k: val for k, val in self._prepared.items() if val[0]() is not None}
         self._prepared[key] = (weakref.ref(topology), prepared)
         return prepared
@@ -1356,7 +1519,8 @@ class BatchedNewtonSolver:
         outcome = np.zeros(B, dtype=np.int64)
         direction = np.zeros((B, N + K))
         stats = np.zeros((B, 4), dtype=np.int64)
-        _solve_batch(
+        kernel = _solve_batch if B > 1 else _solve_batch_serial
+        kernel(
             prepared.as_tuple(),
             N,
             cost,
@@ -1388,7 +1552,7 @@ class BatchedNewtonSolver:
         price = x[:, :N] * ps
         rent = x[:, N:] * ps
         level = agent_response(topology, data, price, rent)
-        res = residuals(topology, data, price, level, rent)
+        res = residuals(topology, data, price, level, rent, response=level)
         _raise_if_above(data, res, tol)
         return Solution(
             price=price,

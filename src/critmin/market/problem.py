@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -100,6 +101,20 @@ class Topology:
         """``A`` as a dense ``(K, J)`` array."""
         A = np.zeros((self.n_cons, self.n_agents))
         np.add.at(A, (self.con_row, self.con_agent), self.con_coef)
+        return A
+
+    @cached_property
+    def _incidence_readonly(self) -> FloatArray:
+        """:meth:`incidence_dense`, built once per topology and read-only (for :func:`residuals`)."""
+        E = self.incidence_dense()
+        E.flags.writeable = False
+        return E
+
+    @cached_property
+    def _constraints_readonly(self) -> FloatArray:
+        """:meth:`constraints_dense`, built once per topology and read-only (for :func:`residuals`)."""
+        A = self.constraints_dense()
+        A.flags.writeable = False
         return A
 
 
@@ -235,19 +250,30 @@ def _net_value(topology: Topology, data: InstanceData, price: FloatArray, rent: 
 
 
 def residuals(
-    topology: Topology, data: InstanceData, price: FloatArray, level: FloatArray, rent: FloatArray
+    topology: Topology,
+    data: InstanceData,
+    price: FloatArray,
+    level: FloatArray,
+    rent: FloatArray,
+    response: FloatArray | None = None,
 ) -> Residuals:
-    """Residuals of a candidate solution, computed the same way for every solver."""
-    E = topology.incidence_dense()
+    """Residuals of a candidate solution, computed the same way for every solver.
+
+    ``response`` is ``agent_response(topology, data, price, rent)`` where the caller already has it (the
+    engine's levels are that response); it is computed here otherwise.
+    """
+    E = topology._incidence_readonly
     balance = level @ E.T + data.injection
     qs = data.quantity_scale[:, None]
     ps = data.price_scale[:, None]
     primal = np.abs(balance / qs).max(axis=1, initial=0.0)
-    comp = np.abs(level - agent_response(topology, data, price, rent)) / qs
+    if response is None:
+        response = agent_response(topology, data, price, rent)
+    comp = np.abs(level - response) / qs
     complementarity = comp.max(axis=1, initial=0.0)
     dual = np.zeros(data.n_instances)
     if topology.n_cons:
-        A = topology.constraints_dense()
+        A = topology._constraints_readonly
         slack = data.rhs - level @ A.T
         primal = np.maximum(primal, (np.maximum(0.0, -slack) / qs).max(axis=1))
         # A constraint with rhs = +inf never binds: its rent is 0 and 0 * inf counts as 0, not NaN.

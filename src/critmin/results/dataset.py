@@ -161,6 +161,8 @@ def _add_ledger(ds: xr.Dataset, record: RunRecord, stages: list[str]) -> None:
     minerals = list(record.minerals)
     regions = list(record.regions)
     periods = list(record.periods)
+    region_index = {r: i for i, r in enumerate(regions)}
+    stage_index = {s: i for i, s in enumerate(stages)}
     found: dict[str, np.ndarray] = {}
     for i, m in enumerate(minerals):
         for p, entries in enumerate(record.minerals[m].ledger):
@@ -178,11 +180,11 @@ def _add_ledger(ds: xr.Dataset, record: RunRecord, stages: list[str]) -> None:
                     found[variable] = np.full(shape, np.nan) if kind == "scalar" else np.zeros(shape)
                 arr = found[variable]
                 if kind == "region":
-                    arr[i, regions.index(region), p] += value
+                    arr[i, region_index[region], p] += value
                 elif kind == "stage_region":
-                    arr[i, stages.index(stage), regions.index(region), p] += value
+                    arr[i, stage_index[stage], region_index[region], p] += value
                 elif kind == "region_partner":
-                    arr[i, regions.index(region), regions.index(partner), p] += value
+                    arr[i, region_index[region], region_index[partner], p] += value
                 else:
                     arr[i, p] = value if np.isnan(arr[i, p]) else max(arr[i, p], value)
     dims = {
@@ -191,10 +193,11 @@ def _add_ledger(ds: xr.Dataset, record: RunRecord, stages: list[str]) -> None:
         "region_partner": ("mineral", "region", "partner", "period"),
         "scalar": ("mineral", "period"),
     }
+    added: dict[str, xr.Variable] = {}
     for variable, arr in found.items():
         kind, unit, description = LEDGER_VARIABLES[variable]
-        ds[variable] = (dims[kind], arr)
-        ds[variable].attrs.update(unit=unit, description=description)
+        added[variable] = xr.Variable(dims[kind], arr, attrs={"unit": unit, "description": description})
+    ds.update(added)  # one merge for all of them
 
 
 LONG_COLUMNS = ["variable", "mineral", "stage", "region", "partner", "sector", "period", "value", "unit"]

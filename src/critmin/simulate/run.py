@@ -19,7 +19,9 @@ builds while prices stay high and fades when they fall.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -36,7 +38,7 @@ from critmin.market.solvers import Solver, get_solver
 from critmin.policy import APPLY_ORDER
 from critmin.policy.base import Instrument, Ledger, MineralContext, PeriodContext, full_inputs, period_years
 from critmin.policy.blocs import midpoint
-from critmin.policy.effects import MineralOutcome
+from critmin.policy.effects import ConstraintSpec, MineralOutcome, SegmentSpec
 from critmin.policy.reserve import Reserve
 from critmin.simulate.scenario import Scenario
 
@@ -203,6 +205,56 @@ class _MineralRun:
     ledgers: list[dict[tuple[str, str, str, str, str], float]] = field(default_factory=list)
 
 
+#: Layouts and their topologies by structure (see :func:`_layout`), oldest first.
+_LAYOUTS: OrderedDict[tuple[Any, ...], tuple[MarketLayout, Topology]] = OrderedDict()
+#: How many layouts :data:`_LAYOUTS` keeps.
+_LAYOUTS_SIZE = 256
+#: Guards :data:`_LAYOUTS` (runs may share a process across threads).
+_LAYOUTS_LOCK = threading.Lock()
+
+
+def _layout(
+    cal: CalibratedMineral, segments: list[SegmentSpec], constraints: list[ConstraintSpec]
+) -> tuple[MarketLayout, Topology]:
+    """A mineral's layout and topology, built once per structure and reused by later runs and draws.
+
+    Both depend only on the mineral's stages, regions, sectors and yields and on the instruments' segments
+    and constraints, which are the same in every run of a scenario and every draw of an ensemble.
+    """
+    key = (
+        cal.stages,
+        cal.regions,
+        cal.sectors,
+        cal.sector_stage,
+        np.asarray(cal.yields, dtype=np.float64).tobytes(),
+        tuple(segments),
+        tuple(constraints),
+    )
+    try:
+        hash(key)
+    except TypeError:  # a structure with an unhashable part: build it afresh
+        layout = MarketLayout.for_mineral(cal, segments, constraints)
+        return layout, topology_with_yields(layout, [cal])
+    with _LAYOUTS_LOCK:
+        hit = _LAYOUTS.get(key)
+        if hit is not None:
+            _LAYOUTS.move_to_end(key)
+            return hit
+    layout = MarketLayout.for_mineral(cal, segments, constraints)
+    built = (layout, topology_with_yields(layout, [cal]))
+    with _LAYOUTS_LOCK:
+        _LAYOUTS[key] = built
+        while len(_LAYOUTS) > _LAYOUTS_SIZE:
+            _LAYOUTS.popitem(last=False)
+    return built
+
+
+def clear_caches() -> None:
+    """Forget the layouts kept between runs (for benchmarks of a first run)."""
+    with _LAYOUTS_LOCK:
+        _LAYOUTS.clear()
+
+
 def _setup_mineral(scenario: Scenario, cal: CalibratedMineral, ids: list[str]) -> _MineralRun:
     order = sorted(range(len(scenario.instruments)), key=lambda i: APPLY_ORDER[scenario.instruments[i].kind])
     chosen: list[tuple[str, Instrument, MineralContext]] = []
@@ -220,8 +272,7 @@ def _setup_mineral(scenario: Scenario, cal: CalibratedMineral, ids: list[str]) -
         segments.extend(segs)
         constraints.extend(cons)
         chosen.append((ids[i], inst, mctx))
-    layout = MarketLayout.for_mineral(cal, segments, constraints)
-    topology = topology_with_yields(layout, [cal])
+    layout, topology = _layout(cal, segments, constraints)
     return _MineralRun(
         cal=cal,
         instruments=chosen,

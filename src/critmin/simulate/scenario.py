@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from critmin.core.errors import ScenarioError
 from critmin.core.specs import Rate, Years
+from critmin.core.yamlio import safe_load
 from critmin.policy import AnyInstrument
 from critmin.policy.blocs import Bloc
 from critmin.simulate.uncertainty import Uncertainty
@@ -117,7 +118,7 @@ def _read(name_or_path: str | Path, base: Path | None = None) -> tuple[Any, str,
         file = f"built-in scenario {name}"
         folder = None
     try:
-        data = yaml.safe_load(text)
+        data = safe_load(text)
     except (yaml.YAMLError, ValueError, TypeError, OverflowError) as err:
         # PyYAML raises ValueError for impossible timestamps such as 2026-02-30
         raise ScenarioError(file, "(syntax)", f"not valid YAML: {err}") from None

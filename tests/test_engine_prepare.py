@@ -1,0 +1,202 @@
+"""The engine's prepared structure and kernels: the vectorised ``prepare_topology`` builds exactly what the
+plain-loop version it replaced built, the structure cache returns it for equal topologies, and a batch of
+one instance solved on the calling thread matches the threaded kernel bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import reverse_cuthill_mckee
+
+from critmin.market import engine
+from critmin.market.engine import PreparedTopology, prepare_topology
+from critmin.market.problem import Topology
+from random_instances import chain_topology, random_batch, random_layout
+
+
+def _reference_prepare(topology: Topology) -> PreparedTopology:
+    """The engine's first ``prepare_topology``, written as plain loops over agents and variables."""
+    N, K, J = topology.n_nodes, topology.n_cons, topology.n_agents
+    # Agent columns of M = [E; -A], duplicates merged (an agent listing one node twice touches it once).
+    cols: list[dict[int, float]] = [{} for _ in range(J)]
+    for j in range(J):
+        for slot in range(2):
+            n = int(topology.agent_node[j, slot])
+            if n >= 0:
+                cols[j][n] = cols[j].get(n, 0.0) + float(topology.agent_coef[j, slot])
+    for row, agent, coef in zip(topology.con_row, topology.con_agent, topology.con_coef, strict=True):
+        key = N + int(row)
+        cols[int(agent)][key] = cols[int(agent)].get(key, 0.0) - float(coef)
+    ent_ptr = np.zeros(J + 1, dtype=np.int64)
+    ent_idx_list: list[int] = []
+    ent_val_list: list[float] = []
+    for j in range(J):
+        items = sorted((i, c) for i, c in cols[j].items() if c != 0.0)
+        ent_idx_list.extend(i for i, _ in items)
+        ent_val_list.extend(c for _, c in items)
+        ent_ptr[j + 1] = len(ent_idx_list)
+    ent_idx = np.array(ent_idx_list, dtype=np.int64)
+    ent_val = np.array(ent_val_list, dtype=np.float64)
+
+    # Variable -> agents (the transpose of the above).
+    var_lists: list[list[tuple[int, float]]] = [[] for _ in range(N + K)]
+    for j in range(J):
+        for e in range(ent_ptr[j], ent_ptr[j + 1]):
+            var_lists[int(ent_idx[e])].append((j, float(ent_val[e])))
+    var_ptr = np.zeros(N + K + 1, dtype=np.int64)
+    var_ptr[1:] = np.cumsum([len(lst) for lst in var_lists])
+    var_agent = np.array([j for lst in var_lists for j, _ in lst], dtype=np.int64)
+    var_coef = np.array([c for lst in var_lists for _, c in lst], dtype=np.float64)
+
+    # Greedy independent set of nodes (no two share an agent), preferring nodes touched by many agents.
+    degree = np.diff(var_ptr)[:N]
+    order = sorted(range(N), key=lambda n: (-int(degree[n]), n))
+    blocked = np.zeros(N, dtype=bool)
+    eliminated = np.zeros(N + K, dtype=bool)
+    for n in order:
+        if blocked[n] or degree[n] == 0:
+            continue
+        eliminated[n] = True
+        for j in var_agent[var_ptr[n] : var_ptr[n + 1]]:
+            for e in range(ent_ptr[j], ent_ptr[j + 1]):
+                if ent_idx[e] < N:
+                    blocked[int(ent_idx[e])] = True
+    elim_nodes = np.flatnonzero(eliminated[:N]).astype(np.int64)
+
+    # Static pattern of the reduced system (every agent free), then a bandwidth-reducing order.
+    kept = np.flatnonzero(~eliminated)
+    m = len(kept)
+    local = -np.ones(N + K, dtype=np.int64)
+    local[kept] = np.arange(m)
+    rows: list[int] = []
+    colsp: list[int] = []
+
+    def couple(members: list[int]) -> None:
+        for a in members:
+            for b in members:
+                rows.append(a)
+                colsp.append(b)
+
+    for j in range(J):
+        couple([int(local[i]) for i in ent_idx[ent_ptr[j] : ent_ptr[j + 1]] if local[i] >= 0])
+    for o in elim_nodes:
+        members: set[int] = set()
+        for j in var_agent[var_ptr[o] : var_ptr[o + 1]]:
+            members.update(int(local[i]) for i in ent_idx[ent_ptr[j] : ent_ptr[j + 1]] if local[i] >= 0)
+        couple(sorted(members))
+    pattern = coo_matrix((np.ones(len(rows)), (rows, colsp)), shape=(m, m)).tocsr()
+    candidates = [np.arange(m, dtype=np.int64)]
+    if m > 2:
+        candidates.append(np.asarray(reverse_cuthill_mckee(pattern, symmetric_mode=True), dtype=np.int64))
+    best_perm, best_size = candidates[0], np.inf
+    for perm in candidates:
+        permuted = pattern[perm][:, perm].tocsr()
+        first = [
+            min(i, int(permuted.indices[permuted.indptr[i] : permuted.indptr[i + 1]].min(initial=i))) for i in range(m)
+        ]
+        profile = float(np.sum(np.arange(m) - np.array(first)))  # a proxy for the factor's fill
+        if profile < best_size:
+            best_perm, best_size = perm, profile
+    position = -np.ones(N + K, dtype=np.int64)
+    position[kept[best_perm]] = np.arange(m)
+    return PreparedTopology(
+        n_nodes=N,
+        n_cons=K,
+        ent_ptr=ent_ptr,
+        ent_idx=ent_idx,
+        ent_val=ent_val,
+        var_ptr=var_ptr,
+        var_agent=var_agent,
+        var_coef=var_coef,
+        eliminated=eliminated,
+        elim_nodes=elim_nodes,
+        position=position,
+        n_reduced=m,
+    )
+
+
+def _assert_same(a: PreparedTopology, b: PreparedTopology) -> None:
+    for name in PreparedTopology.__dataclass_fields__:
+        x, y = getattr(a, name), getattr(b, name)
+        if isinstance(x, np.ndarray):
+            assert x.dtype == y.dtype and x.shape == y.shape, name
+            np.testing.assert_array_equal(x, y, err_msg=name)
+        else:
+            assert x == y, name
+
+
+def _topologies() -> list[Topology]:
+    rng = np.random.default_rng(7)
+    tops = [
+        chain_topology(
+            random_layout(rng, int(rng.integers(1, 5)), int(rng.integers(1, 9)), quotas=int(rng.integers(0, 5)))
+        )
+        for _ in range(60)
+    ]
+    # an agent listing one node twice, a zero coefficient, repeated constraint entries, a node with no agent
+    tops.append(
+        Topology(
+            node_labels=("a", "b", "c", "d"),
+            agent_labels=("x", "y", "z"),
+            agent_node=np.array([[0, 0], [1, 2], [2, -1]]),
+            agent_coef=np.array([[1.0, 2.0], [0.0, 1.0], [-1.0, 0.0]]),
+            con_labels=("k", "l"),
+            con_row=np.array([0, 0, 0, 1, 1]),
+            con_agent=np.array([1, 1, 2, 0, 2]),
+            con_coef=np.array([1.0, 0.5, 0.0, 2.0, -1.0]),
+        )
+    )
+    return tops
+
+
+@pytest.mark.parametrize("index", range(61))
+def test_prepare_topology_matches_loop_reference(index: int) -> None:
+    topology = _topologies()[index]
+    _assert_same(prepare_topology(topology), _reference_prepare(topology))
+
+
+def test_default_world_topologies_match_loop_reference() -> None:
+    from critmin.data.calibrate import calibrate
+    from critmin.data.world import load_world
+    from critmin.market.build import MarketLayout, topology_with_yields
+
+    for cal in calibrate(load_world()).values():
+        layout = MarketLayout.for_mineral(cal)
+        topology = topology_with_yields(layout, [cal])
+        _assert_same(prepare_topology(topology), _reference_prepare(topology))
+
+
+def test_prepared_structures_are_cached_by_content() -> None:
+    rng = np.random.default_rng(3)
+    layout = random_layout(rng, 3, 4, quotas=2)
+    first, second = chain_topology(layout), chain_topology(layout)
+    assert first is not second
+    engine.clear_prepared_cache()
+    assert engine._prepared_by_content(first) is engine._prepared_by_content(second)
+    other = chain_topology(random_layout(rng, 2, 4, quotas=1))
+    assert engine._prepared_by_content(other) is not engine._prepared_by_content(first)
+
+
+def test_serial_kernel_matches_threaded_kernel() -> None:
+    rng = np.random.default_rng(11)
+    layout = random_layout(rng, 3, 5, quotas=2)
+    topology = chain_topology(layout)
+    data = random_batch(rng, layout, 6)
+    solver = engine.BatchedNewtonSolver()
+    batch = solver.solve(topology, data)  # threaded (B > 1)
+    for b in range(data.n_instances):
+        one = type(data)(
+            cost=data.cost[b : b + 1],
+            slope=data.slope[b : b + 1],
+            lower=data.lower[b : b + 1],
+            upper=data.upper[b : b + 1],
+            injection=data.injection[b : b + 1],
+            rhs=data.rhs[b : b + 1],
+            price_scale=data.price_scale[b : b + 1],
+            quantity_scale=data.quantity_scale[b : b + 1],
+        )
+        single = solver.solve(topology, one)  # calling thread (B == 1)
+        np.testing.assert_array_equal(single.price[0], batch.price[b])
+        np.testing.assert_array_equal(single.rent[0], batch.rent[b])
+        np.testing.assert_array_equal(single.iterations[0], batch.iterations[b])
