@@ -1427,7 +1427,10 @@ class BatchedNewtonSolver:
     Parameters
     ----------
     max_iter:
-        Newton iterations allowed per instance before :class:`~critmin.core.errors.SolveError`.
+        Newton iterations per instance in the batched pass.
+    extra_iter:
+        Further iterations for an instance still short of the tolerance after ``max_iter`` (it continues from
+        its last iterate, alone); only then does the solve raise :class:`~critmin.core.errors.SolveError`.
     canonical_prices:
         Replace the prices of nodes that no free agent pins by their canonical value (see
         ``docs/engine.md``). On by default; switching it off returns the iterate's value.
@@ -1435,8 +1438,11 @@ class BatchedNewtonSolver:
 
     name = "engine"
 
-    def __init__(self, max_iter: int = 100, canonical_prices: bool = True) -> None:
+    def __init__(self, max_iter: int = 100, canonical_prices: bool = True, extra_iter: int = 400) -> None:
         self.max_iter = max_iter
+        self.extra_iter = extra_iter
+        #: Labels of the instances of the last batch that needed the extra iterations (diagnostics).
+        self.last_extended: list[str] = []
         self.canonical_prices = canonical_prices
         self._prepared: dict[int, tuple[weakref.ref[Topology], PreparedTopology]] = {}
         #: Per instance of the last batch: line-search evaluations, moves along null directions, moves of
@@ -1538,6 +1544,39 @@ class BatchedNewtonSolver:
             direction,
             stats,
         )
+        # Instances still moving at the limit (a few, where the active set keeps changing for many steps)
+        # go on from their last iterate with a larger budget, one at a time; the rest are done.
+        stuck = np.flatnonzero(outcome == _ITERATION_LIMIT)
+        if len(stuck) and self.extra_iter > 0:
+            for b in stuck:
+                sub = slice(int(b), int(b) + 1)
+                xb = np.ascontiguousarray(x[sub])
+                its = np.zeros(1, dtype=np.int64)
+                out = np.zeros(1, dtype=np.int64)
+                _solve_batch_serial(
+                    prepared.as_tuple(),
+                    N,
+                    cost[sub],
+                    slope[sub],
+                    lower[sub],
+                    upper[sub],
+                    injection[sub],
+                    rhs[sub],
+                    xb,
+                    0.5 * tol,
+                    self.extra_iter,
+                    self.canonical_prices,
+                    its,
+                    out,
+                    direction[sub],
+                    stats[sub],
+                )
+                x[sub] = xb
+                iterations[b] += its[0]
+                outcome[b] = out[0]
+            self.last_extended = [data.label(int(b)) for b in stuck]
+        else:
+            self.last_extended = []
         self.last_stats = stats
         for b in range(B):
             code = int(outcome[b])
@@ -1545,7 +1584,8 @@ class BatchedNewtonSolver:
                 raise InfeasibleError(data.label(b), _divergence_reason(topology, direction[b]))
             if code == _ITERATION_LIMIT:
                 raise SolveError(
-                    data.label(b), f"no convergence to tolerance {tol:g} within {self.max_iter} Newton iterations"
+                    data.label(b),
+                    f"no convergence to tolerance {tol:g} within {self.max_iter + self.extra_iter} Newton iterations",
                 )
             if code == _LINE_SEARCH_FAILED:
                 raise SolveError(data.label(b), "the line search could not make progress (numerical trouble)")
