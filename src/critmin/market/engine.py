@@ -1548,8 +1548,8 @@ class BatchedNewtonSolver:
         # go on from their last iterate with a larger budget, one at a time; the rest are done.
         stuck = np.flatnonzero(outcome == _ITERATION_LIMIT)
         if len(stuck) and self.extra_iter > 0:
-            for b in stuck:
-                sub = slice(int(b), int(b) + 1)
+            for pos in stuck.tolist():
+                sub = slice(pos, pos + 1)
                 xb = np.ascontiguousarray(x[sub])
                 its = np.zeros(1, dtype=np.int64)
                 out = np.zeros(1, dtype=np.int64)
@@ -1572,9 +1572,9 @@ class BatchedNewtonSolver:
                     stats[sub],
                 )
                 x[sub] = xb
-                iterations[b] += its[0]
-                outcome[b] = out[0]
-            self.last_extended = [data.label(int(b)) for b in stuck]
+                iterations[pos] += its[0]
+                outcome[pos] = out[0]
+            self.last_extended = [data.label(pos) for pos in stuck.tolist()]
         else:
             self.last_extended = []
         self.last_stats = stats
