@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -108,10 +109,29 @@ def _plain(value: Any) -> Any:
     return value
 
 
+#: One thread per worker process: the workers already fill the cores, and threads beyond them only contend.
+_SINGLE_THREADED = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
 def _worker_env() -> None:
-    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    for key, value in _SINGLE_THREADED.items():
+        os.environ.setdefault(key, value)
+
+
+@contextmanager
+def _single_threaded_children() -> Iterator[None]:
+    """Set the thread counts in this process's environment while worker processes start, so they hold from
+    the workers' first import (numba reads its thread count once, when it is imported)."""
+    saved = {key: os.environ.get(key) for key in _SINGLE_THREADED}
+    os.environ.update(_SINGLE_THREADED)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def execute(
@@ -126,7 +146,7 @@ def execute(
     """Solve ``payloads`` and hand each result to ``on_result`` in the calling process as it completes."""
     if not payloads:
         return
-    if executor == "inline" or (executor == "local" and (workers or 1) == 1):
+    if executor == "inline":
         for payload in payloads:
             result = solve_chunk(payload)
             on_result(result)
@@ -157,7 +177,10 @@ def _execute_local(
     while pending:
         ctx = mp.get_context("spawn")
         try:
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_env) as pool:
+            with (
+                _single_threaded_children(),
+                ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_env) as pool,
+            ):
                 futures: dict[Future[ChunkResult], ChunkPayload] = {pool.submit(solve_chunk, p): p for p in pending}
                 while futures:
                     done, _ = wait(futures, return_when=FIRST_COMPLETED)
@@ -192,9 +215,10 @@ def _execute_dask(
         client = Client(scheduler)
     else:
         n = workers or max(1, os.cpu_count() or 1)
-        cluster = LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
-        )
+        with _single_threaded_children():
+            cluster = LocalCluster(
+                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+            )
         client = Client(cluster)
     try:
         client.run(_worker_env)
