@@ -44,7 +44,7 @@ _INFEASIBLE = {
 class _HighsModel:
     """One HiGHS instance holding the QP of a topology, ready for per-instance updates."""
 
-    def __init__(self, topology: Topology, tolerance: float) -> None:
+    def __init__(self, topology: Topology, tolerance: float, time_limit: float) -> None:
         N, K, J = topology.n_nodes, topology.n_cons, topology.n_agents
         self.n_nodes, self.n_cons, self.n_agents = N, K, J
         h = highspy.Highs()
@@ -54,6 +54,10 @@ class _HighsModel:
         h.setOptionValue("dual_feasibility_tolerance", tolerance)
         h.setOptionValue("optimality_tolerance", tolerance)
         h.setOptionValue("qp_regularization_value", 0.0)
+        # HiGHS's active-set QP can cycle without end (seen on cobalt 2024 of the default world): an
+        # iteration and a time limit turn that into a failed solve, which raises SolveError below.
+        h.setOptionValue("qp_iteration_limit", 20 * (J + N + K))
+        h.setOptionValue("time_limit", float(time_limit))
         h.addVars(J, np.zeros(J), np.zeros(J))
         rows = np.vstack([topology.incidence_dense(), topology.constraints_dense()])
         start = np.zeros(N + K + 1, dtype=np.int32)
@@ -116,12 +120,16 @@ class HighsSolver:
     ----------
     solver_tolerance:
         HiGHS's primal, dual and optimality tolerances (on the scaled problem).
+    time_limit:
+        Seconds HiGHS may spend on one instance (with a QP iteration limit of ``20 (J + N + K)``); beyond
+        either the solve fails with :class:`~critmin.core.errors.SolveError`.
     """
 
     name = "highs"
 
-    def __init__(self, solver_tolerance: float = 1e-10) -> None:
+    def __init__(self, solver_tolerance: float = 1e-10, time_limit: float = 60.0) -> None:
         self.solver_tolerance = solver_tolerance
+        self.time_limit = time_limit
         self._models: dict[int, tuple[weakref.ref[Topology], _HighsModel]] = {}
 
     def _model(self, topology: Topology) -> _HighsModel:
@@ -129,7 +137,7 @@ class HighsSolver:
         hit = self._models.get(key)
         if hit is not None and hit[0]() is topology:
             return hit[1]
-        model = _HighsModel(topology, self.solver_tolerance)
+        model = _HighsModel(topology, self.solver_tolerance, self.time_limit)
         self._models = {k: val for k, val in self._models.items() if val[0]() is not None}
         self._models[key] = (weakref.ref(topology), model)
         return model
