@@ -73,7 +73,7 @@ def solve_chunk(payload: ChunkPayload) -> ChunkResult:
         spec, over = apply_draw(base, row, names)
         scenarios.append(spec)
         draw_cals.append(over.apply(base_cals))
-    records = run_batch(scenarios, draw_cals, _periods(base, world), world_name=world.name)
+    records = run_batch(scenarios, draw_cals, _periods(base, world), world_name=world.name, draws=payload.draws)
     metrics = pd.concat([draw_metrics(r, d) for r, d in zip(records, payload.draws, strict=True)], ignore_index=True)
     cube = chunk_cube(records, payload.draws)
     return ChunkResult(payload.chunk, list(payload.draws), cube, metrics, time.perf_counter() - t0)

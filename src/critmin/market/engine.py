@@ -37,7 +37,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 from critmin.core.arrays import FloatArray, IntArray
-from critmin.core.errors import InfeasibleError, SolveError
+from critmin.core.errors import CritminError, InfeasibleError, SolveError
 from critmin.market.problem import (
     InstanceData,
     Residuals,
@@ -1429,8 +1429,12 @@ class BatchedNewtonSolver:
     max_iter:
         Newton iterations per instance in the batched pass.
     extra_iter:
-        Further iterations for an instance still short of the tolerance after ``max_iter`` (it continues from
-        its last iterate, alone); only then does the solve raise :class:`~critmin.core.errors.SolveError`.
+        Further iterations for an instance still short of the tolerance after ``max_iter``: it starts again
+        cold if it was warm-started (``max_iter`` steps), then continues from its last iterate, alone.
+    restart_from_reference:
+        For an instance still unsolved after that, solve it with HiGHS and start Newton again from HiGHS's
+        prices and rents (``max_iter`` more steps; the answer must still meet the engine's tolerance). Only
+        then does the solve raise :class:`~critmin.core.errors.SolveError`.
     canonical_prices:
         Replace the prices of nodes that no free agent pins by their canonical value (see
         ``docs/engine.md``). On by default; switching it off returns the iterate's value.
@@ -1438,9 +1442,18 @@ class BatchedNewtonSolver:
 
     name = "engine"
 
-    def __init__(self, max_iter: int = 100, canonical_prices: bool = True, extra_iter: int = 400) -> None:
+    def __init__(
+        self,
+        max_iter: int = 100,
+        canonical_prices: bool = True,
+        extra_iter: int = 400,
+        restart_from_reference: bool = True,
+    ) -> None:
         self.max_iter = max_iter
         self.extra_iter = extra_iter
+        self.restart_from_reference = restart_from_reference
+        #: Labels of the instances of the last batch restarted from HiGHS's answer (diagnostics).
+        self.last_restarted: list[str] = []
         #: Labels of the instances of the last batch that needed the extra iterations (diagnostics).
         self.last_extended: list[str] = []
         self.canonical_prices = canonical_prices
@@ -1544,48 +1557,64 @@ class BatchedNewtonSolver:
             direction,
             stats,
         )
+
         # Instances still moving at the limit (a few, where the active set keeps changing for many steps)
         # go on from their last iterate with a larger budget, one at a time; the rest are done.
-        stuck = np.flatnonzero(outcome == _ITERATION_LIMIT)
-        if len(stuck) and self.extra_iter > 0:
-            for pos in stuck.tolist():
-                sub = slice(pos, pos + 1)
-                xb = np.ascontiguousarray(x[sub])
-                its = np.zeros(1, dtype=np.int64)
-                out = np.zeros(1, dtype=np.int64)
-                _solve_batch_serial(
-                    prepared.as_tuple(),
-                    N,
-                    cost[sub],
-                    slope[sub],
-                    lower[sub],
-                    upper[sub],
-                    injection[sub],
-                    rhs[sub],
-                    xb,
-                    0.5 * tol,
-                    self.extra_iter,
-                    self.canonical_prices,
-                    its,
-                    out,
-                    direction[sub],
-                    stats[sub],
-                )
-                x[sub] = xb
-                iterations[pos] += its[0]
-                outcome[pos] = out[0]
-            self.last_extended = [data.label(pos) for pos in stuck.tolist()]
-        else:
-            self.last_extended = []
+        def resume(pos: int, start: FloatArray, budget: int) -> None:
+            """Iterate instance ``pos`` alone from ``start`` (scaled prices and rents) for ``budget`` steps."""
+            sub = slice(pos, pos + 1)
+            xb = np.ascontiguousarray(start.reshape(1, -1))
+            its = np.zeros(1, dtype=np.int64)
+            out = np.zeros(1, dtype=np.int64)
+            _solve_batch_serial(
+                prepared.as_tuple(),
+                N,
+                cost[sub],
+                slope[sub],
+                lower[sub],
+                upper[sub],
+                injection[sub],
+                rhs[sub],
+                xb,
+                0.5 * tol,
+                budget,
+                self.canonical_prices,
+                its,
+                out,
+                direction[sub],
+                stats[sub],
+            )
+            x[sub] = xb
+            iterations[pos] += its[0]
+            outcome[pos] = out[0]
+
+        stuck = np.flatnonzero((outcome == _ITERATION_LIMIT) | (outcome == _LINE_SEARCH_FAILED)).tolist()
+        self.last_extended = [data.label(pos) for pos in stuck]
+        self.last_restarted = []
+        unsolved = (_ITERATION_LIMIT, _LINE_SEARCH_FAILED)
+        for pos in stuck:
+            if warm_start is not None or warm_rents is not None:
+                # a warm start can lead Newton into a long walk across active sets: start cold
+                cold = np.concatenate([np.ones(N), np.zeros(K)])
+                resume(pos, cold, self.max_iter)
+            if self.extra_iter > 0 and outcome[pos] in unsolved:
+                resume(pos, x[pos].copy(), self.extra_iter)
+            if outcome[pos] in unsolved and self.restart_from_reference:
+                start = _reference_start(topology, data.take(np.array([pos])))
+                if start is not None:
+                    self.last_restarted.append(data.label(pos))
+                    resume(pos, start, self.max_iter)
         self.last_stats = stats
         for b in range(B):
             code = int(outcome[b])
             if code == _UNBOUNDED:
                 raise InfeasibleError(data.label(b), _divergence_reason(topology, direction[b]))
             if code == _ITERATION_LIMIT:
+                again = " (and again from HiGHS's answer)" if data.label(b) in self.last_restarted else ""
                 raise SolveError(
                     data.label(b),
-                    f"no convergence to tolerance {tol:g} within {self.max_iter + self.extra_iter} Newton iterations",
+                    f"no convergence to tolerance {tol:g} within {self.max_iter + self.extra_iter} Newton "
+                    f"iterations{again}",
                 )
             if code == _LINE_SEARCH_FAILED:
                 raise SolveError(data.label(b), "the line search could not make progress (numerical trouble)")
@@ -1603,6 +1632,18 @@ class BatchedNewtonSolver:
             solver=self.name,
             status=tuple(Status.OPTIMAL for _ in range(B)),
         )
+
+
+def _reference_start(topology: Topology, data: InstanceData) -> FloatArray | None:
+    """Scaled prices and rents of one instance from HiGHS, as a starting point; None if HiGHS fails too."""
+    from critmin.market.reference import HighsSolver
+
+    try:
+        answer = HighsSolver(time_limit=30.0).solve(topology, data, tol=np.inf)
+    except CritminError:
+        return None
+    ps = float(data.price_scale[0])
+    return np.concatenate([answer.price[0] / ps, np.maximum(answer.rent[0] / ps, 0.0)])
 
 
 def _divergence_reason(topology: Topology, direction: FloatArray, shown: int = 6) -> str:

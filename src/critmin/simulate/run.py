@@ -22,6 +22,7 @@ import datetime as dt
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -306,7 +307,13 @@ def _reserve_weights(scenario: Scenario, runs: dict[str, _MineralRun], ids: list
     return out
 
 
-def _step(scenarios: list[Scenario], runs: list[_MineralRun], year: PeriodLabel, solver: Solver) -> float:
+def _step(
+    scenarios: list[Scenario],
+    runs: list[_MineralRun],
+    year: PeriodLabel,
+    solver: Solver,
+    draws: Sequence[int] | None = None,
+) -> float:
     """One period of one mineral for a batch of draws sharing a topology; returns the time spent solving."""
     start, end = period_dates(year)
     contexts: list[PeriodContext] = []
@@ -337,7 +344,8 @@ def _step(scenarios: list[Scenario], runs: list[_MineralRun], year: PeriodLabel,
         contexts.append(pctx)
     first = runs[0]
     mineral = first.cal.mineral
-    labels = [f"{mineral} {year}" + (f" draw {d}" if len(runs) > 1 else "") for d in range(len(runs))]
+    ids = list(draws) if draws is not None else list(range(len(runs)))
+    labels = [f"{mineral} {year}" + (f" draw {d}" if draws is not None or len(runs) > 1 else "") for d in ids]
     solve_time = 0.0
     rounds = 0
     warms = [r.warm for r in runs if r.warm is not None]
@@ -445,8 +453,11 @@ def run_batch(
     periods: tuple[PeriodLabel, ...],
     *,
     world_name: str = "custom",
+    draws: Sequence[int] | None = None,
 ) -> list[RunRecord]:
     """Run several draws of one scenario at once: each period of each mineral is one batched solve.
+
+    ``draws`` (the draws' numbers in their ensemble) only name the draws in error messages.
 
     The draws must share their structure (the same instruments, blocs, minerals and regions); their numbers
     (instrument parameters, whether an instrument is enabled, elasticities, demand paths) may differ.
@@ -482,7 +493,7 @@ def run_batch(
     solve_time = 0.0
     for year in periods:
         for m in names:
-            solve_time += _step(scenarios, [draw_runs[m] for draw_runs in runs], year, solver)
+            solve_time += _step(scenarios, [draw_runs[m] for draw_runs in runs], year, solver, draws)
     wall = time.perf_counter() - t0
     return [
         _record(scenario, draw_runs, periods, world_name, solver.name, wall / len(runs), solve_time / len(runs))
