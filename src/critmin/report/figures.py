@@ -32,7 +32,7 @@ import xarray as xr
 from plotly.subplots import make_subplots
 
 from critmin.metrics import WORLD, days_of_cover, dependence, fiscal_cost, membership, reserve_stock
-from critmin.metrics.core import bloc_names, use
+from critmin.metrics.core import bloc_names, extend_mean, use
 from critmin.metrics.shortfall import shortfall_parts
 
 Figure = dict[str, Any]
@@ -129,17 +129,15 @@ def _group_color(name: str, blocs: Sequence[str]) -> str:
     return _PALETTE[blocs.index(name) % len(_PALETTE)] if name in blocs else _PALETTE[0]
 
 
+def _hex_rgba(color: str, alpha: float) -> str:
+    return f"rgba({int(color[1:3], 16)},{int(color[3:5], 16)},{int(color[5:7], 16)},{alpha})"
+
+
 def _group_mean(da: xr.DataArray, weight: xr.DataArray, groups: xr.DataArray) -> xr.DataArray:
-    """Weighted mean of ``da`` over each group's members: dims of ``da`` with ``region`` -> ``group``."""
-    w = weight.where(da.notnull()).fillna(0.0)
-    g = groups.astype(float)
-    num = (da.fillna(0.0) * w * g).sum("region")
-    den = (w * g).sum("region")
-    return (num / den).where(den > 0)
-
-
-def _group_sum(da: xr.DataArray, groups: xr.DataArray) -> xr.DataArray:
-    return (da.fillna(0.0) * groups.astype(float)).sum("region")
+    """Each group's ``weight``-weighted mean of its members' values (the metrics' ``extend_mean``), with
+    ``region`` renamed ``group``."""
+    names = [str(g) for g in groups["group"].values]
+    return extend_mean(da, weight, groups).sel(region=names).rename(region="group")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -370,7 +368,7 @@ def sankey(ds: xr.Dataset, mineral: str, period: str | int | None = None, *, min
                     targets.append(node(columns[i + 1], dest))
                     values.append(v)
                     c = _region_color(origin, members)
-                    link_colors.append(f"rgba({int(c[1:3], 16)},{int(c[3:5], 16)},{int(c[5:7], 16)},0.35)")
+                    link_colors.append(_hex_rgba(c, 0.35))
     # node positions: one column per stage (and use), nodes stacked by size within a column
     size = [0.0] * len(labels)
     for a, b, v in zip(sources, targets, values, strict=True):
@@ -574,10 +572,6 @@ _BAND_METRICS = {
     "fiscal_cost": ("Fiscal cost (million USD per period)", 1e-6, ""),
     "reserve_stock": ("Reserve stock (t)", 1.0, ""),
 }
-
-
-def _hex_rgba(color: str, alpha: float) -> str:
-    return f"rgba({int(color[1:3], 16)},{int(color[3:5], 16)},{int(color[5:7], 16)},{alpha})"
 
 
 def ensemble_figures(metrics: pd.DataFrame, mineral: str, groups: Sequence[str] | None = None) -> dict[str, Figure]:

@@ -27,7 +27,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 import critmin
 from critmin.core.errors import CritminError
-from critmin.metrics import HEADLINE_DEFINITIONS, headline
+from critmin.metrics import HEADLINE_DEFINITIONS, compare
 from critmin.report.figures import (
     TOPOJSON_NAME,
     Figure,
@@ -58,6 +58,7 @@ class ReportRun:
     run_id: str | None = None
     ds: xr.Dataset | None = None
     metrics: pd.DataFrame | None = None
+    draws: pd.DataFrame | None = None
     n_draws: int = 1
     notes: list[str] = field(default_factory=list)
 
@@ -134,9 +135,14 @@ def load_run(run_id: str, store: Store) -> ReportRun:
     if info["kind"] == "single":
         ds = store.load_cube(run_id).isel(draw=0, drop=True)
         return ReportRun(label=label, scenario=spec, run_id=run_id, ds=ds)
-    metrics = store.load_metrics(run_id)
     return ReportRun(
-        label=label, scenario=spec, kind="ensemble", run_id=run_id, metrics=metrics, n_draws=int(info["n_draws"])
+        label=label,
+        scenario=spec,
+        kind="ensemble",
+        run_id=run_id,
+        metrics=store.load_metrics(run_id),
+        draws=store.load_draws(run_id),
+        n_draws=int(info["n_draws"]),
     )
 
 
@@ -170,64 +176,54 @@ def _scenario_view(spec: Scenario) -> dict[str, Any]:
 
 
 def _headline_rows(runs: Sequence[ReportRun]) -> tuple[list[str], list[dict[str, Any]]]:
-    """Headline rows (metric, mineral, bloc, one value per run, difference of each from the first)."""
-    singles = [r for r in runs if r.ds is not None]
-    tables = []
-    for run in singles:
-        assert run.ds is not None
-        t = headline(run.ds).set_index(["metric", "mineral", "bloc"])
-        tables.append(t.rename(columns={"value": run.label}))
-    if not tables:
+    """Headline rows of the single runs side by side (:func:`critmin.metrics.compare`), formatted, with
+    the difference of each run from the first."""
+    singles = {r.label: r.ds for r in runs if r.ds is not None}
+    if not singles:
         return [], []
-    units = pd.concat([t["unit"] for t in tables]).groupby(level=[0, 1, 2], sort=False).first()
-    values = pd.concat([t.drop(columns="unit") for t in tables], axis=1, join="outer", sort=False)
-    labels = [r.label for r in singles]
+    table = compare(singles)
+    labels = list(singles)
     rows = []
-    for key, row in values.iterrows():
+    for key, row in table.iterrows():
         metric, mineral, bloc = (str(k) for k in cast(tuple[Any, ...], key))
-        unit = str(units.loc[key])
-        cells = [fmt_value(_clean(row[label]), unit) for label in labels]
-        diffs = []
-        for label in labels[1:]:
-            a, b = _clean(row[labels[0]]), _clean(row[label])
-            diffs.append(fmt_diff(a, b, unit))
-        rows.append({"metric": metric, "mineral": mineral, "bloc": bloc, "unit": unit, "cells": cells, "diffs": diffs})
+        unit = str(row["unit"])
+        first = _clean(row[labels[0]])
+        rows.append(
+            {
+                "metric": metric,
+                "mineral": mineral,
+                "bloc": bloc,
+                "unit": unit,
+                "cells": [fmt_value(_clean(row[label]), unit) for label in labels],
+                "diffs": [fmt_diff(first, _clean(row[label]), unit) for label in labels[1:]],
+            }
+        )
     return labels, rows
 
 
-def _ensemble_rows(run: ReportRun) -> list[dict[str, Any]]:
-    """P5/P50/P95, mean and CVaR95 of per-draw outcomes (peak over periods, or sum for money), per mineral
-    and group."""
-    from critmin.results.risk import tail_measures
+def ensemble_rows(draws: pd.DataFrame, metrics: pd.DataFrame, mineral: str | None = None) -> list[dict[str, Any]]:
+    """The ensemble's risk table (:func:`critmin.results.risk.risk_table`) for price, shortfall and fiscal
+    cost, in the units a reader expects (USD/kg, %, M USD)."""
+    from critmin.results.risk import risk_table
 
-    assert run.metrics is not None
+    table = risk_table(draws, metrics, minerals=None if mineral is None else [mineral])
     rows = []
-    m = run.metrics
     for metric, label, scale, unit in _ENSEMBLE_ROWS:
-        part = m[m["metric"] == metric]
-        if part.empty:
-            continue
-        per_draw = part.groupby(["mineral", "region", "draw"])["value"]
-        agg = per_draw.sum() if metric == "fiscal_cost" else per_draw.max()
-        for keys, values in agg.groupby(level=[0, 1]):
-            mineral, group = (str(k) for k in keys)  # type: ignore[union-attr]
-            v = values.to_numpy(dtype=float) * scale
-            v = v[pd.notna(v)]
-            if v.size == 0:
-                continue
-            mean, cvar = tail_measures(v, 0.95)
-            q = pd.Series(v).quantile([0.05, 0.5, 0.95]).to_numpy()
+        for r in table[table["metric"] == metric].to_dict(orient="records"):
+
+            def show(key: str, scale: float = scale, r: dict[Any, Any] = r) -> str:
+                v = float(r[key])
+                return "–" if not math.isfinite(v) else f"{v * scale:,.3g}"
+
+            driver = r["driver"]
             rows.append(
                 {
                     "metric": label,
-                    "mineral": mineral,
-                    "bloc": group,
+                    "mineral": str(r["mineral"]),
+                    "bloc": str(r["region"]),
                     "unit": unit,
-                    "p5": f"{q[0]:,.3g}",
-                    "p50": f"{q[1]:,.3g}",
-                    "p95": f"{q[2]:,.3g}",
-                    "mean": f"{mean:,.3g}",
-                    "cvar": f"{cvar:,.3g}",
+                    **{key: show(key) for key in ("p5", "p50", "p95", "mean", "cvar")},
+                    "driver": "" if driver is None else f"{driver} (ρ {float(r['driver_rho']):+.2f})",
                 }
             )
     return rows
@@ -324,7 +320,9 @@ def build_report(
                 "kind": r.kind,
                 "n_draws": r.n_draws,
                 "scenario": _scenario_view(r.scenario),
-                "risk": _ensemble_rows(r) if r.kind == "ensemble" else [],
+                "risk": ensemble_rows(r.draws, r.metrics)
+                if r.kind == "ensemble" and r.draws is not None and r.metrics is not None
+                else [],
             }
             for r in runs
         ],

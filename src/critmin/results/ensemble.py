@@ -145,7 +145,19 @@ def register_ensemble(
     """
     if draws < 1:
         raise CritminError("an ensemble needs at least one draw")
-    table = draw_table(spec.uncertainty, draws, seed)
+    sampler = spec.uncertainty.sampler if spec.uncertainty else "none"
+    return _register(spec, store, draw_table(spec.uncertainty, draws, seed), seed, sampler, "ensemble", chunk_size)
+
+
+def register_single(spec: Scenario, store: Store) -> str:
+    """Register a single (deterministic) run of a scenario in the store; return its run id."""
+    return _register(spec, store, pd.DataFrame({"draw": [0]}), 0, "none", "single", 1)
+
+
+def _register(
+    spec: Scenario, store: Store, table: pd.DataFrame, seed: int, sampler: str, kind: str, chunk_size: int
+) -> str:
+    """Create the run's registry entry (scenario, versions, seed) and store its table of draws."""
     run_id = store.create_run(
         scenario_name=spec.name,
         scenario_hash=scenario_hash(spec),
@@ -153,29 +165,12 @@ def register_ensemble(
         data_version=data_version(spec.world),
         code_version=code_version(),
         seed=seed,
-        n_draws=draws,
-        sampler=spec.uncertainty.sampler if spec.uncertainty else "none",
+        n_draws=len(table),
+        sampler=sampler,
+        kind=kind,
         chunk_size=chunk_size,
     )
     store.add_draws(run_id, table)
-    return run_id
-
-
-def register_single(spec: Scenario, store: Store) -> str:
-    """Register a single (deterministic) run of a scenario in the store; return its run id."""
-    run_id = store.create_run(
-        scenario_name=spec.name,
-        scenario_hash=scenario_hash(spec),
-        scenario_yaml=yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False),
-        data_version=data_version(spec.world),
-        code_version=code_version(),
-        seed=0,
-        n_draws=1,
-        sampler="none",
-        kind="single",
-        chunk_size=1,
-    )
-    store.add_draws(run_id, pd.DataFrame({"draw": [0]}))
     return run_id
 
 

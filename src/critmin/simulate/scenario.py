@@ -95,11 +95,12 @@ def scenario_from_dict(data: Any, *, file: str = "<scenario>") -> Scenario:
         raise ScenarioError(file, field, reason) from None
 
 
-def _read(name_or_path: str | Path, base: Path | None = None) -> tuple[Any, str, Path | None]:
+def _read(name_or_path: str | Path, base: Path | None = None, *, files: bool = True) -> tuple[Any, str, Path | None]:
+    """A scenario's data by built-in name or (if ``files``) by path, with its file label and folder."""
     path = Path(name_or_path)
-    if base is not None and not path.is_absolute() and (base / path).exists():
+    if files and base is not None and not path.is_absolute() and (base / path).exists():
         path = base / path
-    if path.suffix in {".yaml", ".yml"} or path.exists():
+    if files and (path.suffix in {".yaml", ".yml"} or path.exists()):
         if not path.exists():
             raise ScenarioError(str(path), "(file)", "no such file")
         try:
@@ -117,12 +118,15 @@ def _read(name_or_path: str | Path, base: Path | None = None) -> tuple[Any, str,
         text = resources.files(BUILTIN_PACKAGE).joinpath(f"{name}.yaml").read_text(encoding="utf-8")
         file = f"built-in scenario {name}"
         folder = None
+    return _parse(text, file), file, folder
+
+
+def _parse(text: str, file: str) -> Any:
     try:
-        data = safe_load(text)
+        return safe_load(text)
     except (yaml.YAMLError, ValueError, TypeError, OverflowError) as err:
         # PyYAML raises ValueError for impossible timestamps such as 2026-02-30
         raise ScenarioError(file, "(syntax)", f"not valid YAML: {err}") from None
-    return data, file, folder
 
 
 def _merge(parent: dict[str, Any], child: dict[str, Any], file: str = "<scenario>") -> dict[str, Any]:
@@ -153,7 +157,7 @@ def _merge(parent: dict[str, Any], child: dict[str, Any], file: str = "<scenario
     return out
 
 
-def _resolve_extends(data: Any, file: str, folder: Path | None, depth: int = 0) -> Any:
+def _resolve_extends(data: Any, file: str, folder: Path | None, depth: int = 0, *, files: bool = True) -> Any:
     if not isinstance(data, dict) or "extends" not in data:
         return data
     if depth > 8:
@@ -161,12 +165,21 @@ def _resolve_extends(data: Any, file: str, folder: Path | None, depth: int = 0) 
     parent_name = data["extends"]
     if not isinstance(parent_name, str):
         raise ScenarioError(file, "extends", "must be a scenario name or a file path")
-    parent, pfile, pfolder = _read(parent_name, folder)
-    parent = _resolve_extends(parent, pfile, pfolder, depth + 1)
+    if not files and parent_name not in builtin_names():
+        raise ScenarioError(file, "extends", f"may name a built-in scenario only ({', '.join(builtin_names())})")
+    parent, pfile, pfolder = _read(parent_name, folder, files=files)
+    parent = _resolve_extends(parent, pfile, pfolder, depth + 1, files=files)
     if not isinstance(parent, dict):
         raise ScenarioError(pfile, "(top level)", "a scenario must be a mapping of fields")
     child = {k: v for k, v in data.items() if k != "extends"}
     return _merge(parent, child, file)
+
+
+def scenario_data_from_text(text: str, *, file: str = "<scenario>", files: bool = True) -> Any:
+    """A scenario file's text parsed, ``extends`` followed; ``files=False`` lets ``extends`` name built-in
+    scenarios only (for text from an untrusted source, such as a web request). Validate the result with
+    :func:`scenario_from_dict`."""
+    return _resolve_extends(_parse(text, file), file, None, files=files)
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:

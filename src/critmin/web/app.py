@@ -251,20 +251,10 @@ class Api:
         return spec
 
     def import_yaml(self, text: str) -> Scenario:
-        from critmin.simulate.scenario import _resolve_extends
+        """A scenario from a file's text; ``extends`` may name built-in scenarios only."""
+        from critmin.simulate.scenario import scenario_data_from_text
 
-        try:
-            data = yaml.safe_load(text)
-        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as err:
-            raise DataError("uploaded YAML", "(syntax)", f"not valid YAML: {err}") from None
-        if isinstance(data, dict) and "extends" in data:
-            parent = data["extends"]
-            if not isinstance(parent, str) or parent not in builtin_names():
-                raise DataError(
-                    "uploaded YAML", "extends", f"may name a built-in scenario only ({', '.join(builtin_names())})"
-                )
-            data = _resolve_extends(data, "uploaded YAML", None)
-        return self.check(data, file="uploaded YAML")
+        return self.check(scenario_data_from_text(text, file="uploaded YAML", files=False), file="uploaded YAML")
 
     # -- runs --------------------------------------------------------------------------------------------
 
@@ -273,19 +263,34 @@ class Api:
             info = self.store.get_run(run_id)
         except CritminError:
             raise _problem(404, f"no run {run_id}") from None
-        job = self.jobs.get(str(info["id"]))
-        status = str(info["status"])
+        return self.run_status(
+            str(info["id"]),
+            kind=info["kind"],
+            scenario=info["scenario_name"],
+            status=info["status"],
+            draws=info["n_draws"],
+            done=info["done"],
+            created=info["created"],
+            wall_time_s=info["wall_time_s"],
+        )
+
+    def run_status(self, run_id: str, **row: Any) -> RunStatus:
+        """A run's status from its store row, with this server's view: progress and error of a run it is
+        computing, and ``interrupted`` for a run left ``running`` by a server that is gone (resume it with
+        ``critmin ensemble --resume``)."""
+        job = self.jobs.get(run_id)
+        status = str(row["status"])
         if status == "running" and job is None:
-            status = "interrupted"  # registered by a server that is gone; resume it with the CLI
+            status = "interrupted"
         return RunStatus(
-            run_id=str(info["id"]),
-            kind=str(info["kind"]),
-            scenario=str(info["scenario_name"]),
+            run_id=run_id,
+            kind=str(row["kind"]),
+            scenario=str(row["scenario"]),
             status=status,
-            draws=int(info["n_draws"]),
-            done=int(job.done) if job is not None and status == "running" else int(info["done"]),
-            created=str(info["created"]),
-            wall_time_s=float(info["wall_time_s"] or 0.0),
+            draws=int(row["draws"]),
+            done=int(job.done) if job is not None and status == "running" else int(row["done"]),
+            created=str(row["created"]),
+            wall_time_s=float(row["wall_time_s"] or 0.0),
             error=job.error if job is not None else None,
         )
 
@@ -464,26 +469,8 @@ def create_app(
     @app.get("/api/runs", tags=["runs"])
     def list_runs(limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[RunStatus]:
         table = api.store.list_runs().head(limit)
-        out = []
-        for row in table.itertuples(index=False):
-            job = api.jobs.get(str(row.id))
-            status = str(row.status)
-            if status == "running" and job is None:
-                status = "interrupted"
-            out.append(
-                RunStatus(
-                    run_id=str(row.id),
-                    kind=str(row.kind),
-                    scenario=str(row.scenario),
-                    status=status,
-                    draws=int(row.draws),  # type: ignore[arg-type]
-                    done=int(job.done) if job is not None and status == "running" else int(row.done),  # type: ignore[arg-type]
-                    created=str(row.created),
-                    wall_time_s=float(row.wall_time_s or 0.0),  # type: ignore[arg-type]
-                    error=job.error if job is not None else None,
-                )
-            )
-        return out
+        rows = [{str(k): v for k, v in row.items()} for row in table.to_dict(orient="records")]
+        return [api.run_status(str(row.pop("id")), **row) for row in rows]
 
     @app.get("/api/runs/{run_id}", tags=["runs"])
     def run_status(run_id: RunId) -> RunStatus:
@@ -543,16 +530,16 @@ def create_app(
         mineral = mineral or minerals[0]
         if mineral not in minerals:
             raise _problem(422, f"mineral {mineral!r} is not in the run; it has {', '.join(minerals)}")
-        from critmin.report.html import ReportRun, _ensemble_rows
+        from critmin.report.html import ensemble_rows
 
-        rows = _ensemble_rows(ReportRun(label=run_id, scenario=spec, kind="ensemble", metrics=metrics))
+        rows = ensemble_rows(api.store.load_draws(run_id), metrics, mineral)
         return {
             "run": st.model_dump(),
             "kind": "ensemble",
             "minerals": minerals,
             "mineral": mineral,
             "figures": ensemble_figures(metrics, mineral),
-            "risk": [r for r in rows if r["mineral"] == mineral],
+            "risk": rows,
         }
 
     @app.get("/api/runs/{run_id}/metrics", tags=["results"])

@@ -395,9 +395,9 @@ async function renderRunView(runId, sel) {
     table.append(el("tbody", {}, v.headline.map(r => el("tr", {}, el("td", { text: r.metric }), el("td", { text: r.mineral }), el("td", { text: r.bloc }), el("td", { class: "num", text: fmt(r.value, r.unit) })))));
   } else {
     $("table-title").textContent = `Risk over draws (${v.mineral})`;
-    table.append(el("thead", {}, el("tr", {}, ["Outcome", "Group", "Unit", "P5", "P50", "P95", "Mean", "CVaR 95%"].map(h => el("th", { text: h })))));
+    table.append(el("thead", {}, el("tr", {}, ["Outcome", "Group", "Unit", "P5", "P50", "P95", "Mean", "CVaR 95%", "Main driver"].map(h => el("th", { text: h })))));
     table.append(el("tbody", {}, v.risk.map(r => el("tr", {}, el("td", { text: r.metric }), el("td", { text: r.bloc }), el("td", { text: r.unit }),
-      ...["p5", "p50", "p95", "mean", "cvar"].map(k => el("td", { class: "num", text: r[k] }))))));
+      ...["p5", "p50", "p95", "mean", "cvar"].map(k => el("td", { class: "num", text: r[k] })), el("td", { text: r.driver })))));
   }
   document.body.dataset.runRendered = runId;
 }
