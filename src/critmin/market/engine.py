@@ -64,6 +64,8 @@ _ARMIJO = 1e-4
 #: A Cholesky pivot below this share of its diagonal is taken as a null direction and regularised.
 _PIVOT_TOL = 1e-12
 _DEBUG = False
+#: Gauss-Seidel sweeps of exact moves of single prices before Newton starts from a cold start.
+_CRASH_SWEEPS = 2
 _KINK_TOL = 1e-10
 _LS_ACCEPT = 0.2
 #: Factor on the pivot of a null direction of the Newton system (see _cholesky).
@@ -414,8 +416,10 @@ def _phi_increment(w0, dw, slope, lower, upper):  # type: ignore[no-untyped-def]
 def _trial(st, inst, n_nodes, t, x, d, u, G, xt, dx, ut, vt, Gt):  # type: ignore[no-untyped-def]
     """Evaluate the point ``P(x + t d)`` of the projection arc (rents clipped at zero).
 
-    Returns the change of ``g`` (accurate to rounding in the step), the first-order term ``G . dx`` and the
-    sum of absolute contributions to the change (its rounding noise level).
+    Returns the change of ``g`` (accurate to rounding in the step), the first-order term ``G . dx``, the
+    sum of absolute contributions to the change (its rounding noise level) and the curvature of ``g`` along
+    the arc at the trial point (the derivative of :func:`_arc_slope` in ``t``: free agents' squared rates
+    over their slopes; rents clipped at zero do not move).
     """
     ent_ptr, ent_idx, ent_val = st[0], st[1], st[2]
     cost, slope, inv_slope, lower, upper = inst[0], inst[1], inst[2], inst[3], inst[4]
@@ -439,20 +443,27 @@ def _trial(st, inst, n_nodes, t, x, d, u, G, xt, dx, ut, vt, Gt):  # type: ignor
             term = rhs[k] * dx[n_nodes + k]
             change += term
             noise += abs(term)
+    curvature = 0.0
     for j in range(cost.shape[0]):
         du = 0.0
+        rate = 0.0
         acc = -cost[j]
         for e in range(ent_ptr[j], ent_ptr[j + 1]):
             i = ent_idx[e]
             du += ent_val[e] * dx[i]
             acc += ent_val[e] * xt[i]
+            if i < n_nodes or xt[i] > 0.0:
+                rate += ent_val[e] * d[i]
         inc = _phi_increment(u[j], du, slope[j], lower[j], upper[j])
         change += inc
         noise += abs(inc)
         ut[j] = acc
-        vt[j] = _clip(acc * inv_slope[j], lower[j], upper[j])
+        level = acc * inv_slope[j]
+        if lower[j] < level < upper[j]:
+            curvature += rate * rate * inv_slope[j]
+        vt[j] = _clip(level, lower[j], upper[j])
     _gradient(st, inst, n_nodes, vt, Gt)
-    return change, gdx, noise
+    return change, gdx, noise, curvature
 
 
 @nb.njit(cache=True)
@@ -920,7 +931,7 @@ def _canonicalise(st, inst, n_nodes, x):  # type: ignore[no-untyped-def]
         vt = np.empty(J)
         _responses(st, inst, x, ut, vt)
         for j in range(J):
-            if abs(vt[j] - v0[j]) > 1e-12 * (1.0 + abs(v0[j])):
+            if abs(vt[j] - v0[j]) > 1e-10 * (1.0 + abs(v0[j])):
                 if _DEBUG:
                     print("level change agent", j, v0[j], vt[j])
                 ok = False
@@ -1019,11 +1030,14 @@ def _group_bound(  # type: ignore[no-untyped-def]
 def _line_search(st, inst, n_nodes, x, d, u, G, slope0, xt, dx, ut, vt, Gt):  # type: ignore[no-untyped-def]
     """Minimise ``g`` along the projection arc ``P(x + t d)``; leaves the accepted point in the work arrays.
 
-    The derivative along the arc is piecewise linear (and monotone along the ray): bracket its root,
-    expanding beyond ``t = 1`` on flat pieces, then close in by regula falsi (Illinois). The step is taken
-    once the derivative has fallen to a twentieth of its start and ``g`` has fallen enough (Armijo); near
-    the solution ``t = 1`` passes at once. Landing past the kinks, where the minimum is, keeps the next
-    Newton step from stalling in front of an agent about to leave its bound.
+    The derivative ``f(t)`` of ``g`` along the arc is monotone and piecewise linear. Starting at ``t = 1``,
+    each trial gives ``f`` and its slope (the curvature of ``g`` there), and the next trial is the Newton
+    step on ``f``, the root of its current linear piece, kept inside the bracket of the root found so far
+    (regula falsi, Illinois, or expansion where the step leaves it). The step is taken once ``g`` has
+    fallen enough (Armijo) and ``f`` has risen to within a fifth of its start (``f`` may be positive: past
+    the minimum is fine while ``g`` falls); near the solution ``t = 1`` passes at once. Landing past the
+    kinks, near the minimum, keeps the next Newton step from stalling in front of an agent about to leave
+    its bound.
 
     Returns ``(t, code, trials)``: code ``_CONVERGED`` when a step was accepted, ``_UNBOUNDED`` when ``g``
     falls without bound along the arc, ``_LINE_SEARCH_FAILED`` otherwise; ``trials`` counts evaluations.
@@ -1039,12 +1053,12 @@ def _line_search(st, inst, n_nodes, x, d, u, G, slope0, xt, dx, ut, vt, Gt):  # 
     trials = 0
     for _ in range(60):
         trials += 1
-        change, gdx, noise = _trial(st, inst, n_nodes, t, x, d, u, G, xt, dx, ut, vt, Gt)
+        change, gdx, noise, curvature = _trial(st, inst, n_nodes, t, x, d, u, G, xt, dx, ut, vt, Gt)
         f = _arc_slope(Gt, xt, d, n_nodes)
         decrease = change <= _ARMIJO * gdx + 1e-14 * noise
         if decrease and change < best_change:
             best_t, best_change = t, change
-        if decrease and abs(f) <= _LS_ACCEPT * abs(slope0):
+        if decrease and f >= -_LS_ACCEPT * abs(slope0):
             return t, _CONVERGED, trials
         if f < 0.0 and decrease:
             if side == -1:
@@ -1054,19 +1068,24 @@ def _line_search(st, inst, n_nodes, x, d, u, G, slope0, xt, dx, ut, vt, Gt):  # 
             if side == 1:
                 f_lo *= 0.5
             t_hi, f_hi, side = t, f, 1
-        if t_hi == np.inf:
-            if 4.0 * t * d_max > _PRICE_BOUND:
-                return t, _UNBOUNDED, trials
-            t = 4.0 * t
-            continue
-        if t_hi - t_lo <= 1e-12 * t_hi:
+        if t_hi < np.inf and t_hi - t_lo <= 1e-12 * t_hi:
             break
-        if f_hi > f_lo:
-            t_new = t_lo - f_lo * (t_hi - t_lo) / (f_hi - f_lo)
-        else:
-            t_new = 0.5 * (t_lo + t_hi)
+        # Newton on f from the trial point: the root of the linear piece it lies on.
+        t_new = t - f / curvature if curvature > 0.0 else np.nan
+        if t_hi == np.inf:
+            if not (t_new > t):
+                t_new = 4.0 * t
+            if t_new * d_max > _PRICE_BOUND:
+                if 4.0 * t * d_max > _PRICE_BOUND:
+                    return t, _UNBOUNDED, trials
+                t_new = 4.0 * t
+            t = t_new
+            continue
         width = t_hi - t_lo
-        t = min(max(t_new, t_lo + 1e-3 * width), t_hi - 1e-3 * width)
+        if not (t_lo + 1e-3 * width < t_new < t_hi - 1e-3 * width):
+            t_new = t_lo - f_lo * width / (f_hi - f_lo) if f_hi > f_lo else 0.5 * (t_lo + t_hi)
+            t_new = min(max(t_new, t_lo + 1e-3 * width), t_hi - 1e-3 * width)
+        t = t_new
     if best_t > 0.0:
         _trial(st, inst, n_nodes, best_t, x, d, u, G, xt, dx, ut, vt, Gt)
         return best_t, _CONVERGED, trials + 1
@@ -1092,9 +1111,10 @@ def _move_variable(st, inst, i, move, x, u, v, G):  # type: ignore[no-untyped-de
 
 
 @nb.njit(cache=True)
-def _solve_one(st, inst, n_nodes, x, tol, max_iter, direction, stats):  # type: ignore[no-untyped-def]
+def _solve_one(st, inst, n_nodes, x, tol, max_iter, sweeps, direction, stats):  # type: ignore[no-untyped-def]
     """Solve one scaled instance in place (``x`` holds the start and returns the solution).
 
+    ``sweeps`` Gauss-Seidel sweeps of exact single-variable moves come first (for a cold start).
     Returns ``(iterations, outcome)`` with the outcome codes above; on an unbounded dual ``direction``
     holds the direction along which it falls (the diverging prices and rents). ``stats`` counts line-search
     evaluations, exact moves along null directions, and exact moves of single prices on flat pieces.
@@ -1141,6 +1161,22 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, direction, stats):  # type: 
 
     _responses(st, inst, x, u, v)
     _gradient(st, inst, n_nodes, v, G)
+    # From a cold start (every price at the scale) the first Newton models see few free agents and their
+    # steps are cut to a sliver by the line search; a few Gauss-Seidel sweeps that move each price (and
+    # rent) alone to the minimum of g along it bring every stage's prices to their level first.
+    for _ in range(sweeps):
+        for i in range(n_all):
+            if i >= n_nodes and not mu_on[i - n_nodes]:
+                continue
+            if abs(G[i]) <= 0.1 * tol:
+                continue
+            lo, hi = var_ptr[i], var_ptr[i + 1]
+            move = _ray_root(var_agent[lo:hi], var_coef[lo:hi], G[i], u, slope, inv_slope, lower, upper, buf)
+            if i >= n_nodes:
+                move = max(move, -x[i])
+            if move == np.inf or move == -np.inf or move == 0.0:
+                continue
+            _move_variable(st, inst, i, move, x, u, v, G)
     for it in range(max_iter + 1):
         res = _residual(x, G, n_nodes, mu_on)
         if _DEBUG:
@@ -1219,7 +1255,7 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, direction, stats):  # type: 
         if code != _CONVERGED:
             return it, code
         if _DEBUG:
-            print("   t", t, "slope0", slope0, "null", n_null)
+            print("   t", t, "trials", trials, "slope0", slope0, "null", n_null)
             for i in range(n_all):
                 print(
                     "      var", i, "x", x[i], "d", d[i], "G", G[i], "flat", flat[i], "fixed", fixed[i], "reg", reg[i]
@@ -1309,6 +1345,7 @@ def _solve_batch(  # type: ignore[no-untyped-def]
     x,
     tol,
     max_iter,
+    sweeps,
     canonical,
     iterations,
     outcome,
@@ -1330,6 +1367,7 @@ def _solve_batch(  # type: ignore[no-untyped-def]
             x,
             tol,
             max_iter,
+            sweeps,
             canonical,
             iterations,
             outcome,
@@ -1351,6 +1389,7 @@ def _solve_batch_serial(  # type: ignore[no-untyped-def]
     x,
     tol,
     max_iter,
+    sweeps,
     canonical,
     iterations,
     outcome,
@@ -1376,6 +1415,7 @@ def _solve_batch_serial(  # type: ignore[no-untyped-def]
             x,
             tol,
             max_iter,
+            sweeps,
             canonical,
             iterations,
             outcome,
@@ -1398,6 +1438,7 @@ def _solve_instance(  # type: ignore[no-untyped-def]
     x,
     tol,
     max_iter,
+    sweeps,
     canonical,
     iterations,
     outcome,
@@ -1409,7 +1450,7 @@ def _solve_instance(  # type: ignore[no-untyped-def]
     for k in range(rhs.shape[1]):
         mu_on[k] = rhs[b, k] < np.inf
     inst = (cost[b], slope[b], 1.0 / slope[b], lower[b], upper[b], injection[b], rhs[b], mu_on)
-    its, code = _solve_one(st, inst, n_nodes, x[b], tol, max_iter, direction[b], stats[b])
+    its, code = _solve_one(st, inst, n_nodes, x[b], tol, max_iter, sweeps, direction[b], stats[b])
     iterations[b] = its
     outcome[b] = code
     if code == _CONVERGED and canonical:
@@ -1551,6 +1592,7 @@ class BatchedNewtonSolver:
             x,
             0.5 * tol,
             self.max_iter,
+            _CRASH_SWEEPS if warm_start is None and warm_rents is None else 0,
             self.canonical_prices,
             iterations,
             outcome,
@@ -1560,7 +1602,7 @@ class BatchedNewtonSolver:
 
         # Instances still moving at the limit (a few, where the active set keeps changing for many steps)
         # go on from their last iterate with a larger budget, one at a time; the rest are done.
-        def resume(pos: int, start: FloatArray, budget: int) -> None:
+        def resume(pos: int, start: FloatArray, budget: int, sweeps: int = 0) -> None:
             """Iterate instance ``pos`` alone from ``start`` (scaled prices and rents) for ``budget`` steps."""
             sub = slice(pos, pos + 1)
             xb = np.ascontiguousarray(start.reshape(1, -1))
@@ -1578,6 +1620,7 @@ class BatchedNewtonSolver:
                 xb,
                 0.5 * tol,
                 budget,
+                sweeps,
                 self.canonical_prices,
                 its,
                 out,
@@ -1596,7 +1639,7 @@ class BatchedNewtonSolver:
             if warm_start is not None or warm_rents is not None:
                 # a warm start can lead Newton into a long walk across active sets: start cold
                 cold = np.concatenate([np.ones(N), np.zeros(K)])
-                resume(pos, cold, self.max_iter)
+                resume(pos, cold, self.max_iter, _CRASH_SWEEPS)
             if self.extra_iter > 0 and outcome[pos] in unsolved:
                 resume(pos, x[pos].copy(), self.extra_iter)
             if outcome[pos] in unsolved and self.restart_from_reference:

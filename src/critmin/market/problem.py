@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
+from scipy.sparse import csr_matrix
 
 from critmin.core.arrays import FloatArray, IntArray
 from critmin.core.errors import InfeasibleError
@@ -104,18 +105,18 @@ class Topology:
         return A
 
     @cached_property
-    def _incidence_readonly(self) -> FloatArray:
-        """:meth:`incidence_dense`, built once per topology and read-only (for :func:`residuals`)."""
-        E = self.incidence_dense()
-        E.flags.writeable = False
-        return E
+    def _incidence_sparse(self) -> csr_matrix:
+        """``E`` in compressed rows, built once per topology (for :func:`residuals`).
+
+        Sparse products run in scipy's own single-threaded code: a dense product would call BLAS, whose
+        idle threads spin after each call and take the cores the engine's threads need.
+        """
+        return csr_matrix(self.incidence_dense())
 
     @cached_property
-    def _constraints_readonly(self) -> FloatArray:
-        """:meth:`constraints_dense`, built once per topology and read-only (for :func:`residuals`)."""
-        A = self.constraints_dense()
-        A.flags.writeable = False
-        return A
+    def _constraints_sparse(self) -> csr_matrix:
+        """``A`` in compressed rows, built once per topology (for :func:`residuals`)."""
+        return csr_matrix(self.constraints_dense())
 
 
 @dataclass
@@ -262,8 +263,7 @@ def residuals(
     ``response`` is ``agent_response(topology, data, price, rent)`` where the caller already has it (the
     engine's levels are that response); it is computed here otherwise.
     """
-    E = topology._incidence_readonly
-    balance = level @ E.T + data.injection
+    balance = (topology._incidence_sparse @ level.T).T + data.injection
     qs = data.quantity_scale[:, None]
     ps = data.price_scale[:, None]
     primal = np.abs(balance / qs).max(axis=1, initial=0.0)
@@ -273,8 +273,7 @@ def residuals(
     complementarity = comp.max(axis=1, initial=0.0)
     dual = np.zeros(data.n_instances)
     if topology.n_cons:
-        A = topology._constraints_readonly
-        slack = data.rhs - level @ A.T
+        slack = data.rhs - (topology._constraints_sparse @ level.T).T
         primal = np.maximum(primal, (np.maximum(0.0, -slack) / qs).max(axis=1))
         # A constraint with rhs = +inf never binds: its rent is 0 and 0 * inf counts as 0, not NaN.
         product = rent * np.where(rent == 0.0, 0.0, slack)
