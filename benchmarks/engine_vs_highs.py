@@ -34,6 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from critmin.core.errors import SolveError
+from critmin.core.threads import limit_blas_threads
 from critmin.market.engine import BatchedNewtonSolver
 from critmin.market.problem import InstanceData, Solution, Topology, residuals
 from critmin.market.reference import HighsSolver
@@ -156,6 +157,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3, help="engine timings keep the best of this many")
     args = parser.parse_args()
+    limit_blas_threads()  # as the critmin command does: idle BLAS threads would spin on the engine's cores
     rng = np.random.default_rng(args.seed)
     print(f"cores: {os.cpu_count()}, numba threads: {numba.get_num_threads()}")
 

@@ -103,6 +103,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", default=None, help="also profile one warm run of this scenario")
     args = parser.parse_args()
+    from critmin.core.threads import limit_blas_threads
+
+    limit_blas_threads()  # as the critmin command does
     scenarios = ("baseline", "club-2026")
     t0 = time.perf_counter()
     for name in scenarios:  # warm-up: numba compilation or cache loading

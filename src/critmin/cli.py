@@ -350,6 +350,9 @@ _register_store_commands()
 
 def main() -> None:
     """Entry point of the ``critmin`` console command."""
+    from critmin.core.threads import limit_blas_threads
+
+    limit_blas_threads()
     try:
         app()
     except KeyboardInterrupt:

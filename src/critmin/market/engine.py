@@ -1580,25 +1580,30 @@ class BatchedNewtonSolver:
         direction = np.zeros((B, N + K))
         stats = np.zeros((B, 4), dtype=np.int64)
         kernel = _solve_batch if B > 1 else _solve_batch_serial
-        kernel(
-            prepared.as_tuple(),
-            N,
-            cost,
-            slope,
-            lower,
-            upper,
-            injection,
-            rhs,
-            x,
-            0.5 * tol,
-            self.max_iter,
-            _CRASH_SWEEPS if warm_start is None and warm_rents is None else 0,
-            self.canonical_prices,
-            iterations,
-            outcome,
-            direction,
-            stats,
-        )
+        # Instances take very different numbers of iterations: threads take them one at a time.
+        chunk = nb.set_parallel_chunksize(1)
+        try:
+            kernel(
+                prepared.as_tuple(),
+                N,
+                cost,
+                slope,
+                lower,
+                upper,
+                injection,
+                rhs,
+                x,
+                0.5 * tol,
+                self.max_iter,
+                _CRASH_SWEEPS if warm_start is None and warm_rents is None else 0,
+                self.canonical_prices,
+                iterations,
+                outcome,
+                direction,
+                stats,
+            )
+        finally:
+            nb.set_parallel_chunksize(chunk)
 
         # Instances still moving at the limit (a few, where the active set keeps changing for many steps)
         # go on from their last iterate with a larger budget, one at a time; the rest are done.
