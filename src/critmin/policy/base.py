@@ -116,6 +116,10 @@ class MineralContext:
     cal: CalibratedMineral
     blocs: Mapping[str, Bloc]
     instrument_id: str = ""
+    #: Resolved selectors by (selector, date): blocs are fixed for a run, and instruments ask every period.
+    _resolved: dict[tuple[str | tuple[str, ...], dt.date], list[int]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @property
     def regions(self) -> tuple[str, ...]:
@@ -137,7 +141,12 @@ class MineralContext:
         return [self.cal.sectors.index(s) for s in sectors if s in self.cal.sectors]
 
     def regions_at(self, selector: Selector, date: dt.date) -> list[int]:
-        return resolve(selector, self.cal.regions, self.blocs, date)
+        """Indices of the regions ``selector`` names on ``date`` (a fresh list; resolved once per date)."""
+        key = (selector if isinstance(selector, str) else tuple(selector), date)
+        hit = self._resolved.get(key)
+        if hit is None:
+            hit = self._resolved[key] = resolve(selector, self.cal.regions, self.blocs, date)
+        return list(hit)
 
     def segment_name(self, suffix: str) -> str:
         return f"{self.instrument_id}/{self.cal.mineral}/{suffix}"

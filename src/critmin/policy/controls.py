@@ -30,7 +30,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from critmin.core.arrays import FloatArray
+from critmin.core.arrays import FloatArray, block_index
 from critmin.core.specs import PricePerT, Rate, Share, TonnesPerYear
 from critmin.policy.base import Instrument, MineralContext, PeriodContext
 from critmin.policy.blocs import Selector
@@ -134,7 +134,7 @@ class ExportControl(Instrument):
         tgt = [d for d in pctx.regions_at(self.targets) if d not in exp]
         price_ref = cal.base_origin_price
         for s in stages:
-            block = np.ix_(exp, tgt)
+            block = block_index(exp, tgt)
             leak = self.leakage_share * ref[s][block] * share
             if self.mode == "ban":
                 allowed = (1.0 - share) * ref[s][block] + leak

@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from critmin.core.arrays import FloatArray
+from critmin.core.arrays import FloatArray, block_index
 from critmin.core.specs import Money, PricePerT, TonnesPerYear
 from critmin.policy.base import Instrument, PeriodContext
 from critmin.policy.blocs import Selector
@@ -181,7 +181,7 @@ class ReferencePriceFloor(Instrument):
         outside = [o for o in range(R) if o not in members]
         assert pctx.inputs.route_cost_shift is not None
         for s in pctx.mineral.stage_indices(self.stages):
-            block = np.ix_(outside, members)
+            block = block_index(outside, members)
             delivered = (
                 origin_price[s][outside][:, None] + cal.route_cost[s][block] + pctx.inputs.route_cost_shift[s][block]
             )

@@ -27,6 +27,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from critmin.core.arrays import block_index
 from critmin.core.specs import Days, Money, PricePerT, Rate, Share, Tonnes, TonnesPerYear
 from critmin.policy.base import Instrument, MineralContext, PeriodContext
 from critmin.policy.blocs import Selector
@@ -235,7 +236,7 @@ class Reserve(Instrument):
             if self.sectors is not None:
                 cols = mctx.sector_indices(self.sectors)
                 rows = self._drawers(mctx)
-                gap = ref[np.ix_(rows, cols)] - outcome.consumption[np.ix_(rows, cols)]
+                gap = ref[block_index(rows, cols)] - outcome.consumption[block_index(rows, cols)]
                 state["last_sector_gap"] = float(np.maximum(gap, 0.0).sum())
         payer = self.payer or location
         pctx.ledger.add("reserve_purchase", bought, region=location, stage=stage)

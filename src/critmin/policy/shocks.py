@@ -11,6 +11,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from critmin.core.arrays import block_index
 from critmin.core.specs import PricePerT, Rate, Share
 from critmin.policy.base import Instrument, PeriodContext
 from critmin.policy.blocs import Selector
@@ -55,7 +56,7 @@ class DemandSurge(Instrument):
         assert pctx.inputs.demand_scale is not None
         rows = pctx.regions_at(self.regions)
         cols = pctx.mineral.sector_indices(self.sectors)
-        pctx.inputs.demand_scale[np.ix_(rows, cols)] *= 1.0 + f * (self.factor - 1.0)
+        pctx.inputs.demand_scale[block_index(rows, cols)] *= 1.0 + f * (self.factor - 1.0)
 
 
 class LogisticsSpike(Instrument):
@@ -86,7 +87,7 @@ class LogisticsSpike(Instrument):
         org = pctx.regions_at(self.origins)
         dst = pctx.regions_at(self.destinations)
         mask = np.zeros((cal.n_regions, cal.n_regions), dtype=bool)
-        mask[np.ix_(org, dst)] = True
+        mask[block_index(org, dst)] = True
         np.fill_diagonal(mask, False)
         for s in pctx.mineral.stage_indices(self.stages):
             add = float(self.per_unit) if self.per_unit is not None else float(self.rate or 0.0) * cal.base_price[s]

@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from critmin.core.arrays import block_index
 from critmin.core.specs import PricePerT, Rate
 from critmin.policy.base import Instrument, PeriodContext
 from critmin.policy.blocs import Selector
@@ -64,14 +65,14 @@ class _RouteWedge(Instrument):
         ref = self._reference(pctx)
         base = ref * self.rate if self.rate is not None else np.full_like(ref, float(self.per_unit or 0.0))
         mask = np.zeros((R, R), dtype=bool)
-        mask[np.ix_(exp, imp)] = True
+        mask[block_index(exp, imp)] = True
         np.fill_diagonal(mask, False)
         for s in stages:
             w[s][mask] = base[s][mask]
         if self.preferential_bloc is not None:
             members = pctx.regions_at(self.preferential_bloc)
             inside = np.zeros((R, R), dtype=bool)
-            inside[np.ix_(members, members)] = True
+            inside[block_index(members, members)] = True
             inside &= mask
             if self.preferential_rate is not None:
                 pref = ref * self.preferential_rate
