@@ -416,10 +416,8 @@ def _phi_increment(w0, dw, slope, lower, upper):  # type: ignore[no-untyped-def]
 def _trial(st, inst, n_nodes, t, x, d, u, G, xt, dx, ut, vt, Gt):  # type: ignore[no-untyped-def]
     """Evaluate the point ``P(x + t d)`` of the projection arc (rents clipped at zero).
 
-    Returns the change of ``g`` (accurate to rounding in the step), the first-order term ``G . dx``, the
-    sum of absolute contributions to the change (its rounding noise level) and the curvature of ``g`` along
-    the arc at the trial point (the derivative of :func:`_arc_slope` in ``t``: free agents' squared rates
-    over their slopes; rents clipped at zero do not move).
+    Returns the change of ``g`` (accurate to rounding in the step), the first-order term ``G . dx`` and the
+    sum of absolute contributions to the change (its rounding noise level).
     """
     ent_ptr, ent_idx, ent_val = st[0], st[1], st[2]
     cost, slope, inv_slope, lower, upper = inst[0], inst[1], inst[2], inst[3], inst[4]
@@ -443,27 +441,20 @@ def _trial(st, inst, n_nodes, t, x, d, u, G, xt, dx, ut, vt, Gt):  # type: ignor
             term = rhs[k] * dx[n_nodes + k]
             change += term
             noise += abs(term)
-    curvature = 0.0
     for j in range(cost.shape[0]):
         du = 0.0
-        rate = 0.0
         acc = -cost[j]
         for e in range(ent_ptr[j], ent_ptr[j + 1]):
             i = ent_idx[e]
             du += ent_val[e] * dx[i]
             acc += ent_val[e] * xt[i]
-            if i < n_nodes or xt[i] > 0.0:
-                rate += ent_val[e] * d[i]
         inc = _phi_increment(u[j], du, slope[j], lower[j], upper[j])
         change += inc
         noise += abs(inc)
         ut[j] = acc
-        level = acc * inv_slope[j]
-        if lower[j] < level < upper[j]:
-            curvature += rate * rate * inv_slope[j]
-        vt[j] = _clip(level, lower[j], upper[j])
+        vt[j] = _clip(acc * inv_slope[j], lower[j], upper[j])
     _gradient(st, inst, n_nodes, vt, Gt)
-    return change, gdx, noise, curvature
+    return change, gdx, noise
 
 
 @nb.njit(cache=True)
@@ -1030,14 +1021,11 @@ def _group_bound(  # type: ignore[no-untyped-def]
 def _line_search(st, inst, n_nodes, x, d, u, G, slope0, xt, dx, ut, vt, Gt):  # type: ignore[no-untyped-def]
     """Minimise ``g`` along the projection arc ``P(x + t d)``; leaves the accepted point in the work arrays.
 
-    The derivative ``f(t)`` of ``g`` along the arc is monotone and piecewise linear. Starting at ``t = 1``,
-    each trial gives ``f`` and its slope (the curvature of ``g`` there), and the next trial is the Newton
-    step on ``f``, the root of its current linear piece, kept inside the bracket of the root found so far
-    (regula falsi, Illinois, or expansion where the step leaves it). The step is taken once ``g`` has
-    fallen enough (Armijo) and ``f`` has risen to within a fifth of its start (``f`` may be positive: past
-    the minimum is fine while ``g`` falls); near the solution ``t = 1`` passes at once. Landing past the
-    kinks, near the minimum, keeps the next Newton step from stalling in front of an agent about to leave
-    its bound.
+    The derivative along the arc is piecewise linear (and monotone along the ray): bracket its root,
+    expanding beyond ``t = 1`` on flat pieces, then close in by regula falsi (Illinois). The step is taken
+    once the derivative has fallen to a fifth of its start and ``g`` has fallen enough (Armijo); near
+    the solution ``t = 1`` passes at once. Landing past the kinks, where the minimum is, keeps the next
+    Newton step from stalling in front of an agent about to leave its bound.
 
     Returns ``(t, code, trials)``: code ``_CONVERGED`` when a step was accepted, ``_UNBOUNDED`` when ``g``
     falls without bound along the arc, ``_LINE_SEARCH_FAILED`` otherwise; ``trials`` counts evaluations.
@@ -1053,12 +1041,12 @@ def _line_search(st, inst, n_nodes, x, d, u, G, slope0, xt, dx, ut, vt, Gt):  # 
     trials = 0
     for _ in range(60):
         trials += 1
-        change, gdx, noise, curvature = _trial(st, inst, n_nodes, t, x, d, u, G, xt, dx, ut, vt, Gt)
+        change, gdx, noise = _trial(st, inst, n_nodes, t, x, d, u, G, xt, dx, ut, vt, Gt)
         f = _arc_slope(Gt, xt, d, n_nodes)
         decrease = change <= _ARMIJO * gdx + 1e-14 * noise
         if decrease and change < best_change:
             best_t, best_change = t, change
-        if decrease and f >= -_LS_ACCEPT * abs(slope0):
+        if decrease and abs(f) <= _LS_ACCEPT * abs(slope0):
             return t, _CONVERGED, trials
         if f < 0.0 and decrease:
             if side == -1:
@@ -1068,24 +1056,19 @@ def _line_search(st, inst, n_nodes, x, d, u, G, slope0, xt, dx, ut, vt, Gt):  # 
             if side == 1:
                 f_lo *= 0.5
             t_hi, f_hi, side = t, f, 1
-        if t_hi < np.inf and t_hi - t_lo <= 1e-12 * t_hi:
-            break
-        # Newton on f from the trial point: the root of the linear piece it lies on.
-        t_new = t - f / curvature if curvature > 0.0 else np.nan
         if t_hi == np.inf:
-            if not (t_new > t):
-                t_new = 4.0 * t
-            if t_new * d_max > _PRICE_BOUND:
-                if 4.0 * t * d_max > _PRICE_BOUND:
-                    return t, _UNBOUNDED, trials
-                t_new = 4.0 * t
-            t = t_new
+            if 4.0 * t * d_max > _PRICE_BOUND:
+                return t, _UNBOUNDED, trials
+            t = 4.0 * t
             continue
+        if t_hi - t_lo <= 1e-12 * t_hi:
+            break
+        if f_hi > f_lo:
+            t_new = t_lo - f_lo * (t_hi - t_lo) / (f_hi - f_lo)
+        else:
+            t_new = 0.5 * (t_lo + t_hi)
         width = t_hi - t_lo
-        if not (t_lo + 1e-3 * width < t_new < t_hi - 1e-3 * width):
-            t_new = t_lo - f_lo * width / (f_hi - f_lo) if f_hi > f_lo else 0.5 * (t_lo + t_hi)
-            t_new = min(max(t_new, t_lo + 1e-3 * width), t_hi - 1e-3 * width)
-        t = t_new
+        t = min(max(t_new, t_lo + 1e-3 * width), t_hi - 1e-3 * width)
     if best_t > 0.0:
         _trial(st, inst, n_nodes, best_t, x, d, u, G, xt, dx, ut, vt, Gt)
         return best_t, _CONVERGED, trials + 1
