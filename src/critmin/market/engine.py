@@ -1094,6 +1094,28 @@ def _move_variable(st, inst, i, move, x, u, v, G):  # type: ignore[no-untyped-de
 
 
 @nb.njit(cache=True)
+def _sweep(st, inst, n_nodes, x, u, v, G, tol, buf):  # type: ignore[no-untyped-def]
+    """One Gauss-Seidel sweep: move each price, then each rent, alone to the minimum of ``g`` along it.
+
+    Moves that would be unbounded are skipped (the Newton iterations report those); rents stay >= 0.
+    """
+    var_ptr, var_agent, var_coef = st[3], st[4], st[5]
+    slope, inv_slope, lower, upper, mu_on = inst[1], inst[2], inst[3], inst[4], inst[7]
+    for i in range(x.shape[0]):
+        if i >= n_nodes and not mu_on[i - n_nodes]:
+            continue
+        if abs(G[i]) <= 0.1 * tol:
+            continue
+        lo, hi = var_ptr[i], var_ptr[i + 1]
+        move = _ray_root(var_agent[lo:hi], var_coef[lo:hi], G[i], u, slope, inv_slope, lower, upper, buf)
+        if i >= n_nodes:
+            move = max(move, -x[i])
+        if move == np.inf or move == -np.inf or move == 0.0:
+            continue
+        _move_variable(st, inst, i, move, x, u, v, G)
+
+
+@nb.njit(cache=True)
 def _solve_one(st, inst, n_nodes, x, tol, max_iter, sweeps, direction, stats):  # type: ignore[no-untyped-def]
     """Solve one scaled instance in place (``x`` holds the start and returns the solution).
 
@@ -1148,18 +1170,7 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, sweeps, direction, stats):  
     # steps are cut to a sliver by the line search; a few Gauss-Seidel sweeps that move each price (and
     # rent) alone to the minimum of g along it bring every stage's prices to their level first.
     for _ in range(sweeps):
-        for i in range(n_all):
-            if i >= n_nodes and not mu_on[i - n_nodes]:
-                continue
-            if abs(G[i]) <= 0.1 * tol:
-                continue
-            lo, hi = var_ptr[i], var_ptr[i + 1]
-            move = _ray_root(var_agent[lo:hi], var_coef[lo:hi], G[i], u, slope, inv_slope, lower, upper, buf)
-            if i >= n_nodes:
-                move = max(move, -x[i])
-            if move == np.inf or move == -np.inf or move == 0.0:
-                continue
-            _move_variable(st, inst, i, move, x, u, v, G)
+        _sweep(st, inst, n_nodes, x, u, v, G, tol, buf)
     for it in range(max_iter + 1):
         res = _residual(x, G, n_nodes, mu_on)
         if _DEBUG:
@@ -1316,119 +1327,32 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, sweeps, direction, stats):  
 
 
 @nb.njit(cache=True, parallel=True)
-def _solve_batch(  # type: ignore[no-untyped-def]
-    st,
-    n_nodes,
-    cost,
-    slope,
-    lower,
-    upper,
-    injection,
-    rhs,
-    x,
-    tol,
-    max_iter,
-    sweeps,
-    canonical,
-    iterations,
-    outcome,
-    direction,
-    stats,
-):
-    """Solve every instance of a scaled batch; ``x`` (B, N + K) holds starts and returns solutions."""
-    for b in nb.prange(cost.shape[0]):
-        _solve_instance(
-            b,
-            st,
-            n_nodes,
-            cost,
-            slope,
-            lower,
-            upper,
-            injection,
-            rhs,
-            x,
-            tol,
-            max_iter,
-            sweeps,
-            canonical,
-            iterations,
-            outcome,
-            direction,
-            stats,
-        )
+def _solve_batch(st, n_nodes, batch, x, tol, max_iter, sweeps, canonical, out):  # type: ignore[no-untyped-def]
+    """Solve every instance of a scaled batch; ``x`` (B, N + K) holds starts and returns solutions.
+
+    ``batch`` is ``(cost, slope, lower, upper, injection, rhs)``, each ``(B, ...)``; ``out`` is
+    ``(iterations, outcome, direction, stats)``, filled per instance.
+    """
+    for b in nb.prange(x.shape[0]):
+        _solve_instance(b, st, n_nodes, batch, x, tol, max_iter, sweeps, canonical, out)
 
 
 @nb.njit(cache=True)
-def _solve_batch_serial(  # type: ignore[no-untyped-def]
-    st,
-    n_nodes,
-    cost,
-    slope,
-    lower,
-    upper,
-    injection,
-    rhs,
-    x,
-    tol,
-    max_iter,
-    sweeps,
-    canonical,
-    iterations,
-    outcome,
-    direction,
-    stats,
-):
+def _solve_batch_serial(st, n_nodes, batch, x, tol, max_iter, sweeps, canonical, out):  # type: ignore[no-untyped-def]
     """:func:`_solve_batch` on the calling thread only.
 
     For a batch of one instance (every solve of a single run) threads bring nothing, and waking the
     thread pool for each of the many small solves costs time, most of all on a busy machine.
     """
-    for b in range(cost.shape[0]):
-        _solve_instance(
-            b,
-            st,
-            n_nodes,
-            cost,
-            slope,
-            lower,
-            upper,
-            injection,
-            rhs,
-            x,
-            tol,
-            max_iter,
-            sweeps,
-            canonical,
-            iterations,
-            outcome,
-            direction,
-            stats,
-        )
+    for b in range(x.shape[0]):
+        _solve_instance(b, st, n_nodes, batch, x, tol, max_iter, sweeps, canonical, out)
 
 
 @nb.njit(cache=True)
-def _solve_instance(  # type: ignore[no-untyped-def]
-    b,
-    st,
-    n_nodes,
-    cost,
-    slope,
-    lower,
-    upper,
-    injection,
-    rhs,
-    x,
-    tol,
-    max_iter,
-    sweeps,
-    canonical,
-    iterations,
-    outcome,
-    direction,
-    stats,
-):
+def _solve_instance(b, st, n_nodes, batch, x, tol, max_iter, sweeps, canonical, out):  # type: ignore[no-untyped-def]
     """Solve instance ``b`` of a scaled batch in place (the body of :func:`_solve_batch`)."""
+    cost, slope, lower, upper, injection, rhs = batch
+    iterations, outcome, direction, stats = out
     mu_on = np.empty(rhs.shape[1], dtype=np.bool_)
     for k in range(rhs.shape[1]):
         mu_on[k] = rhs[b, k] < np.inf
@@ -1562,31 +1486,19 @@ class BatchedNewtonSolver:
         outcome = np.zeros(B, dtype=np.int64)
         direction = np.zeros((B, N + K))
         stats = np.zeros((B, 4), dtype=np.int64)
-        kernel = _solve_batch if B > 1 else _solve_batch_serial
-        # Instances take very different numbers of iterations: threads take them one at a time.
-        chunk = nb.set_parallel_chunksize(1)
-        try:
-            kernel(
-                prepared.as_tuple(),
-                N,
-                cost,
-                slope,
-                lower,
-                upper,
-                injection,
-                rhs,
-                x,
-                0.5 * tol,
-                self.max_iter,
-                _CRASH_SWEEPS if warm_start is None and warm_rents is None else 0,
-                self.canonical_prices,
-                iterations,
-                outcome,
-                direction,
-                stats,
-            )
-        finally:
-            nb.set_parallel_chunksize(chunk)
+        batch = (cost, slope, lower, upper, injection, rhs)
+        sweeps = _CRASH_SWEEPS if warm_start is None and warm_rents is None else 0
+        args = (prepared.as_tuple(), N, batch, x, 0.5 * tol, self.max_iter, sweeps, self.canonical_prices)
+        out = (iterations, outcome, direction, stats)
+        if B > 1:
+            # Instances take very different numbers of iterations: threads take them one at a time.
+            chunk = nb.set_parallel_chunksize(1)
+            try:
+                _solve_batch(*args, out)
+            finally:
+                nb.set_parallel_chunksize(chunk)
+        else:
+            _solve_batch_serial(*args, out)
 
         # Instances still moving at the limit (a few, where the active set keeps changing for many steps)
         # go on from their last iterate with a larger budget, one at a time; the rest are done.
@@ -1595,29 +1507,15 @@ class BatchedNewtonSolver:
             sub = slice(pos, pos + 1)
             xb = np.ascontiguousarray(start.reshape(1, -1))
             its = np.zeros(1, dtype=np.int64)
-            out = np.zeros(1, dtype=np.int64)
+            code = np.zeros(1, dtype=np.int64)
+            one = tuple(arr[sub] for arr in batch)
+            found = (its, code, direction[sub], stats[sub])
             _solve_batch_serial(
-                prepared.as_tuple(),
-                N,
-                cost[sub],
-                slope[sub],
-                lower[sub],
-                upper[sub],
-                injection[sub],
-                rhs[sub],
-                xb,
-                0.5 * tol,
-                budget,
-                sweeps,
-                self.canonical_prices,
-                its,
-                out,
-                direction[sub],
-                stats[sub],
+                prepared.as_tuple(), N, one, xb, 0.5 * tol, budget, sweeps, self.canonical_prices, found
             )
             x[sub] = xb
             iterations[pos] += its[0]
-            outcome[pos] = out[0]
+            outcome[pos] = code[0]
 
         stuck = np.flatnonzero((outcome == _ITERATION_LIMIT) | (outcome == _LINE_SEARCH_FAILED)).tolist()
         self.last_extended = [data.label(pos) for pos in stuck]

@@ -144,6 +144,36 @@ def _group_mean(da: xr.DataArray, weight: xr.DataArray, groups: xr.DataArray) ->
 # one run
 
 
+def _line(
+    fig: go.Figure,
+    x: Sequence[Any],
+    y: Any,
+    name: str,
+    *,
+    col: int,
+    line: dict[str, Any],
+    series: str,
+    hover: str,
+    legend: bool | None = None,
+) -> None:
+    """Add one line to panel ``col`` of a one-row figure; ``series`` names it for the page and the tests."""
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=y,
+            name=name,
+            legendgroup=name,
+            showlegend=legend,
+            mode="lines",
+            line=line,
+            meta={"series": series},
+            hovertemplate=hover,
+        ),
+        row=1,
+        col=col,
+    )
+
+
 def price_paths(ds: xr.Dataset, mineral: str) -> Figure:
     """Use-weighted price by stage, inside and outside each bloc and for the world (USD/kg)."""
     stages = _stages(ds, mineral)
@@ -159,24 +189,21 @@ def price_paths(ds: xr.Dataset, mineral: str) -> Figure:
             values = means.sel(stage=stage, group=name).values
             if np.all(np.isnan(values)):
                 continue
-            fig.add_trace(
-                go.Scatter(
-                    x=periods,
-                    y=values,
-                    name=name,
-                    legendgroup=name,
-                    showlegend=col == 1,
-                    mode="lines",
-                    line={
-                        "color": _group_color(name, blocs),
-                        "width": 2.5 if name == WORLD else 2,
-                        "dash": "dot" if name.startswith("not ") else "solid",
-                    },
-                    meta={"series": f"price|{stage}|{name}"},
-                    hovertemplate="%{y:,.2f} USD/kg",
-                ),
-                row=1,
+            style = {
+                "color": _group_color(name, blocs),
+                "width": 2.5 if name == WORLD else 2,
+                "dash": "dot" if name.startswith("not ") else "solid",
+            }
+            _line(
+                fig,
+                periods,
+                values,
+                name,
                 col=col,
+                line=style,
+                series=f"price|{stage}|{name}",
+                hover="%{y:,.2f} USD/kg",
+                legend=col == 1,
             )
     _layout(fig, f"{mineral}: price by stage, inside and outside each bloc (USD/kg)")
     fig.update_yaxes(rangemode="tozero")
@@ -198,20 +225,17 @@ def shortfall_by_sector(ds: xr.Dataset, mineral: str) -> Figure:
             values = share.sel(region=name, sector=sector).values
             if np.all(np.isnan(values)):
                 continue
-            fig.add_trace(
-                go.Scatter(
-                    x=periods,
-                    y=values,
-                    name=sector,
-                    legendgroup=sector,
-                    showlegend=col == 1,
-                    mode="lines",
-                    line={"color": _SECTOR_COLORS.get(sector, "#555"), "width": 3 if sector == "all" else 1.8},
-                    meta={"series": f"shortfall|{name}|{sector}"},
-                    hovertemplate="%{y:.1f}%",
-                ),
-                row=1,
+            style = {"color": _SECTOR_COLORS.get(sector, "#555"), "width": 3 if sector == "all" else 1.8}
+            _line(
+                fig,
+                periods,
+                values,
+                sector,
                 col=col,
+                line=style,
+                series=f"shortfall|{name}|{sector}",
+                hover="%{y:.1f}%",
+                legend=col == 1,
             )
     _layout(fig, f"{mineral}: shortfall by sector (% of reference demand unmet)")
     fig.update_yaxes(rangemode="tozero", ticksuffix="%")
@@ -233,34 +257,26 @@ def reserve_cover(ds: xr.Dataset, mineral: str) -> Figure:
                 continue
             color = "#5f3dc4" if name in regions else _group_color(name, blocs)
             label = f"{name} ({stage})"
-            fig.add_trace(
-                go.Scatter(
-                    x=periods,
-                    y=stock.sel(stage=stage, region=name).values,
-                    name=label,
-                    legendgroup=label,
-                    mode="lines",
-                    line={"color": color},
-                    meta={"series": f"reserve_stock|{stage}|{name}"},
-                    hovertemplate="%{y:,.0f} t",
-                ),
-                row=1,
+            _line(
+                fig,
+                periods,
+                stock.sel(stage=stage, region=name).values,
+                label,
                 col=1,
+                line={"color": color},
+                series=f"reserve_stock|{stage}|{name}",
+                hover="%{y:,.0f} t",
             )
-            fig.add_trace(
-                go.Scatter(
-                    x=periods,
-                    y=cover.sel(stage=stage, region=name).values,
-                    name=label,
-                    legendgroup=label,
-                    showlegend=False,
-                    mode="lines",
-                    line={"color": color, "dash": "dot"},
-                    meta={"series": f"days_of_cover|{stage}|{name}"},
-                    hovertemplate="%{y:,.0f} days",
-                ),
-                row=1,
+            _line(
+                fig,
+                periods,
+                cover.sel(stage=stage, region=name).values,
+                label,
                 col=2,
+                line={"color": color, "dash": "dot"},
+                series=f"days_of_cover|{stage}|{name}",
+                hover="%{y:,.0f} days",
+                legend=False,
             )
     if not fig.data:
         fig.add_annotation(
