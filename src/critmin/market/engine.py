@@ -1018,7 +1018,106 @@ def _group_bound(  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True)
-def _line_search(st, inst, n_nodes, x, d, u, G, slope0, xt, dx, ut, vt, Gt):  # type: ignore[no-untyped-def]
+def _ray_rates(st, n_nodes, x, d, rate):  # type: ignore[no-untyped-def]
+    """Rates ``M_j' d`` at which agents' net values move along the arc before it first bends.
+
+    Rents at zero that the step would push below zero stay at zero (their entries are left out); returns the
+    step at which the first positive rent reaches zero, where the arc leaves the ray.
+    """
+    ent_ptr, ent_idx, ent_val = st[0], st[1], st[2]
+    t_bend = np.inf
+    for i in range(n_nodes, x.shape[0]):
+        if d[i] < 0.0 and x[i] > 0.0:
+            t_bend = min(t_bend, x[i] / -d[i])
+    for j in range(rate.shape[0]):
+        acc = 0.0
+        for e in range(ent_ptr[j], ent_ptr[j + 1]):
+            i = ent_idx[e]
+            if i >= n_nodes and d[i] < 0.0 and x[i] <= 0.0:
+                continue
+            acc += ent_val[e] * d[i]
+        rate[j] = acc
+    return t_bend
+
+
+@nb.njit(cache=True, fastmath={"reassoc", "contract"})
+def _ray_slope(inst, u, v, rate, slope0, t):  # type: ignore[no-untyped-def]
+    """Derivative of ``g`` at step ``t`` along the ray (before the arc bends), from the rates alone."""
+    inv_slope, lower, upper = inst[2], inst[3], inst[4]
+    acc = 0.0
+    for j in range(rate.shape[0]):
+        r = rate[j]
+        if r != 0.0:
+            acc += r * (_clip((u[j] + t * r) * inv_slope[j], lower[j], upper[j]) - v[j])
+    return slope0 + acc
+
+
+@nb.njit(cache=True)
+def _line_search(st, inst, n_nodes, x, d, u, v, G, slope0, rate, xt, dx, ut, vt, Gt):  # type: ignore[no-untyped-def]
+    """Minimise ``g`` along the projection arc ``P(x + t d)``; leaves the accepted point in the work arrays.
+
+    The search of :func:`_line_search_full`, with the derivative at trial steps short of the arc's first
+    bend taken from the agents' rates along the ray (one pass over the agents, no change of ``g`` and no
+    gradient); the accepted step is evaluated in full and must pass the same tests. Falls back to the full
+    search when that fails or the bracket runs out.
+    """
+    t_bend = _ray_rates(st, n_nodes, x, d, rate)
+    t_ray = t_bend * (1.0 - 1e-9)
+    d_max = 0.0
+    for i in range(x.shape[0]):
+        d_max = max(d_max, abs(d[i]))
+    t_lo, f_lo = 0.0, slope0
+    t_hi, f_hi = np.inf, 0.0
+    t = 1.0
+    side = 0
+    trials = 0  # full evaluations
+    for _ in range(60):
+        if t < t_ray:
+            f = _ray_slope(inst, u, v, rate, slope0, t)
+            below = f < 0.0
+            if abs(f) <= _LS_ACCEPT * abs(slope0):
+                below = False
+                trials += 1
+                change, gdx, noise = _trial(st, inst, n_nodes, t, x, d, u, G, xt, dx, ut, vt, Gt)
+                f = _arc_slope(Gt, xt, d, n_nodes)
+                below = f < 0.0 and change <= _ARMIJO * gdx + 1e-14 * noise
+                if change <= _ARMIJO * gdx + 1e-14 * noise and abs(f) <= _LS_ACCEPT * abs(slope0):
+                    return t, _CONVERGED, trials
+        else:
+            trials += 1
+            change, gdx, noise = _trial(st, inst, n_nodes, t, x, d, u, G, xt, dx, ut, vt, Gt)
+            f = _arc_slope(Gt, xt, d, n_nodes)
+            decrease = change <= _ARMIJO * gdx + 1e-14 * noise
+            if decrease and abs(f) <= _LS_ACCEPT * abs(slope0):
+                return t, _CONVERGED, trials
+            below = f < 0.0 and decrease
+        if below:
+            if side == -1:
+                f_hi *= 0.5
+            t_lo, f_lo, side = t, f, -1
+        else:
+            if side == 1:
+                f_lo *= 0.5
+            t_hi, f_hi, side = t, f, 1
+        if t_hi == np.inf:
+            if 4.0 * t * d_max > _PRICE_BOUND:
+                return t, _UNBOUNDED, trials
+            t = 4.0 * t
+            continue
+        if t_hi - t_lo <= 1e-12 * t_hi:
+            break
+        if f_hi > f_lo:
+            t_new = t_lo - f_lo * (t_hi - t_lo) / (f_hi - f_lo)
+        else:
+            t_new = 0.5 * (t_lo + t_hi)
+        width = t_hi - t_lo
+        t = min(max(t_new, t_lo + 1e-3 * width), t_hi - 1e-3 * width)
+    t, code, more = _line_search_full(st, inst, n_nodes, x, d, u, G, slope0, xt, dx, ut, vt, Gt)
+    return t, code, trials + more
+
+
+@nb.njit(cache=True)
+def _line_search_full(st, inst, n_nodes, x, d, u, G, slope0, xt, dx, ut, vt, Gt):  # type: ignore[no-untyped-def]
     """Minimise ``g`` along the projection arc ``P(x + t d)``; leaves the accepted point in the work arrays.
 
     The derivative along the arc is piecewise linear (and monotone along the ray): bracket its root,
@@ -1157,6 +1256,7 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, sweeps, direction, stats):  
     w_list = np.empty(m, dtype=np.int64)
     ray_agents = np.empty(J, dtype=np.int64)
     ray_rates = np.empty(J)
+    arc_rate = np.empty(J)
     buf = np.empty(2 * J + 1)
     xt = np.empty(n_all)
     dx = np.empty(n_all)
@@ -1240,7 +1340,9 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, sweeps, direction, stats):  
             slope0 = _arc_slope(G, x, d, n_nodes)
             if not slope0 < 0.0:
                 return it, _LINE_SEARCH_FAILED
-        t, code, trials = _line_search(st, inst, n_nodes, x, d, u, G, slope0, xt, dx, ut, vt, Gt)
+        t, code, trials = _line_search(
+            st, inst, n_nodes, x, d, u, v, G, slope0, arc_rate, xt, dx, ut, vt, Gt
+        )
         stats[0] += trials
         if code == _UNBOUNDED:
             for i in range(n_all):
