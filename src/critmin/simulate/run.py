@@ -284,7 +284,20 @@ def _setup_mineral(scenario: Scenario, cal: CalibratedMineral, ids: list[str]) -
         state={},
         destruction=np.zeros_like(cal.base_consumption),
         expected=cal.base_price.copy(),
+        warm=_calibrated_prices(layout, cal),
     )
+
+
+def _calibrated_prices(layout: MarketLayout, cal: CalibratedMineral) -> FloatArray:
+    """The base year's calibrated node prices, in the topology's node order: the first period's start.
+
+    The first period is the base year (with whatever instruments are already in force), whose equilibrium
+    the calibration reproduces, so these prices are its solution or close to it.
+    """
+    prices = np.empty(2 * cal.base_price.size)
+    prices[layout.origin_node] = cal.base_origin_price
+    prices[layout.use_node] = cal.base_price
+    return prices
 
 
 def _reserve_weights(scenario: Scenario, runs: dict[str, _MineralRun], ids: list[str]) -> dict[str, dict[str, float]]:
