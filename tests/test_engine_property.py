@@ -5,9 +5,10 @@ residual checks."""
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
+from critmin.core.errors import SolveError
 from critmin.market.problem import residuals
 from critmin.market.solvers import get_solver
 from random_instances import Features, random_problem, undetermined_nodes
@@ -18,12 +19,17 @@ HIGHS = get_solver("highs")
 
 def _check(topology, data):
     engine = ENGINE.solve(topology, data)
-    highs = HIGHS.solve(topology, data)
+    try:
+        highs = HIGHS.solve(topology, data)
+    except SolveError as err:
+        # HiGHS stops with "Solve error" on a few random instances (one with seed 5760007, 3 stages, 4 regions
+        # failed inside this test's run); the engine's answer is then checked by its optimality conditions
+        event("HiGHS failed")
+        note(str(err))
+        _check_residuals(topology, data, engine)
+        return
     for sol in (engine, highs):
-        res = residuals(topology, data, sol.price, sol.level, sol.rent)
-        assert res.primal.max() <= 1e-6, res.primal.max()
-        assert res.complementarity.max() <= 1e-5, res.complementarity.max()
-        assert res.dual.max() <= 1e-9
+        _check_residuals(topology, data, sol)
     qs = data.quantity_scale[:, None]
     np.testing.assert_allclose(engine.level / qs, highs.level / qs, atol=2e-5)
     for b in range(data.n_instances):
@@ -31,6 +37,14 @@ def _check(topology, data):
         ps = data.price_scale[b]
         gap = np.abs(engine.price[b] - highs.price[b]) / np.maximum(np.abs(highs.price[b]), ps)
         assert gap[free].max(initial=0.0) <= 1e-6, (b, gap[free].max())
+
+
+def _check_residuals(topology, data, sol):
+    """The optimality conditions of the QP (a certificate: the problem is convex)."""
+    res = residuals(topology, data, sol.price, sol.level, sol.rent)
+    assert res.primal.max() <= 1e-6, res.primal.max()
+    assert res.complementarity.max() <= 1e-5, res.complementarity.max()
+    assert res.dual.max() <= 1e-9
 
 
 features = st.builds(

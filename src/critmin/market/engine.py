@@ -1340,9 +1340,7 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, sweeps, direction, stats):  
             slope0 = _arc_slope(G, x, d, n_nodes)
             if not slope0 < 0.0:
                 return it, _LINE_SEARCH_FAILED
-        t, code, trials = _line_search(
-            st, inst, n_nodes, x, d, u, v, G, slope0, arc_rate, xt, dx, ut, vt, Gt
-        )
+        t, code, trials = _line_search(st, inst, n_nodes, x, d, u, v, G, slope0, arc_rate, xt, dx, ut, vt, Gt)
         stats[0] += trials
         if code == _UNBOUNDED:
             for i in range(n_all):

@@ -109,6 +109,20 @@ class Instrument(BaseModel):
         return None
 
 
+#: Resolved selectors by (selector, date, regions, content of the blocs), shared by every context in a process.
+_RESOLVED: dict[tuple[Any, ...], list[int]] = {}
+#: How many entries :data:`_RESOLVED` holds before it starts afresh.
+_RESOLVED_SIZE = 100_000
+
+
+def _blocs_content(blocs: Mapping[str, Bloc]) -> tuple[Any, ...]:
+    """Everything :func:`~critmin.policy.blocs.resolve` reads of ``blocs``, as a hashable value."""
+    return tuple(
+        (name, tuple(b.members), tuple(sorted(b.joins.items())), tuple(sorted(b.leaves.items())))
+        for name, b in sorted(blocs.items())
+    )
+
+
 @dataclass
 class MineralContext:
     """What an instrument may read about one mineral for a whole run."""
@@ -120,6 +134,8 @@ class MineralContext:
     _resolved: dict[tuple[str | tuple[str, ...], dt.date], list[int]] = field(
         default_factory=dict, repr=False, compare=False
     )
+    #: The content of ``blocs`` and the region list, the key to :data:`_RESOLVED` (computed on first use).
+    _content: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)
 
     @property
     def regions(self) -> tuple[str, ...]:
@@ -145,7 +161,18 @@ class MineralContext:
         key = (selector if isinstance(selector, str) else tuple(selector), date)
         hit = self._resolved.get(key)
         if hit is None:
-            hit = self._resolved[key] = resolve(selector, self.cal.regions, self.blocs, date)
+            # every draw of an ensemble and every instrument has its own context, but their blocs are
+            # mostly the same: share what was resolved by content
+            if self._content is None:
+                self._content = (self.cal.regions, _blocs_content(self.blocs))
+            shared = (key, self._content)
+            hit = _RESOLVED.get(shared)
+            if hit is None:
+                hit = resolve(selector, self.cal.regions, self.blocs, date)
+                if len(_RESOLVED) >= _RESOLVED_SIZE:
+                    _RESOLVED.clear()
+                _RESOLVED[shared] = hit
+            self._resolved[key] = hit
         return list(hit)
 
     def segment_name(self, suffix: str) -> str:

@@ -160,16 +160,19 @@ class ExportControl(Instrument):
             content = controller_content(pctx.last_flow(), exp)
             # every other country's exports to the targets (a target re-exporting to another target included;
             # its own domestic use is not an export)
-            others = [o for o in range(cal.n_regions) if o not in exp]
+            others = np.setdiff1d(np.arange(cal.n_regions), exp)
+            dests = np.asarray(tgt, dtype=np.int64)
             for s in stages:
-                for o in others:
-                    if content[s][o] <= self.de_minimis:
-                        continue
-                    dests = [d for d in tgt if d != o]
-                    if not dests:
-                        continue
-                    cap = (1.0 - share * content[s][o]) * ref[s][o, dests]
-                    inputs.route_upper[s][o, dests] = np.minimum(inputs.route_upper[s][o, dests], cap)
+                origins = others[content[s][others] > self.de_minimis]
+                if not origins.size or not dests.size:
+                    continue
+                block = block_index(origins, dests)
+                cap = (1.0 - share * content[s][origins])[:, None] * ref[s][block]
+                current = inputs.route_upper[s][block]
+                # a target's own domestic use is not an export: its route to itself keeps its bound
+                inputs.route_upper[s][block] = np.where(
+                    origins[:, None] != dests[None, :], np.minimum(current, cap), current
+                )
 
     def settle(self, pctx: PeriodContext, outcome: MineralOutcome) -> None:
         if self.mode != "quota" or pctx.my_state().get("share", 0.0) == 0.0:

@@ -197,6 +197,7 @@ class _MineralRun:
     expected: FloatArray
     previous: MineralOutcome | None = None
     warm: FloatArray | None = None
+    warm_rents: FloatArray | None = None
     outcomes: list[MineralOutcome] = field(default_factory=list)
     capacity: list[FloatArray] = field(default_factory=list)
     demand: list[FloatArray] = field(default_factory=list)
@@ -363,6 +364,8 @@ def _step(
     rounds = 0
     warms = [r.warm for r in runs if r.warm is not None]
     warm = np.stack(warms) if len(warms) == len(runs) else None
+    rents = [r.warm_rents for r in runs if r.warm_rents is not None]
+    warm_rents = np.stack(rents) if warm is not None and len(rents) == len(runs) else None
     while True:
         for pctx in contexts:
             inputs = pctx.inputs
@@ -371,7 +374,7 @@ def _step(
             np.minimum(inputs.route_lower, inputs.route_upper, out=inputs.route_lower)
         data = build_instances(first.layout, [r.cal for r in runs], [c.inputs for c in contexts], labels)
         t0 = time.perf_counter()
-        solution = solver.solve(first.topology, data, warm_start=warm)
+        solution = solver.solve(first.topology, data, warm_start=warm, warm_rents=warm_rents)
         solve_time += time.perf_counter() - t0
         outcomes = [read_outcome(first.layout, solution, b, r.cal.yields) for b, r in enumerate(runs)]
         rounds += 1
@@ -389,7 +392,7 @@ def _step(
                 f"price-dependent policies did not settle in {rounds} rounds (last change {moved:.2e}); "
                 "raise dynamics.fixed_point_iterations or check the floor and budget settings",
             )
-        warm = solution.price
+        warm, warm_rents = solution.price, solution.rent
     worst = solution.residuals.worst()
     for b, (scenario, run, pctx, outcome) in enumerate(zip(scenarios, runs, contexts, outcomes, strict=True)):
         cal = run.cal
@@ -399,6 +402,7 @@ def _step(
             inst.settle(pctx, outcome)
         inputs = pctx.inputs
         run.warm = solution.price[b]
+        run.warm_rents = solution.rent[b]
         run.previous = outcome
         assert inputs.capacity is not None
         run.capacity.append(inputs.capacity + _project_capacity(run, inputs))
