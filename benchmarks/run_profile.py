@@ -39,6 +39,9 @@ def clear_caches() -> None:
 
     world._load_cached.cache_clear()
     calibrate._CACHE.clear()
+    unit_factor = getattr(importlib.import_module("critmin.core.units"), "_unit_factor", None)
+    if unit_factor is not None:
+        unit_factor.cache_clear()  # conversion factors (the pint registry itself is start-up)
     for module_name, names in (
         ("critmin.market.engine", ("clear_prepared_cache",)),
         ("critmin.market.build", ("clear_layout_cache",)),

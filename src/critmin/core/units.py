@@ -44,6 +44,17 @@ def registry() -> pint.UnitRegistry:
 
 
 _NUMBER = re.compile(r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
+#: A number followed by a unit made of names and slashes (``"110 USD/kg"``, ``"4250 t/yr"``).
+_NUMBER_UNIT = re.compile(
+    r"^\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)"  # the number
+    r"\s*([A-Za-z_]+(?:\s*/\s*[A-Za-z_]+)*)\s*$"  # the unit
+)
+
+
+@lru_cache(maxsize=1024)
+def _unit_factor(unit: str, to: str) -> float:
+    """How many ``to`` one ``unit`` is (pint, once per pair: worlds and scenarios use a handful of units)."""
+    return float(registry().Quantity(1.0, unit).to(to).magnitude)
 
 
 def parse_quantity(value: Any, to: str, *, file: str = "<input>", field: str = "value") -> float:
@@ -73,11 +84,15 @@ def parse_quantity(value: Any, to: str, *, file: str = "<input>", field: str = "
         return number
     if "*" in value or "^" in value:
         raise DataError(file, field, f"cannot read {value!r}: write a number and a unit, e.g. '110 USD/kg'")
-    ureg = registry()
     text = value.replace("/yr", "/year")
+    target = to.replace("/yr", "/year")
+    simple = _NUMBER_UNIT.match(text)
     try:
-        q: Any = ureg.Quantity(text)
-        number = float(q.to(to.replace("/yr", "/year")).magnitude)
+        if simple:
+            number = float(simple.group(1)) * _unit_factor(simple.group(2), target)
+        else:
+            q: Any = registry().Quantity(text)
+            number = float(q.to(target).magnitude)
     except Exception as err:  # pint raises many kinds of error on malformed text; all mean "cannot read"
         raise DataError(file, field, f"cannot read {value!r} as a quantity in {to!r}: {err}") from None
     if not math.isfinite(number):

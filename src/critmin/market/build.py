@@ -115,13 +115,17 @@ class MarketLayout:
                 nodes[j] = (self.use_node[s - 1, r], self.origin_node[s, r])
                 coef[j] = (-1.0, 1.0)  # the yield is applied through the instance numbers, see below
                 labels[j] = f"process/{self.stages[s]}/{reg}"
-        for s in range(S):
-            for o, org in enumerate(self.regions):
-                for d, dst in enumerate(self.regions):
-                    j = self.route_agent[s, o, d]
-                    nodes[j] = (self.origin_node[s, o], self.use_node[s, d])
-                    coef[j] = (-1.0, 1.0)
-                    labels[j] = f"route/{self.stages[s]}/{org}->{dst}"
+        R = len(self.regions)
+        routes = self.route_agent  # (S, R, R): origin o of stage s ships to the use node in d
+        nodes[routes, 0] = np.broadcast_to(self.origin_node[:, :, None], (S, R, R))
+        nodes[routes, 1] = np.broadcast_to(self.use_node[:, None, :], (S, R, R))
+        coef[routes] = (-1.0, 1.0)
+        for j, label in zip(
+            routes.ravel().tolist(),
+            (f"route/{stage}/{org}->{dst}" for stage in self.stages for org in self.regions for dst in self.regions),
+            strict=True,
+        ):
+            labels[j] = label
         for r, reg in enumerate(self.regions):
             for k, sec in enumerate(self.sectors):
                 j = self.demand_agent[r, k]
