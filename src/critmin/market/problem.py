@@ -114,6 +114,11 @@ class Topology:
         return csr_matrix(self.incidence_dense())
 
     @cached_property
+    def _incidence_sparse_t(self) -> csr_matrix:
+        """``E'`` in compressed rows (agents' net values from node prices)."""
+        return csr_matrix(self._incidence_sparse.T)
+
+    @cached_property
     def _constraints_sparse(self) -> csr_matrix:
         """``A`` in compressed rows, built once per topology (for :func:`residuals`)."""
         return csr_matrix(self.constraints_dense())
@@ -240,10 +245,7 @@ def agent_response(
 
 
 def _net_value(topology: Topology, data: InstanceData, price: FloatArray, rent: FloatArray | None) -> FloatArray:
-    nodes, coef = topology.agent_node, topology.agent_coef
-    net = price[:, nodes[:, 0]] * coef[:, 0]
-    second = nodes[:, 1] >= 0
-    net[:, second] += price[:, nodes[second, 1]] * coef[second, 1]
+    net = np.asarray((topology._incidence_sparse_t @ price.T).T)
     if rent is not None and topology.n_cons:
         contrib = rent[:, topology.con_row] * topology.con_coef
         np.subtract.at(net, (slice(None), topology.con_agent), contrib)  # type: ignore[arg-type]
