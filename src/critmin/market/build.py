@@ -218,86 +218,94 @@ def build_instances(
     inputs: Sequence[PeriodInputs],
     labels: Sequence[str] = (),
 ) -> InstanceData:
-    """The numbers of a batch: one instance per (calibrated mineral, period inputs) pair."""
+    """The numbers of a batch: one instance per (calibrated mineral, period inputs) pair.
+
+    Built for the whole batch at once (an ensemble chunk is a batch of draws); an input left ``None`` takes
+    its neutral value (the calibrated base year).
+    """
     if len(cals) != len(inputs):
         raise ValueError("one PeriodInputs per calibrated mineral instance")
     B, J, N = len(cals), layout.n_agents, 2 * len(layout.stages) * len(layout.regions)
-    n_con = len(layout.constraints)
+    n_con, n_seg = len(layout.constraints), len(layout.segments)
     S, R, K = len(layout.stages), len(layout.regions), len(layout.sectors)
     cost = np.zeros((B, J))
     slope = np.ones((B, J))
     lower = np.zeros((B, J))
     upper = np.full((B, J), np.inf)
     injection = np.zeros((B, N))
-    rhs = np.full((B, n_con), np.inf)
-    price_scale = np.ones(B)
-    quantity_scale = np.ones(B)
-    for b, (cal, inp) in enumerate(zip(cals, inputs, strict=True)):
-        capacity = cal.capacity if inp.capacity is None else inp.capacity
-        shift = 0.0 if inp.supply_cost_shift is None else inp.supply_cost_shift
-        a = cal.supply_intercept + shift
-        sup_lower = np.zeros((S, R)) if inp.supply_lower is None else np.minimum(inp.supply_lower, capacity)
-        # mines
-        js = layout.supply_agent
-        cost[b, js] = a[0]
-        slope[b, js] = cal.supply_slope[0]
-        upper[b, js] = capacity[0]
-        lower[b, js] = sup_lower[0]
-        # processors: level is the input; capacity and floors are stated in output
-        for s in range(1, S):
-            jp = layout.process_agent[s]
-            cost[b, jp] = a[s]
-            slope[b, jp] = cal.supply_slope[s]
-            upper[b, jp] = capacity[s] / cal.yields[s]
-            lower[b, jp] = sup_lower[s] / cal.yields[s]
-        # routes
-        jr = layout.route_agent
-        t = cal.route_cost.copy()
-        if inp.route_wedge is not None:
-            t = t + inp.route_wedge
-        if inp.route_cost_shift is not None:
-            t = t + inp.route_cost_shift
-        cost[b, jr] = t
-        slope[b, jr] = np.broadcast_to(cal.friction[:, None, None], (S, R, R))
-        if inp.route_lower is not None:
-            lower[b, jr] = inp.route_lower
-        if inp.route_upper is not None:
-            upper[b, jr] = inp.route_upper
-        # sectors: the curve scales horizontally with demand (same elasticity at the base price)
-        jd = layout.demand_agent
-        scale = np.ones((R, K)) if inp.demand_scale is None else inp.demand_scale
-        active = (scale > 0) & (cal.base_consumption > 0)
-        cost[b, jd] = -cal.demand_intercept
-        slope[b, jd] = np.where(active, cal.demand_slope / np.where(active, scale, 1.0), cal.demand_slope)
-        upper[b, jd] = np.where(active, np.inf, 0.0)
-        # free disposal: takes product only below a zero price
-        jx = layout.disposal_agent
-        cost[b, jx] = 0.0
-        slope[b, jx] = DISPOSAL_SLOPE * cal.price_scale / cal.quantity_scale
-        # segments
-        if layout.segments:
-            jg = layout.segment_agent
-            qty = np.zeros(len(layout.segments)) if inp.segment_quantity is None else inp.segment_quantity
-            lo_p = inp.segment_price_low if inp.segment_price_low is not None else np.zeros(len(jg))
-            hi_p = inp.segment_price_high if inp.segment_price_high is not None else np.ones(len(jg))
-            width = np.maximum(hi_p - lo_p, 1e-6 * cal.price_scale)
-            safe_qty = np.where(qty > 0, qty, 1.0)
-            seg_slope = width / safe_qty
-            for i, seg in enumerate(layout.segments):
-                j = jg[i]
-                slope[b, j] = seg_slope[i]
-                upper[b, j] = qty[i]
-                # buyer: value hi_p - slope*u, so u = (hi_p - p)/slope; seller: cost lo_p + slope*u
-                cost[b, j] = -hi_p[i] if seg.side == "buy" else lo_p[i]
-                if seg.side == "process":  # the level is the input; quantities are stated in output
-                    upper[b, j] = qty[i] / cal.yields[seg.stage]
-                    slope[b, j] = seg_slope[i] * cal.yields[seg.stage]
-        if inp.injection_use is not None:
-            injection[b, layout.use_node] = inp.injection_use
-        if n_con and inp.constraint_rhs is not None:
-            rhs[b] = inp.constraint_rhs
-        price_scale[b] = cal.price_scale
-        quantity_scale[b] = cal.quantity_scale
+
+    def cal_values(name: str) -> FloatArray:
+        first = getattr(cals[0], name)
+        if all(cal is cals[0] for cal in cals):
+            return np.broadcast_to(np.asarray(first, dtype=np.float64), (B, *np.shape(first)))
+        return np.stack([np.asarray(getattr(cal, name), dtype=np.float64) for cal in cals])
+
+    def input_values(name: str, default: FloatArray | float, shape: tuple[int, ...]) -> FloatArray:
+        values = [getattr(inp, name) for inp in inputs]
+        fill = np.broadcast_to(np.asarray(default, dtype=np.float64), (B, *shape))
+        return np.stack([fill[b] if v is None else v for b, v in enumerate(values)])
+
+    capacity = input_values("capacity", cal_values("capacity"), (S, R))
+    intercept = cal_values("supply_intercept") + input_values("supply_cost_shift", 0.0, (S, R))
+    sup_lower = np.minimum(input_values("supply_lower", 0.0, (S, R)), capacity)
+    yields = cal_values("yields")  # (B, S)
+    supply_slope = cal_values("supply_slope")
+    # mines
+    js = layout.supply_agent
+    cost[:, js] = intercept[:, 0]
+    slope[:, js] = supply_slope[:, 0]
+    upper[:, js] = capacity[:, 0]
+    lower[:, js] = sup_lower[:, 0]
+    # processors: level is the input; capacity and floors are stated in output
+    if S > 1:
+        jp = layout.process_agent[1:]
+        cost[:, jp] = intercept[:, 1:]
+        slope[:, jp] = supply_slope[:, 1:]
+        upper[:, jp] = capacity[:, 1:] / yields[:, 1:, None]
+        lower[:, jp] = sup_lower[:, 1:] / yields[:, 1:, None]
+    # routes
+    jr = layout.route_agent
+    cost[:, jr] = (
+        cal_values("route_cost")
+        + input_values("route_wedge", 0.0, (S, R, R))
+        + input_values("route_cost_shift", 0.0, (S, R, R))
+    )
+    slope[:, jr] = np.broadcast_to(cal_values("friction")[:, :, None, None], (B, S, R, R))
+    lower[:, jr] = input_values("route_lower", 0.0, (S, R, R))
+    upper[:, jr] = input_values("route_upper", np.inf, (S, R, R))
+    # sectors: the curve scales horizontally with demand (same elasticity at the base price)
+    jd = layout.demand_agent
+    scale = input_values("demand_scale", 1.0, (R, K))
+    demand_slope = cal_values("demand_slope")
+    active = (scale > 0) & (cal_values("base_consumption") > 0)
+    cost[:, jd] = -cal_values("demand_intercept")
+    slope[:, jd] = np.where(active, demand_slope / np.where(active, scale, 1.0), demand_slope)
+    upper[:, jd] = np.where(active, np.inf, 0.0)
+    # free disposal: takes product only below a zero price
+    price_scale = np.array([cal.price_scale for cal in cals], dtype=np.float64)
+    quantity_scale = np.array([cal.quantity_scale for cal in cals], dtype=np.float64)
+    jx = layout.disposal_agent
+    cost[:, jx] = 0.0
+    slope[:, jx] = (DISPOSAL_SLOPE * price_scale / quantity_scale)[:, None, None]
+    # segments
+    if n_seg:
+        jg = layout.segment_agent
+        qty = input_values("segment_quantity", 0.0, (n_seg,))
+        lo_p = input_values("segment_price_low", 0.0, (n_seg,))
+        hi_p = input_values("segment_price_high", 1.0, (n_seg,))
+        width = np.maximum(hi_p - lo_p, 1e-6 * price_scale[:, None])
+        seg_slope = width / np.where(qty > 0, qty, 1.0)
+        slope[:, jg] = seg_slope
+        upper[:, jg] = qty
+        for i, seg in enumerate(layout.segments):
+            j = jg[i]
+            # buyer: value hi_p - slope*u, so u = (hi_p - p)/slope; seller: cost lo_p + slope*u
+            cost[:, j] = -hi_p[:, i] if seg.side == "buy" else lo_p[:, i]
+            if seg.side == "process":  # the level is the input; quantities are stated in output
+                upper[:, j] = qty[:, i] / yields[:, seg.stage]
+                slope[:, j] = seg_slope[:, i] * yields[:, seg.stage]
+    injection[:, layout.use_node] = input_values("injection_use", 0.0, (S, R))
+    rhs = input_values("constraint_rhs", np.inf, (n_con,)) if n_con else np.full((B, 0), np.inf)
     return InstanceData(
         cost=cost,
         slope=slope,

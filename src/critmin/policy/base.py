@@ -18,6 +18,7 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -219,7 +220,7 @@ class PeriodContext:
         """Length of the period in years (calendar months / 12: a year is exactly 1, a quarter 0.25)."""
         return period_years(self.start, self.end)
 
-    @property
+    @cached_property
     def mid(self) -> dt.date:
         return midpoint(self.start, self.end)
 

@@ -160,7 +160,9 @@ class ExportControl(Instrument):
             content = controller_content(pctx.last_flow(), exp)
             # every other country's exports to the targets (a target re-exporting to another target included;
             # its own domestic use is not an export)
-            others = np.setdiff1d(np.arange(cal.n_regions), exp)
+            controlled = np.zeros(cal.n_regions, dtype=bool)
+            controlled[exp] = True
+            others = np.flatnonzero(~controlled)
             dests = np.asarray(tgt, dtype=np.int64)
             for s in stages:
                 origins = others[content[s][others] > self.de_minimis]
