@@ -1056,118 +1056,71 @@ def _ray_slope(inst, u, v, rate, slope0, t):  # type: ignore[no-untyped-def]
 def _line_search(st, inst, n_nodes, x, d, u, v, G, slope0, rate, xt, dx, ut, vt, Gt):  # type: ignore[no-untyped-def]
     """Minimise ``g`` along the projection arc ``P(x + t d)``; leaves the accepted point in the work arrays.
 
-    The search of :func:`_line_search_full`, with the derivative at trial steps short of the arc's first
-    bend taken from the agents' rates along the ray (one pass over the agents, no change of ``g`` and no
-    gradient); the accepted step is evaluated in full and must pass the same tests. Falls back to the full
-    search when that fails or the bracket runs out.
-    """
-    t_bend = _ray_rates(st, n_nodes, x, d, rate)
-    t_ray = t_bend * (1.0 - 1e-9)
-    d_max = 0.0
-    for i in range(x.shape[0]):
-        d_max = max(d_max, abs(d[i]))
-    t_lo, f_lo = 0.0, slope0
-    t_hi, f_hi = np.inf, 0.0
-    t = 1.0
-    side = 0
-    trials = 0  # full evaluations
-    for _ in range(60):
-        if t < t_ray:
-            f = _ray_slope(inst, u, v, rate, slope0, t)
-            below = f < 0.0
-            if abs(f) <= _LS_ACCEPT * abs(slope0):
-                below = False
-                trials += 1
-                change, gdx, noise = _trial(st, inst, n_nodes, t, x, d, u, G, xt, dx, ut, vt, Gt)
-                f = _arc_slope(Gt, xt, d, n_nodes)
-                below = f < 0.0 and change <= _ARMIJO * gdx + 1e-14 * noise
-                if change <= _ARMIJO * gdx + 1e-14 * noise and abs(f) <= _LS_ACCEPT * abs(slope0):
-                    return t, _CONVERGED, trials
-        else:
-            trials += 1
-            change, gdx, noise = _trial(st, inst, n_nodes, t, x, d, u, G, xt, dx, ut, vt, Gt)
-            f = _arc_slope(Gt, xt, d, n_nodes)
-            decrease = change <= _ARMIJO * gdx + 1e-14 * noise
-            if decrease and abs(f) <= _LS_ACCEPT * abs(slope0):
-                return t, _CONVERGED, trials
-            below = f < 0.0 and decrease
-        if below:
-            if side == -1:
-                f_hi *= 0.5
-            t_lo, f_lo, side = t, f, -1
-        else:
-            if side == 1:
-                f_lo *= 0.5
-            t_hi, f_hi, side = t, f, 1
-        if t_hi == np.inf:
-            if 4.0 * t * d_max > _PRICE_BOUND:
-                return t, _UNBOUNDED, trials
-            t = 4.0 * t
-            continue
-        if t_hi - t_lo <= 1e-12 * t_hi:
-            break
-        if f_hi > f_lo:
-            t_new = t_lo - f_lo * (t_hi - t_lo) / (f_hi - f_lo)
-        else:
-            t_new = 0.5 * (t_lo + t_hi)
-        width = t_hi - t_lo
-        t = min(max(t_new, t_lo + 1e-3 * width), t_hi - 1e-3 * width)
-    t, code, more = _line_search_full(st, inst, n_nodes, x, d, u, G, slope0, xt, dx, ut, vt, Gt)
-    return t, code, trials + more
-
-
-@nb.njit(cache=True)
-def _line_search_full(st, inst, n_nodes, x, d, u, G, slope0, xt, dx, ut, vt, Gt):  # type: ignore[no-untyped-def]
-    """Minimise ``g`` along the projection arc ``P(x + t d)``; leaves the accepted point in the work arrays.
-
     The derivative along the arc is piecewise linear (and monotone along the ray): bracket its root,
     expanding beyond ``t = 1`` on flat pieces, then close in by regula falsi (Illinois). The step is taken
     once the derivative has fallen to a fifth of its start and ``g`` has fallen enough (Armijo); near
     the solution ``t = 1`` passes at once. Landing past the kinks, where the minimum is, keeps the next
     Newton step from stalling in front of an agent about to leave its bound.
 
+    Trial steps short of the arc's first bend lie on a ray: their derivative comes from the agents' rates
+    along it (:func:`_ray_slope`, one pass over the agents); only a step about to be accepted, or one past
+    the bend, is evaluated in full (change of ``g``, gradient). If the bracket runs out, the search is run
+    again with full evaluations only, and then the best step that decreased ``g`` is taken.
+
     Returns ``(t, code, trials)``: code ``_CONVERGED`` when a step was accepted, ``_UNBOUNDED`` when ``g``
-    falls without bound along the arc, ``_LINE_SEARCH_FAILED`` otherwise; ``trials`` counts evaluations.
+    falls without bound along the arc, ``_LINE_SEARCH_FAILED`` otherwise; ``trials`` counts full
+    evaluations.
     """
+    t_ray = _ray_rates(st, n_nodes, x, d, rate) * (1.0 - 1e-9)
     d_max = 0.0
     for i in range(x.shape[0]):
         d_max = max(d_max, abs(d[i]))
-    t_lo, f_lo = 0.0, slope0
-    t_hi, f_hi = np.inf, 0.0
-    t = 1.0
-    side = 0  # Illinois: which end was kept last
-    best_t, best_change = 0.0, 0.0
     trials = 0
-    for _ in range(60):
-        trials += 1
-        change, gdx, noise = _trial(st, inst, n_nodes, t, x, d, u, G, xt, dx, ut, vt, Gt)
-        f = _arc_slope(Gt, xt, d, n_nodes)
-        decrease = change <= _ARMIJO * gdx + 1e-14 * noise
-        if decrease and change < best_change:
-            best_t, best_change = t, change
-        if decrease and abs(f) <= _LS_ACCEPT * abs(slope0):
-            return t, _CONVERGED, trials
-        if f < 0.0 and decrease:
-            if side == -1:
-                f_hi *= 0.5
-            t_lo, f_lo, side = t, f, -1
-        else:
-            if side == 1:
-                f_lo *= 0.5
-            t_hi, f_hi, side = t, f, 1
-        if t_hi == np.inf:
-            if 4.0 * t * d_max > _PRICE_BOUND:
-                return t, _UNBOUNDED, trials
-            t = 4.0 * t
-            continue
-        if t_hi - t_lo <= 1e-12 * t_hi:
-            break
-        if f_hi > f_lo:
-            t_new = t_lo - f_lo * (t_hi - t_lo) / (f_hi - f_lo)
-        else:
-            t_new = 0.5 * (t_lo + t_hi)
-        width = t_hi - t_lo
-        t = min(max(t_new, t_lo + 1e-3 * width), t_hi - 1e-3 * width)
+    best_t, best_change = 0.0, 0.0
+    for attempt in range(2):
+        t_lo, f_lo = 0.0, slope0
+        t_hi, f_hi = np.inf, 0.0
+        t = 1.0
+        side = 0  # Illinois: which end was kept last
+        for _ in range(60):
+            full = True
+            if attempt == 0 and t < t_ray:
+                f = _ray_slope(inst, u, v, rate, slope0, t)
+                below = f < 0.0
+                full = abs(f) <= _LS_ACCEPT * abs(slope0)  # about to be accepted: check it in full
+            if full:
+                trials += 1
+                change, gdx, noise = _trial(st, inst, n_nodes, t, x, d, u, G, xt, dx, ut, vt, Gt)
+                f = _arc_slope(Gt, xt, d, n_nodes)
+                decrease = change <= _ARMIJO * gdx + 1e-14 * noise
+                if decrease and change < best_change:
+                    best_t, best_change = t, change
+                if decrease and abs(f) <= _LS_ACCEPT * abs(slope0):
+                    return t, _CONVERGED, trials
+                below = f < 0.0 and decrease
+            if below:
+                if side == -1:
+                    f_hi *= 0.5
+                t_lo, f_lo, side = t, f, -1
+            else:
+                if side == 1:
+                    f_lo *= 0.5
+                t_hi, f_hi, side = t, f, 1
+            if t_hi == np.inf:
+                if 4.0 * t * d_max > _PRICE_BOUND:
+                    return t, _UNBOUNDED, trials
+                t = 4.0 * t
+                continue
+            if t_hi - t_lo <= 1e-12 * t_hi:
+                break
+            if f_hi > f_lo:
+                t_new = t_lo - f_lo * (t_hi - t_lo) / (f_hi - f_lo)
+            else:
+                t_new = 0.5 * (t_lo + t_hi)
+            width = t_hi - t_lo
+            t = min(max(t_new, t_lo + 1e-3 * width), t_hi - 1e-3 * width)
+        if attempt == 0:
+            best_t, best_change = 0.0, 0.0  # the full search starts afresh
     if best_t > 0.0:
         _trial(st, inst, n_nodes, best_t, x, d, u, G, xt, dx, ut, vt, Gt)
         return best_t, _CONVERGED, trials + 1
