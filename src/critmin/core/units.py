@@ -43,12 +43,11 @@ def registry() -> pint.UnitRegistry:
     return ureg
 
 
-_NUMBER = re.compile(r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
+_DECIMAL = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+#: A bare number (``"4250"``, ``"1.5e3"``).
+_NUMBER = re.compile(rf"^\s*{_DECIMAL}\s*$")
 #: A number followed by a unit made of names and slashes (``"110 USD/kg"``, ``"4250 t/yr"``).
-_NUMBER_UNIT = re.compile(
-    r"^\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)"  # the number
-    r"\s*([A-Za-z_]+(?:\s*/\s*[A-Za-z_]+)*)\s*$"  # the unit
-)
+_NUMBER_UNIT = re.compile(rf"^\s*({_DECIMAL})\s*([A-Za-z_]+(?:\s*/\s*[A-Za-z_]+)*)\s*$")
 
 
 @lru_cache(maxsize=1024)

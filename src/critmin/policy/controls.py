@@ -133,14 +133,15 @@ class ExportControl(Instrument):
         exp = pctx.regions_at(self.exporter)
         tgt = [d for d in pctx.regions_at(self.targets) if d not in exp]
         price_ref = cal.base_origin_price
+        block = block_index(exp, tgt)
         for s in stages:
-            block = block_index(exp, tgt)
-            leak = self.leakage_share * ref[s][block] * share
+            ref_block = ref[s][block]
+            leak = self.leakage_share * ref_block * share
             if self.mode == "ban":
-                allowed = (1.0 - share) * ref[s][block] + leak
+                allowed = (1.0 - share) * ref_block + leak
                 inputs.route_upper[s][block] = np.minimum(inputs.route_upper[s][block], allowed)
             elif self.mode == "licensing":
-                approved = ((1.0 - share) + share * float(self.approval_share or 0.0)) * ref[s][block] + leak
+                approved = ((1.0 - share) + share * float(self.approval_share or 0.0)) * ref_block + leak
                 inputs.route_upper[s][block] = np.minimum(inputs.route_upper[s][block], approved)
                 per_unit = float(self.cost or 0.0) + float(self.cost_rate or 0.0) * price_ref[s][exp][:, None]
                 inputs.route_wedge[s][block] += share * per_unit
@@ -154,7 +155,7 @@ class ExportControl(Instrument):
                     continue
                 base_exports = float(cal.base_flow[s][block].sum())
                 q = float(self.quota) if self.quota is not None else float(self.quota_share or 0.0) * base_exports
-                total_ref = float(ref[s][block].sum())
+                total_ref = float(ref_block.sum())
                 inputs.constraint_rhs[k] = share * q + (1.0 - share) * total_ref + leak.sum()
         if self.extraterritorial:
             content = controller_content(pctx.last_flow(), exp)

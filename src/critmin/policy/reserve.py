@@ -236,7 +236,8 @@ class Reserve(Instrument):
             if self.sectors is not None:
                 cols = mctx.sector_indices(self.sectors)
                 rows = self._drawers(mctx)
-                gap = ref[block_index(rows, cols)] - outcome.consumption[block_index(rows, cols)]
+                block = block_index(rows, cols)
+                gap = ref[block] - outcome.consumption[block]
                 state["last_sector_gap"] = float(np.maximum(gap, 0.0).sum())
         payer = self.payer or location
         pctx.ledger.add("reserve_purchase", bought, region=location, stage=stage)
