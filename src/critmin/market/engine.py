@@ -66,6 +66,10 @@ _PIVOT_TOL = 1e-12
 _DEBUG = False
 #: Gauss-Seidel sweeps of exact moves of single prices before Newton starts from a cold start.
 _CRASH_SWEEPS = 2
+#: From a warm start, one Gauss-Seidel pass over the variables whose scaled imbalance exceeds this (prices of
+#: nodes that a bound change between periods left far from balance: a route uncapped again, a node that
+#: floated on a capped route); the rest are left to Newton.
+_WARM_FLOOR = 1e-2
 _KINK_TOL = 1e-10
 _LS_ACCEPT = 0.2
 #: Factor on the pivot of a null direction of the Newton system (see _cholesky).
@@ -1146,17 +1150,18 @@ def _move_variable(st, inst, i, move, x, u, v, G):  # type: ignore[no-untyped-de
 
 
 @nb.njit(cache=True)
-def _sweep(st, inst, n_nodes, x, u, v, G, tol, buf):  # type: ignore[no-untyped-def]
+def _sweep(st, inst, n_nodes, x, u, v, G, floor, buf):  # type: ignore[no-untyped-def]
     """One Gauss-Seidel sweep: move each price, then each rent, alone to the minimum of ``g`` along it.
 
-    Moves that would be unbounded are skipped (the Newton iterations report those); rents stay >= 0.
+    Variables out of balance by at most ``floor`` stay where they are. Moves that would be unbounded are
+    skipped (the Newton iterations report those); rents stay >= 0.
     """
     var_ptr, var_agent, var_coef = st[3], st[4], st[5]
     slope, inv_slope, lower, upper, mu_on = inst[1], inst[2], inst[3], inst[4], inst[7]
     for i in range(x.shape[0]):
         if i >= n_nodes and not mu_on[i - n_nodes]:
             continue
-        if abs(G[i]) <= 0.1 * tol:
+        if abs(G[i]) <= floor:
             continue
         lo, hi = var_ptr[i], var_ptr[i + 1]
         move = _ray_root(var_agent[lo:hi], var_coef[lo:hi], G[i], u, slope, inv_slope, lower, upper, buf)
@@ -1171,7 +1176,8 @@ def _sweep(st, inst, n_nodes, x, u, v, G, tol, buf):  # type: ignore[no-untyped-
 def _solve_one(st, inst, n_nodes, x, tol, max_iter, sweeps, direction, stats):  # type: ignore[no-untyped-def]
     """Solve one scaled instance in place (``x`` holds the start and returns the solution).
 
-    ``sweeps`` Gauss-Seidel sweeps of exact single-variable moves come first (for a cold start).
+    ``sweeps`` Gauss-Seidel sweeps of exact single-variable moves come first (for a cold start); with
+    ``sweeps`` 0 (a warm start) one pass moves only the variables out of balance by more than ``_WARM_FLOOR``.
     Returns ``(iterations, outcome)`` with the outcome codes above; on an unbounded dual ``direction``
     holds the direction along which it falls (the diverging prices and rents). ``stats`` counts line-search
     evaluations, exact moves along null directions, and exact moves of single prices on flat pieces.
@@ -1223,7 +1229,9 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, sweeps, direction, stats):  
     # steps are cut to a sliver by the line search; a few Gauss-Seidel sweeps that move each price (and
     # rent) alone to the minimum of g along it bring every stage's prices to their level first.
     for _ in range(sweeps):
-        _sweep(st, inst, n_nodes, x, u, v, G, tol, buf)
+        _sweep(st, inst, n_nodes, x, u, v, G, 0.1 * tol, buf)
+    if sweeps == 0:
+        _sweep(st, inst, n_nodes, x, u, v, G, _WARM_FLOOR, buf)
     for it in range(max_iter + 1):
         res = _residual(x, G, n_nodes, mu_on)
         if _DEBUG:
