@@ -361,39 +361,72 @@ def _step(
     ids = list(draws) if draws is not None else list(range(len(runs)))
     labels = [f"{mineral} {year}" + (f" draw {d}" if draws is not None or len(runs) > 1 else "") for d in ids]
     solve_time = 0.0
-    rounds = 0
+    B = len(runs)
     warms = [r.warm for r in runs if r.warm is not None]
-    warm = np.stack(warms) if len(warms) == len(runs) else None
+    warm = np.stack(warms) if len(warms) == B else None
     rents = [r.warm_rents for r in runs if r.warm_rents is not None]
-    warm_rents = np.stack(rents) if warm is not None and len(rents) == len(runs) else None
+    warm_rents = np.stack(rents) if warm is not None and len(rents) == B else None
+    # Price-dependent instruments (floors with levies or budgets) settle by re-solving; a draw whose
+    # instruments have settled is not solved again while the others go on.
+    active = np.arange(B)
+    outcomes: list[MineralOutcome] = [None] * B  # type: ignore[list-item]
+    price = rent = None
+    iterations = np.zeros(B, dtype=np.int64)
+    worst = np.zeros(B)
+    rounds = np.zeros(B, dtype=np.int64)
     while True:
-        for pctx in contexts:
-            inputs = pctx.inputs
+        for k in active:
+            inputs = contexts[k].inputs
             assert inputs.route_lower is not None and inputs.route_upper is not None
             # an export ban overrides a contract on the same route (force majeure)
             np.minimum(inputs.route_lower, inputs.route_upper, out=inputs.route_lower)
-        data = build_instances(first.layout, [r.cal for r in runs], [c.inputs for c in contexts], labels)
+        data = build_instances(
+            first.layout,
+            [runs[k].cal for k in active],
+            [contexts[k].inputs for k in active],
+            [labels[k] for k in active],
+        )
         t0 = time.perf_counter()
-        solution = solver.solve(first.topology, data, warm_start=warm, warm_rents=warm_rents)
+        solution = solver.solve(
+            first.topology,
+            data,
+            warm_start=None if warm is None else warm[active],
+            warm_rents=None if warm_rents is None else warm_rents[active],
+        )
         solve_time += time.perf_counter() - t0
-        outcomes = [read_outcome(first.layout, solution, b, r.cal.yields) for b, r in enumerate(runs)]
-        rounds += 1
-        moved = 0.0
-        for run, pctx, outcome in zip(runs, contexts, outcomes, strict=True):
+        if price is None or rent is None:
+            price = np.empty((B, solution.price.shape[1]))
+            rent = np.empty((B, solution.rent.shape[1]))
+        price[active] = solution.price
+        rent[active] = solution.rent
+        iterations[active] = solution.iterations
+        worst[active] = solution.residuals.worst()
+        rounds[active] += 1
+        moving = []
+        largest = 0.0
+        for i, k in enumerate(active):
+            run, pctx = runs[k], contexts[k]
+            outcome = read_outcome(first.layout, solution, i, run.cal.yields)
+            outcomes[k] = outcome
+            moved = 0.0
             for iid, inst, mctx in run.instruments:
                 pctx.mineral = mctx
                 pctx.instrument_id = iid
                 moved = max(moved, inst.refine(pctx, outcome))
-        if moved == 0.0:
+            if moved > 0.0:
+                moving.append(int(k))
+                largest = max(largest, moved)
+        if not moving:
             break
-        if rounds >= scenarios[0].dynamics.fixed_point_iterations:
+        if rounds[moving[0]] >= scenarios[0].dynamics.fixed_point_iterations:
             raise SolveError(
-                labels[0],
-                f"price-dependent policies did not settle in {rounds} rounds (last change {moved:.2e}); "
-                "raise dynamics.fixed_point_iterations or check the floor and budget settings",
+                labels[moving[0]],
+                f"price-dependent policies did not settle in {rounds[moving[0]]} rounds (last change "
+                f"{largest:.2e}); raise dynamics.fixed_point_iterations or check the floor and budget settings",
             )
-        warm, warm_rents = solution.price, solution.rent
-    worst = solution.residuals.worst()
+        active = np.array(moving)
+        warm, warm_rents = price, rent
+    assert price is not None and rent is not None
     for b, (scenario, run, pctx, outcome) in enumerate(zip(scenarios, runs, contexts, outcomes, strict=True)):
         cal = run.cal
         for iid, inst, mctx in run.instruments:
@@ -401,16 +434,16 @@ def _step(
             pctx.instrument_id = iid
             inst.settle(pctx, outcome)
         inputs = pctx.inputs
-        run.warm = solution.price[b]
-        run.warm_rents = solution.rent[b]
+        run.warm = price[b]
+        run.warm_rents = rent[b]
         run.previous = outcome
         assert inputs.capacity is not None
         run.capacity.append(inputs.capacity + _project_capacity(run, inputs))
         run.demand.append(cal.base_consumption * cal.demand_index[cal.years.index(period_year(year))])
         run.outcomes.append(outcome)
-        run.iterations.append(int(solution.iterations[b]))
+        run.iterations.append(int(iterations[b]))
         run.residual.append(float(worst[b]))
-        run.rounds.append(rounds)
+        run.rounds.append(int(rounds[b]))
         run.ledgers.append(dict(pctx.ledger.values))
         _adjust(scenario, run, outcome, period_years(start, end))
     return solve_time
