@@ -407,3 +407,63 @@ def test_a_batch_of_draws_equals_the_draws_run_one_by_one():
         alone = run_calibrated(spec, {"tiny": cal}, years)
         np.testing.assert_allclose(record.minerals["tiny"].price, alone.minerals["tiny"].price, rtol=1e-8)
         np.testing.assert_allclose(record.minerals["tiny"].flow, alone.minerals["tiny"].flow, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("mode", ["ban", "licensing"])
+def test_extraterritorial_cap_follows_content_and_approval(mode: str) -> None:
+    """Third countries' magnet exports to the targets are capped at ``(1 - c)`` (ban) or ``(1 - c (1 - a))``
+    (licensing, approval share ``a``) of their reference flow, ``c`` their Chinese-origin content: in the
+    default world's base year, Japan's Dy magnets (all of Chinese-origin Dy) shipped to the US."""
+    import datetime as dt
+
+    from critmin.data.calibrate import calibrate
+    from critmin.policy.base import Ledger, MineralContext, PeriodContext, full_inputs
+    from critmin.policy.blocs import Bloc
+    from critmin.policy.controls import ExportControl, controller_content
+    from critmin.simulate.run import resolve_world
+
+    cal = calibrate(resolve_world("default"))["dy"]
+    blocs = {"club": Bloc(members=["USA", "JPN", "KOR"])}
+    control = ExportControl(
+        kind="export_control",
+        mode=mode,
+        exporter="CHN",
+        targets="club",
+        stages=["magnet"],
+        approval_share=0.25 if mode == "licensing" else None,
+        extraterritorial=True,
+        de_minimis=0.001,
+    )
+    pctx = PeriodContext(
+        mineral=MineralContext(cal=cal, blocs=blocs),
+        period=2027,
+        start=dt.date(2027, 1, 1),
+        end=dt.date(2028, 1, 1),
+        inputs=full_inputs(cal, 0, 0),
+        previous=None,
+        state={},
+        segment_index={},
+        constraint_index={},
+        ledger=Ledger(),
+        expected_price=cal.base_price.copy(),
+    )
+    control.apply(pctx)
+    s, regions = cal.stages.index("magnet"), list(cal.regions)
+    content = controller_content(cal.base_flow, [regions.index("CHN")])[s]
+    denied = 1.0 if mode == "ban" else 0.75
+    checked = 0
+    for origin in range(cal.n_regions):
+        for dest in ("USA", "JPN", "KOR"):
+            d = regions.index(dest)
+            upper = pctx.inputs.route_upper[s, origin, d]
+            if regions[origin] == "CHN":
+                continue  # the control's own routes: ban or licence, not the extraterritorial cap
+            if origin == d or content[origin] <= 0.001:
+                assert upper == np.inf
+                continue
+            assert upper == pytest.approx((1.0 - denied * content[origin]) * cal.base_flow[s, origin, d], rel=1e-12)
+            checked += cal.base_flow[s, origin, d] > 0
+    assert checked > 0  # some third country ships magnets with Chinese content to a target
+    jpn, usa = regions.index("JPN"), regions.index("USA")
+    assert content[jpn] == pytest.approx(1.0)
+    assert pctx.inputs.route_upper[s, jpn, usa] == pytest.approx((1.0 - denied) * cal.base_flow[s, jpn, usa])

@@ -18,7 +18,7 @@ its flow in the previous period. A ban in force for a share ``f`` of a period ca
   re-exports to another target included) are capped at the share of their reference flow that does not
   trace back to the controller (mine origin or any earlier processing location), with content traced by
   proportional mixing through the previous period's flows; countries whose content is below the de-minimis
-  threshold are exempt.
+  threshold are exempt. Under licensing, ``approval_share`` of that content is licensed as well.
 - ``hoarding``: the controller's own stock purchases, a buy segment at its market up to a rate and price cap.
 """
 
@@ -165,12 +165,14 @@ class ExportControl(Instrument):
             controlled[exp] = True
             others = np.flatnonzero(~controlled)
             dests = np.asarray(tgt, dtype=np.int64)
+            # under licensing the controller's content needs a licence too, approved at the same share
+            denied = 1.0 - float(self.approval_share or 0.0) if self.mode == "licensing" else 1.0
             for s in stages:
                 origins = others[content[s][others] > self.de_minimis]
                 if not origins.size or not dests.size:
                     continue
                 block = block_index(origins, dests)
-                cap = (1.0 - share * content[s][origins])[:, None] * ref[s][block]
+                cap = (1.0 - share * denied * content[s][origins])[:, None] * ref[s][block]
                 current = inputs.route_upper[s][block]
                 # a target's own domestic use is not an export: its route to itself keeps its bound
                 inputs.route_upper[s][block] = np.where(
