@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pytest
 
+from critmin.data.calibrate import calibrate
+from critmin.policy.base import Ledger, MineralContext, PeriodContext, full_inputs
+from critmin.policy.blocs import Bloc
+from critmin.policy.controls import ExportControl, controller_content
 from critmin.results.dataset import to_dataset
-from critmin.simulate.run import run_calibrated
+from critmin.simulate.run import resolve_world, run_calibrated
 from critmin.simulate.scenario import scenario_from_dict
 from tiny_market import free_trade_prices, two_region_market
 
@@ -414,14 +420,6 @@ def test_extraterritorial_cap_follows_content_and_approval(mode: str) -> None:
     """Third countries' magnet exports to the targets are capped at ``(1 - c)`` (ban) or ``(1 - c (1 - a))``
     (licensing, approval share ``a``) of their reference flow, ``c`` their Chinese-origin content: in the
     default world's base year, Japan's Dy magnets (all of Chinese-origin Dy) shipped to the US."""
-    import datetime as dt
-
-    from critmin.data.calibrate import calibrate
-    from critmin.policy.base import Ledger, MineralContext, PeriodContext, full_inputs
-    from critmin.policy.blocs import Bloc
-    from critmin.policy.controls import ExportControl, controller_content
-    from critmin.simulate.run import resolve_world
-
     cal = calibrate(resolve_world("default"))["dy"]
     blocs = {"club": Bloc(members=["USA", "JPN", "KOR"])}
     control = ExportControl(
