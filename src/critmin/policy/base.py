@@ -214,6 +214,9 @@ class PeriodContext:
     ledger: Ledger
     expected_price: FloatArray  # (S, R) adaptive expectation of use-node prices
     instrument_id: str = ""
+    #: Results shared by the draws of one batch for this mineral and period, under keys that hold everything
+    #: the result depends on (an instrument's numbers that do not differ between draws are built once).
+    shared: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def years(self) -> float:

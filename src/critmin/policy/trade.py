@@ -52,16 +52,43 @@ class _RouteWedge(Instrument):
         raise NotImplementedError
 
     def wedge(self, pctx: PeriodContext) -> np.ndarray:
-        """The per-unit wedge ``(S, R, R)`` this instrument puts on routes this period."""
+        """The per-unit wedge ``(S, R, R)`` this instrument puts on routes this period (read-only)."""
         cal = pctx.mineral.cal
         S, R = cal.n_stages, cal.n_regions
-        w = np.zeros((S, R, R))
         share = self.active_share(pctx.start, pctx.end)
         if share == 0.0:
-            return w
+            return np.zeros((S, R, R))
         stages = pctx.mineral.stage_indices(self.stages)
         imp = pctx.regions_at(self.importer)
         exp = pctx.regions_at(self.exporter)
+        members = pctx.regions_at(self.preferential_bloc) if self.preferential_bloc is not None else []
+        # the same for every draw of a batch whose rates and regions agree (the usual case): build it once
+        key = (
+            type(self),
+            id(cal),
+            share,
+            tuple(stages),
+            tuple(imp),
+            tuple(exp),
+            tuple(members),
+            self.rate,
+            self.per_unit,
+            self.preferential_rate,
+            self.preferential_per_unit,
+        )
+        hit = pctx.shared.get(key)
+        if hit is None:
+            hit = self._build_wedge(pctx, share, stages, imp, exp, members)
+            hit.flags.writeable = False
+            pctx.shared[key] = hit
+        return hit
+
+    def _build_wedge(
+        self, pctx: PeriodContext, share: float, stages: list[int], imp: list[int], exp: list[int], members: list[int]
+    ) -> np.ndarray:
+        cal = pctx.mineral.cal
+        S, R = cal.n_stages, cal.n_regions
+        w = np.zeros((S, R, R))
         ref = self._reference(pctx)
         base = ref * self.rate if self.rate is not None else np.full_like(ref, float(self.per_unit or 0.0))
         mask = np.zeros((R, R), dtype=bool)
@@ -70,7 +97,6 @@ class _RouteWedge(Instrument):
         for s in stages:
             w[s][mask] = base[s][mask]
         if self.preferential_bloc is not None:
-            members = pctx.regions_at(self.preferential_bloc)
             inside = np.zeros((R, R), dtype=bool)
             inside[block_index(members, members)] = True
             inside &= mask

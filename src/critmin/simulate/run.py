@@ -331,6 +331,7 @@ def _step(
     """One period of one mineral for a batch of draws sharing a topology; returns the time spent solving."""
     start, end = period_dates(year)
     contexts: list[PeriodContext] = []
+    shared: dict[Any, Any] = {}  # what instruments build alike for every draw of this batch
     for scenario, run in zip(scenarios, runs, strict=True):
         cal = run.cal
         idx = cal.years.index(period_year(year))
@@ -350,6 +351,7 @@ def _step(
             constraint_index=run.constraint_index,
             ledger=Ledger(),
             expected_price=run.expected,
+            shared=shared,
         )
         for iid, inst, mctx in run.instruments:
             pctx.mineral = mctx
