@@ -129,34 +129,36 @@ class ExportControl(Instrument):
         assert inputs.route_upper is not None and inputs.route_wedge is not None
         assert inputs.constraint_rhs is not None
         ref = reference_flow(pctx)
-        stages = pctx.mineral.stage_indices(self.stages)
+        stages = np.asarray(pctx.mineral.stage_indices(self.stages), dtype=np.intp)
         exp = pctx.regions_at(self.exporter)
         tgt = [d for d in pctx.regions_at(self.targets) if d not in exp]
-        price_ref = cal.base_origin_price
-        block = block_index(exp, tgt)
-        for s in stages:
-            ref_block = ref[s][block]
-            leak = self.leakage_share * ref_block * share
-            if self.mode == "ban":
-                allowed = (1.0 - share) * ref_block + leak
-                inputs.route_upper[s][block] = np.minimum(inputs.route_upper[s][block], allowed)
-            elif self.mode == "licensing":
-                approved = ((1.0 - share) + share * float(self.approval_share or 0.0)) * ref_block + leak
-                inputs.route_upper[s][block] = np.minimum(inputs.route_upper[s][block], approved)
-                per_unit = float(self.cost or 0.0) + float(self.cost_rate or 0.0) * price_ref[s][exp][:, None]
-                inputs.route_wedge[s][block] += share * per_unit
-            if self.leakage_share > 0 and self.leakage_markup:
-                # the leaked volume pays the markup; with a full-period ban it is the only flow left
-                inputs.route_wedge[s][block] += share * self.leakage_markup * price_ref[s][exp][:, None]
-            if self.mode == "quota":
+        # the (stage, exporter, target) block of every covered stage at once
+        rows, cols = block_index(exp, tgt)
+        block = (stages[:, None, None], rows[None], cols[None])
+        exporter_price = cal.base_origin_price[stages[:, None], rows[:, 0][None, :]][:, :, None]  # (stage, exp, 1)
+        ref_block = ref[block]
+        leak = self.leakage_share * ref_block * share
+        if self.mode == "ban":
+            allowed = (1.0 - share) * ref_block + leak
+            inputs.route_upper[block] = np.minimum(inputs.route_upper[block], allowed)
+        elif self.mode == "licensing":
+            approved = ((1.0 - share) + share * float(self.approval_share or 0.0)) * ref_block + leak
+            inputs.route_upper[block] = np.minimum(inputs.route_upper[block], approved)
+            per_unit = float(self.cost or 0.0) + float(self.cost_rate or 0.0) * exporter_price
+            inputs.route_wedge[block] += share * per_unit
+        if self.leakage_share > 0 and self.leakage_markup:
+            # the leaked volume pays the markup; with a full-period ban it is the only flow left
+            inputs.route_wedge[block] += share * self.leakage_markup * exporter_price
+        if self.mode == "quota":
+            for i, s in enumerate(stages):
                 name = pctx.mineral.segment_name(f"quota/{cal.stages[s]}")
                 k = pctx.constraint_index.get(name)
                 if k is None:
                     continue
-                base_exports = float(cal.base_flow[s][block].sum())
+                base_exports = float(cal.base_flow[s][rows, cols].sum())
                 q = float(self.quota) if self.quota is not None else float(self.quota_share or 0.0) * base_exports
-                total_ref = float(ref_block.sum())
-                inputs.constraint_rhs[k] = share * q + (1.0 - share) * total_ref + leak.sum()
+                total_ref = float(ref_block[i].sum())
+                inputs.constraint_rhs[k] = share * q + (1.0 - share) * total_ref + leak[i].sum()
         if self.extraterritorial:
             content = controller_content(pctx.last_flow(), exp)
             # every other country's exports to the targets (a target re-exporting to another target included;
@@ -164,20 +166,15 @@ class ExportControl(Instrument):
             controlled = np.zeros(cal.n_regions, dtype=bool)
             controlled[exp] = True
             others = np.flatnonzero(~controlled)
-            dests = np.asarray(tgt, dtype=np.int64)
+            dests = np.asarray(tgt, dtype=np.intp)
             # under licensing the controller's content needs a licence too, approved at the same share
             denied = 1.0 - float(self.approval_share or 0.0) if self.mode == "licensing" else 1.0
-            for s in stages:
-                origins = others[content[s][others] > self.de_minimis]
-                if not origins.size or not dests.size:
-                    continue
-                block = block_index(origins, dests)
-                cap = (1.0 - share * denied * content[s][origins])[:, None] * ref[s][block]
-                current = inputs.route_upper[s][block]
-                # a target's own domestic use is not an export: its route to itself keeps its bound
-                inputs.route_upper[s][block] = np.where(
-                    origins[:, None] != dests[None, :], np.minimum(current, cap), current
-                )
+            third = (stages[:, None, None], others[None, :, None], dests[None, None, :])
+            share_of = content[stages[:, None], others[None, :]][:, :, None]  # (stage, origin, 1)
+            cap = (1.0 - share * denied * share_of) * ref[third]
+            current = inputs.route_upper[third]
+            capped = (share_of > self.de_minimis) & (others[:, None] != dests[None, :])[None]
+            inputs.route_upper[third] = np.where(capped, np.minimum(current, cap), current)
 
     def settle(self, pctx: PeriodContext, outcome: MineralOutcome) -> None:
         if self.mode != "quota" or pctx.my_state().get("share", 0.0) == 0.0:
