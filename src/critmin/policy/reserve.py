@@ -22,6 +22,7 @@ payer's fiscal cost.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -55,6 +56,19 @@ class ReleaseRule(BaseModel):
         if (self.trigger_price is None) == (self.shortfall_trigger is None):
             raise ValueError("give exactly one of 'trigger_price' or 'shortfall_trigger'")
         return self
+
+
+@dataclass(frozen=True)
+class _ReserveLayout:
+    """A reserve's place in its mineral's problem: stage, location, target stock, segment and row indices."""
+
+    stage: int
+    location: int
+    target: float
+    buy: int  # the buy segment (-1 without a buy rule)
+    drawers: list[int]  # regions that draw on releases
+    release: list[int]  # their release segments (empty without a release rule)
+    release_total: int  # the row capping total releases (-1 without a release rule)
 
 
 class Reserve(Instrument):
@@ -132,6 +146,30 @@ class Reserve(Instrument):
             return float(self.target_days) * float(use) / 365.0
         return np.inf
 
+    def _layout(self, pctx: PeriodContext) -> _ReserveLayout:
+        """Where this reserve sits in its mineral's problem: fixed for a run, so found once per run."""
+        state = pctx.my_state()
+        layout = state.get("layout")
+        if layout is None:
+            mctx = pctx.mineral
+            regions = mctx.cal.regions
+            drawers = self._drawers(mctx)
+            layout = _ReserveLayout(
+                stage=self._stage(mctx),
+                location=self._location(mctx),
+                target=self.target(mctx),
+                buy=pctx.segment_index[mctx.segment_name("buy")] if self.buy is not None else -1,
+                drawers=drawers,
+                release=[pctx.segment_index[mctx.segment_name(f"release/{regions[r]}")] for r in drawers]
+                if self.release is not None
+                else [],
+                release_total=pctx.constraint_index[mctx.segment_name("release-total")]
+                if self.release is not None
+                else -1,
+            )
+            state["layout"] = layout
+        return layout
+
     # -- hooks -----------------------------------------------------------------------------------------
     def structure(self, mctx: MineralContext) -> tuple[list[SegmentSpec], list[ConstraintSpec]]:
         s, loc = self._stage(mctx), self._location(mctx)
@@ -164,10 +202,11 @@ class Reserve(Instrument):
         assert inputs.segment_quantity is not None and inputs.segment_price_low is not None
         assert inputs.segment_price_high is not None and inputs.constraint_rhs is not None
         stock = state["stock"]
+        layout = self._layout(pctx)
         if self.buy is not None:
-            j = pctx.segment_index[mctx.segment_name("buy")]
+            j = layout.buy
             trigger = float(self.buy.trigger_price)
-            room = max(self.target(mctx) - stock, 0.0) / years
+            room = max(layout.target - stock, 0.0) / years
             money = state["budget"] - state["spent"] if np.isfinite(state["budget"]) else np.inf
             affordable = max(money, 0.0) / max(trigger, 1e-9) / years
             inputs.segment_quantity[j] = share * min(float(self.buy.rate), room, affordable)
@@ -185,14 +224,11 @@ class Reserve(Instrument):
                 lo, hi = 0.0, 0.01 * cal.price_scale
             if self.sectors is not None:
                 available = min(available, state.get("last_sector_gap", 0.0))
-            drawers = self._drawers(mctx)
-            for r in drawers:
-                j = pctx.segment_index[mctx.segment_name(f"release/{cal.regions[r]}")]
+            for j in layout.release:
                 inputs.segment_quantity[j] = available
                 inputs.segment_price_low[j] = lo
                 inputs.segment_price_high[j] = hi
-            k = pctx.constraint_index[mctx.segment_name("release-total")]
-            inputs.constraint_rhs[k] = available
+            inputs.constraint_rhs[layout.release_total] = available
         assert inputs.demand_scale is not None
         state["reference_demand"] = cal.base_consumption * inputs.demand_scale
 
@@ -208,18 +244,17 @@ class Reserve(Instrument):
         mctx = pctx.mineral
         cal = mctx.cal
         state = pctx.my_state()
-        s, loc = self._stage(mctx), self._location(mctx)
+        layout = self._layout(pctx)
+        s, loc = layout.stage, layout.location
         years = pctx.years
         stage = cal.stages[s]
         location = cal.regions[loc]
         bought = released = spent = recovered = 0.0
         if self.buy is not None:
-            j = pctx.segment_index[mctx.segment_name("buy")]
-            bought = float(outcome.segment[j])
+            bought = float(outcome.segment[layout.buy])
             spent = bought * years * float(outcome.price[s, loc])
         if self.release is not None:
-            for r in self._drawers(mctx):
-                j = pctx.segment_index[mctx.segment_name(f"release/{cal.regions[r]}")]
+            for r, j in zip(layout.drawers, layout.release, strict=True):
                 level = float(outcome.segment[j])
                 released += level
                 recovered += level * years * float(outcome.price[s, r])
@@ -235,8 +270,7 @@ class Reserve(Instrument):
             state["last_shortfall"] = max(0.0, demand - got) / demand if demand > 0 else 0.0
             if self.sectors is not None:
                 cols = mctx.sector_indices(self.sectors)
-                rows = self._drawers(mctx)
-                block = block_index(rows, cols)
+                block = block_index(layout.drawers, cols)
                 gap = ref[block] - outcome.consumption[block]
                 state["last_sector_gap"] = float(np.maximum(gap, 0.0).sum())
         payer = self.payer or location
