@@ -200,3 +200,32 @@ def test_serial_kernel_matches_threaded_kernel() -> None:
         np.testing.assert_array_equal(single.price[0], batch.price[b])
         np.testing.assert_array_equal(single.rent[0], batch.rent[b])
         np.testing.assert_array_equal(single.iterations[0], batch.iterations[b])
+
+
+def test_repeated_instances_are_solved_once_and_copied() -> None:
+    rng = np.random.default_rng(12)
+    layout = random_layout(rng, 2, 5, quotas=1)
+    topology = chain_topology(layout)
+    data = random_batch(rng, layout, 4)
+    start = rng.uniform(0.5, 1.5, (4, topology.n_nodes)) * data.price_scale[:, None]
+    repeat = np.array([2, 0, 2, 3, 0, 0, 1])
+    solver = engine.BatchedNewtonSolver()
+    distinct = solver.solve(topology, data, warm_start=start)
+    found = engine._distinct_instances(data.take(repeat), start[repeat], None)
+    assert found is not None
+    np.testing.assert_array_equal(found[0], [0, 1, 3, 6])  # the first of each kind, in order of appearance
+    np.testing.assert_array_equal(repeat[found[0]][found[1]], repeat)
+    batch = solver.solve(topology, data.take(repeat), warm_start=start[repeat])
+    np.testing.assert_array_equal(batch.price, distinct.price[repeat])
+    np.testing.assert_array_equal(batch.level, distinct.level[repeat])
+    np.testing.assert_array_equal(batch.rent, distinct.rent[repeat])
+    np.testing.assert_array_equal(batch.iterations, distinct.iterations[repeat])
+    np.testing.assert_array_equal(batch.residuals.worst(), distinct.residuals.worst()[repeat])
+    assert solver.last_stats.shape == (7, 4)
+    # the same numbers from another start are another instance
+    moved = start[repeat].copy()
+    moved[4] *= 1.01
+    assert engine._distinct_instances(data.take(repeat), moved, None)[0].tolist() == [0, 1, 3, 4, 6]
+    # a batch without repeats is left as it is
+    assert engine._distinct_instances(data, start, None) is None
+    assert engine._distinct_instances(data, None, None) is None

@@ -25,6 +25,7 @@ kernel that loops over the batch.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import weakref
@@ -1520,8 +1521,36 @@ class BatchedNewtonSolver:
         """
         data.validate(topology)
         check_bounds(topology, data)
-        prepared = self.prepare(topology)
         B, N, K = data.n_instances, topology.n_nodes, topology.n_cons
+        if warm_start is not None and warm_start.shape != (B, N):
+            raise ValueError(f"warm_start has shape {warm_start.shape}, expected {(B, N)}")
+        if warm_rents is not None and warm_rents.shape != (B, K):
+            raise ValueError(f"warm_rents has shape {warm_rents.shape}, expected {(B, K)}")
+        groups = _distinct_instances(data, warm_start, warm_rents) if B > 1 else None
+        if groups is not None:
+            # Instances equal in every number, start included, have the same answer (the kernel solves each
+            # instance on its own): solve one of each (e.g. the draws of an ensemble before any uncertain input
+            # acts) and copy it to the others.
+            first, inverse = groups
+            sub = self.solve(
+                topology,
+                data.take(first),
+                warm_start=None if warm_start is None else warm_start[first],
+                warm_rents=None if warm_rents is None else warm_rents[first],
+                tol=tol,
+            )
+            self.last_stats = self.last_stats[inverse]
+            res = sub.residuals
+            return Solution(
+                price=sub.price[inverse],
+                level=sub.level[inverse],
+                rent=sub.rent[inverse],
+                iterations=sub.iterations[inverse],
+                residuals=Residuals(res.primal[inverse], res.complementarity[inverse], res.dual[inverse]),
+                solver=sub.solver,
+                status=tuple(sub.status[i] for i in inverse),
+            )
+        prepared = self.prepare(topology)
         ps = data.price_scale[:, None]
         qs = data.quantity_scale[:, None]
         cost = np.ascontiguousarray(data.cost / ps)
@@ -1531,18 +1560,8 @@ class BatchedNewtonSolver:
         injection = np.ascontiguousarray(data.injection / qs)
         rhs = np.ascontiguousarray(data.rhs / qs)
         x = np.empty((B, N + K))
-        if warm_start is None:
-            x[:, :N] = 1.0
-        else:
-            if warm_start.shape != (B, N):
-                raise ValueError(f"warm_start has shape {warm_start.shape}, expected {(B, N)}")
-            x[:, :N] = warm_start / ps
-        if warm_rents is None:
-            x[:, N:] = 0.0
-        else:
-            if warm_rents.shape != (B, K):
-                raise ValueError(f"warm_rents has shape {warm_rents.shape}, expected {(B, K)}")
-            x[:, N:] = np.maximum(warm_rents / ps, 0.0)
+        x[:, :N] = 1.0 if warm_start is None else warm_start / ps
+        x[:, N:] = 0.0 if warm_rents is None else np.maximum(warm_rents / ps, 0.0)
         iterations = np.zeros(B, dtype=np.int64)
         outcome = np.zeros(B, dtype=np.int64)
         direction = np.zeros((B, N + K))
@@ -1622,6 +1641,47 @@ class BatchedNewtonSolver:
             solver=self.name,
             status=tuple(Status.OPTIMAL for _ in range(B)),
         )
+
+
+def _distinct_instances(
+    data: InstanceData, warm_start: FloatArray | None, warm_rents: FloatArray | None
+) -> tuple[IntArray, IntArray] | None:
+    """``(first, inverse)`` when some instances of the batch repeat others exactly, else None.
+
+    ``first`` lists one instance of each distinct kind (the first met) and ``inverse`` maps every instance to
+    its position in ``first``. Instances are compared on every number the solve reads, starting point
+    included: a fingerprint per row (a weighted sum of the numbers' bit patterns, in integers so that equal
+    rows give equal sums) finds candidates, and an exact comparison decides. Starting prices are looked at
+    first: in a warm-started batch whose starts all differ, nothing else needs to be read.
+    """
+    arrays = [a for a in (warm_start, warm_rents) if a is not None]
+    arrays += [data.cost, data.slope, data.lower, data.upper, data.injection, data.rhs]
+    arrays += [data.price_scale[:, None], data.quantity_scale[:, None]]
+    fingerprint = np.zeros(data.n_instances, dtype=np.int64)
+    for pos, arr in enumerate(arrays):
+        if arr.shape[1]:
+            bits = np.ascontiguousarray(arr).view(np.int64)
+            fingerprint += (bits * _hash_weights(arr.shape[1], pos)).sum(axis=1)
+        if pos == 0 and warm_start is not None and np.unique(fingerprint).size == data.n_instances:
+            return None
+    _, first, inverse = np.unique(fingerprint, return_index=True, return_inverse=True)
+    if first.size == data.n_instances:
+        return None
+    order = np.argsort(first, kind="stable")  # keep the instances in their order of appearance
+    first = first[order]
+    inverse = np.argsort(order)[inverse.ravel()]
+    for arr in arrays:
+        if not np.array_equal(arr, arr[first][inverse]):
+            return None  # two fingerprints met by chance: solve every instance
+    return first, inverse
+
+
+@functools.lru_cache(maxsize=64)
+def _hash_weights(n: int, salt: int) -> IntArray:
+    """``n`` fixed odd 64-bit weights (read-only) for :func:`_distinct_instances`."""
+    weights = np.random.default_rng((n, salt)).integers(1, 2**62, n, dtype=np.int64) * 2 + 1
+    weights.flags.writeable = False
+    return weights
 
 
 def _reference_start(topology: Topology, data: InstanceData) -> FloatArray | None:
