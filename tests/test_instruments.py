@@ -11,6 +11,7 @@ from critmin.data.calibrate import calibrate
 from critmin.policy.base import Ledger, MineralContext, PeriodContext, full_inputs
 from critmin.policy.blocs import Bloc
 from critmin.policy.controls import ExportControl, controller_content
+from critmin.policy.effects import MineralOutcome
 from critmin.results.dataset import to_dataset
 from critmin.simulate.run import resolve_world, run_calibrated
 from critmin.simulate.scenario import scenario_from_dict
@@ -465,3 +466,80 @@ def test_extraterritorial_cap_follows_content_and_approval(mode: str) -> None:
     jpn, usa = regions.index("JPN"), regions.index("USA")
     assert content[jpn] == pytest.approx(1.0)
     assert pctx.inputs.route_upper[s, jpn, usa] == pytest.approx((1.0 - denied) * cal.base_flow[s, jpn, usa])
+
+
+@pytest.mark.parametrize("mode", ["ban", "licensing", "quota"])
+def test_export_control_batch_matches_one_draw_at_a_time(mode: str) -> None:
+    """A batch of draws (different leakage, markup, approval, cost, de minimis and end dates; some draws with
+    the control not in force) gets exactly the bounds and wedges that applying the control draw by draw
+    gives."""
+    cal = calibrate(resolve_world("default"))["dy"]
+    blocs = {"club": Bloc(members=["USA", "JPN", "KOR"])}
+    rng = np.random.default_rng(5)
+    ends = [dt.date(2027, 7, 1), dt.date(2029, 1, 1), dt.date(2027, 3, 1), dt.date(2026, 6, 1), dt.date(2028, 1, 1)]
+    controls = [
+        ExportControl(
+            kind="export_control",
+            mode=mode,
+            exporter="CHN",
+            targets="club",
+            approval_share=float(rng.uniform(0.2, 0.8)) if mode == "licensing" else None,
+            cost_rate=float(rng.uniform(0.0, 0.2)) if mode == "licensing" else None,
+            quota_share=0.5 if mode == "quota" else None,
+            leakage_share=0.0 if b == 2 else float(rng.uniform(0.0, 0.3)),
+            leakage_markup=float(rng.uniform(0.2, 1.0)),
+            extraterritorial=True,
+            de_minimis=float(rng.choice([0.001, 0.05])),
+            start=dt.date(2026, 1, 1),
+            end=end,
+        )
+        for b, end in enumerate(ends)
+    ]
+
+    def contexts() -> list[PeriodContext]:
+        flows = [cal.base_flow * rng.uniform(0.5, 1.5, cal.base_flow.shape) for _ in ends]
+        made = []
+        for b, flow in enumerate(flows):
+            zeros = np.zeros_like(cal.base_price)
+            previous = MineralOutcome(
+                price=zeros,
+                origin_price=zeros,
+                production=zeros,
+                processing_input=zeros,
+                flow=flow,
+                consumption=np.zeros_like(cal.base_consumption),
+                segment=np.zeros(0),
+                disposal=zeros,
+                rent=np.zeros(0),
+            )
+            made.append(
+                PeriodContext(
+                    mineral=MineralContext(cal=cal, blocs=blocs),
+                    period=2027,
+                    start=dt.date(2027, 1, 1),
+                    end=dt.date(2028, 1, 1),
+                    inputs=full_inputs(cal, 0, 0),
+                    previous=previous if b != 1 else None,
+                    state={},
+                    segment_index={},
+                    constraint_index={},
+                    ledger=Ledger(),
+                    expected_price=cal.base_price.copy(),
+                    instrument_id="control",
+                )
+            )
+        return made
+
+    rng = np.random.default_rng(7)
+    one_by_one = contexts()
+    rng = np.random.default_rng(7)
+    batch = contexts()
+    for control, pctx in zip(controls, one_by_one, strict=True):
+        control.apply(pctx)
+    ExportControl.apply_batch(controls, batch)
+    for alone, together in zip(one_by_one, batch, strict=True):
+        np.testing.assert_array_equal(together.inputs.route_upper, alone.inputs.route_upper)
+        np.testing.assert_array_equal(together.inputs.route_wedge, alone.inputs.route_wedge)
+        np.testing.assert_array_equal(together.inputs.constraint_rhs, alone.inputs.constraint_rhs)
+        assert together.state == alone.state
+    assert sum(np.isfinite(p.inputs.route_upper).sum() > 0 for p in batch) == 4  # one draw's control has ended

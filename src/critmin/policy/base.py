@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
@@ -102,6 +102,14 @@ class Instrument(BaseModel):
 
     def apply(self, pctx: PeriodContext) -> None:
         return None
+
+    @classmethod
+    def apply_batch(cls, instruments: Sequence[Instrument], contexts: Sequence[PeriodContext]) -> None:
+        """``apply`` for the draws of a batch: ``instruments[b]`` (the same instrument in every draw, its
+        drawn values aside) acts on ``contexts[b]``. Instruments whose per-draw work is small numpy
+        operations override this to do it once for the whole batch, with the same numbers."""
+        for instrument, pctx in zip(instruments, contexts, strict=True):
+            instrument.apply(pctx)
 
     def refine(self, pctx: PeriodContext, outcome: MineralOutcome) -> float:
         return 0.0

@@ -25,6 +25,8 @@ its flow in the previous period. A ban in force for a share ``f`` of a period ca
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -176,6 +178,39 @@ class ExportControl(Instrument):
             capped = (share_of > self.de_minimis) & (others[:, None] != dests[None, :])[None]
             inputs.route_upper[third] = np.where(capped, np.minimum(current, cap), current)
 
+    @classmethod
+    def apply_batch(cls, instruments: Sequence[Instrument], contexts: Sequence[PeriodContext]) -> None:
+        """:meth:`apply` for a batch of draws, with the same numbers: draws whose ban or licensing covers the
+        same exporters, targets and stages are done in one block (draw x stage x exporter x target); quotas and
+        draws that stand alone go through :meth:`apply`."""
+        groups: dict[tuple[str, bool, tuple[int, ...], tuple[int, ...], tuple[int, ...]], list[int]] = defaultdict(list)
+        for b, (inst, pctx) in enumerate(zip(instruments, contexts, strict=True)):
+            assert isinstance(inst, ExportControl)
+            share = inst.active_share(pctx.start, pctx.end)
+            if share == 0.0 or inst.mode == "quota":
+                inst.apply(pctx)
+                continue
+            exporters = pctx.regions_at(inst.exporter)
+            targets = tuple(d for d in pctx.regions_at(inst.targets) if d not in exporters)
+            covered = tuple(pctx.mineral.stage_indices(inst.stages))
+            groups[(inst.mode, inst.extraterritorial, covered, tuple(exporters), targets)].append(b)
+        for (mode, extraterritorial, stages, exp, tgt), members in groups.items():
+            if len(members) == 1:
+                b = members[0]
+                instruments[b].apply(contexts[b])
+            else:
+                controls = [instruments[b] for b in members]
+                assert all(isinstance(c, ExportControl) for c in controls)
+                _ban_or_licence_block(
+                    controls,  # type: ignore[arg-type]
+                    [contexts[b] for b in members],
+                    mode,
+                    extraterritorial,
+                    list(stages),
+                    list(exp),
+                    list(tgt),
+                )
+
     def settle(self, pctx: PeriodContext, outcome: MineralOutcome) -> None:
         if self.mode != "quota" or pctx.my_state().get("share", 0.0) == 0.0:
             return
@@ -191,6 +226,71 @@ class ExportControl(Instrument):
             for o in exp:
                 shipped = float(outcome.flow[s, o, tgt].sum())
                 pctx.ledger.add("quota_rent", rent * shipped * pctx.years, region=cal.regions[o])
+
+
+def _ban_or_licence_block(
+    controls: list[ExportControl],
+    contexts: list[PeriodContext],
+    mode: str,
+    extraterritorial: bool,
+    stages: list[int],
+    exp: list[int],
+    tgt: list[int],
+) -> None:
+    """:meth:`ExportControl.apply` (ban or licensing) for several draws at once, element for element the same
+    arithmetic, on arrays with the draws first."""
+    share = np.array([c.active_share(p.start, p.end) for c, p in zip(controls, contexts, strict=True)])
+    for pctx, value in zip(contexts, share, strict=True):
+        pctx.my_state()["share"] = float(value)
+    B = len(controls)
+    column = (slice(None), None, None, None)  # a per-draw number against (stage, exporter, target) blocks
+    upper = np.stack([p.inputs.route_upper for p in contexts])  # type: ignore[misc]
+    wedge = np.stack([p.inputs.route_wedge for p in contexts])  # type: ignore[misc]
+    ref = np.stack([reference_flow(p) for p in contexts])
+    cals = [p.mineral.cal for p in contexts]
+    st = np.asarray(stages, dtype=np.intp)
+    rows, cols = block_index(exp, tgt)
+    block = (slice(None), st[:, None, None], rows[None], cols[None])
+    origin_price = np.stack([cal.base_origin_price for cal in cals])
+    exporter_price = origin_price[:, st[:, None], rows[:, 0][None, :]][..., None]  # (draw, stage, exp, 1)
+    ref_block = ref[block]
+    f = share[column]
+    leakage = np.array([float(c.leakage_share) for c in controls])
+    leak = leakage[column] * ref_block * f
+    if mode == "ban":
+        allowed = (1.0 - f) * ref_block + leak
+        upper[block] = np.minimum(upper[block], allowed)
+    else:  # licensing
+        approval = np.array([float(c.approval_share or 0.0) for c in controls])
+        approved = ((1.0 - f) + f * approval[column]) * ref_block + leak
+        upper[block] = np.minimum(upper[block], approved)
+        cost = np.array([float(c.cost or 0.0) for c in controls])[column]
+        rate = np.array([float(c.cost_rate or 0.0) for c in controls])[column]
+        wedge[block] += f * (cost + rate * exporter_price)
+    markup = np.array([float(c.leakage_markup) for c in controls])
+    leaking = np.flatnonzero((leakage > 0) & (markup != 0))
+    if leaking.size:
+        # the leaked volume pays the markup; with a full-period ban it is the only flow left
+        sub = (leaking[:, None, None, None], *block[1:])
+        wedge[sub] += (share[leaking] * markup[leaking])[column] * exporter_price[leaking]
+    if extraterritorial:
+        content = np.stack([controller_content(p.last_flow(), exp) for p in contexts])  # (draw, S, R)
+        R = cals[0].n_regions
+        controlled = np.zeros(R, dtype=bool)
+        controlled[exp] = True
+        others = np.flatnonzero(~controlled)
+        dests = np.asarray(tgt, dtype=np.intp)
+        denied = (1.0 - approval) if mode == "licensing" else np.ones(B)
+        third = (slice(None), st[:, None, None], others[None, :, None], dests[None, None, :])
+        share_of = content[:, st[:, None], others[None, :]][..., None]  # (draw, stage, origin, 1)
+        cap = (1.0 - f * denied[column] * share_of) * ref[third]
+        current = upper[third]
+        minimis = np.array([float(c.de_minimis) for c in controls])[column]
+        capped = (share_of > minimis) & (others[:, None] != dests[None, :])[None, None]
+        upper[third] = np.where(capped, np.minimum(current, cap), current)
+    for b, pctx in enumerate(contexts):
+        pctx.inputs.route_upper[...] = upper[b]  # type: ignore[index]
+        pctx.inputs.route_wedge[...] = wedge[b]  # type: ignore[index]
 
 
 class Hoarding(Instrument):

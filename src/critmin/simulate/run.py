@@ -353,11 +353,23 @@ def _step(
             expected_price=run.expected,
             shared=shared,
         )
-        for iid, inst, mctx in run.instruments:
-            pctx.mineral = mctx
-            pctx.instrument_id = iid
-            inst.apply(pctx)
         contexts.append(pctx)
+    # each instrument acts on every draw before the next instrument (the draws are independent, so each
+    # draw sees its instruments in their order, as a single run does)
+    kinds = [(iid, type(inst)) for iid, inst, _ in runs[0].instruments]
+    if all([(iid, type(inst)) for iid, inst, _ in run.instruments] == kinds for run in runs[1:]):
+        for position, (_, kind) in enumerate(kinds):
+            group = [run.instruments[position] for run in runs]
+            for (iid, _, mctx), pctx in zip(group, contexts, strict=True):
+                pctx.mineral = mctx
+                pctx.instrument_id = iid
+            kind.apply_batch([inst for _, inst, _ in group], contexts)
+    else:  # draws with different instruments (one covers a mineral only in some draws): one draw at a time
+        for run, pctx in zip(runs, contexts, strict=True):
+            for iid, inst, mctx in run.instruments:
+                pctx.mineral = mctx
+                pctx.instrument_id = iid
+                inst.apply(pctx)
     first = runs[0]
     mineral = first.cal.mineral
     ids = list(draws) if draws is not None else list(range(len(runs)))
