@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from critmin.data.calibrate import calibrate
-from critmin.policy.base import Ledger, MineralContext, PeriodContext, full_inputs
+from critmin.market.build import MarketLayout, build_instances
+from critmin.policy.base import Ledger, MineralContext, PeriodContext, full_inputs, full_inputs_batch
 from critmin.policy.blocs import Bloc
 from critmin.policy.controls import ExportControl, controller_content
-from critmin.policy.effects import MineralOutcome
+from critmin.policy.effects import MineralOutcome, PeriodInputs, SegmentSpec
 from critmin.results.dataset import to_dataset
 from critmin.simulate.run import resolve_world, run_calibrated
 from critmin.simulate.scenario import scenario_from_dict
@@ -543,3 +544,29 @@ def test_export_control_batch_matches_one_draw_at_a_time(mode: str) -> None:
         np.testing.assert_array_equal(together.inputs.constraint_rhs, alone.inputs.constraint_rhs)
         assert together.state == alone.state
     assert sum(np.isfinite(p.inputs.route_upper).sum() > 0 for p in batch) == 4  # one draw's control has ended
+
+
+def test_batch_inputs_build_the_same_instances_as_separate_arrays() -> None:
+    """Inputs set up for a batch (rows of one array per field) build exactly the instances that separate
+    arrays with the same numbers build, for the whole batch and for a subset of its draws."""
+    cal = calibrate(resolve_world("default"))["ndpr"]
+    segments = [SegmentSpec("buy", 1, 0, "buy"), SegmentSpec("sell", 0, 2, "sell")]
+    layout = MarketLayout.for_mineral(cal, segments, [])
+    rng = np.random.default_rng(3)
+    batch = full_inputs_batch([cal] * 4, 2, 0)
+    for inputs in batch:
+        inputs.route_upper[rng.uniform(size=inputs.route_upper.shape) < 0.2] = 5.0
+        inputs.route_wedge += rng.uniform(0.0, 100.0, inputs.route_wedge.shape)
+        inputs.capacity *= rng.uniform(0.5, 1.5)
+        inputs.segment_quantity[:] = rng.uniform(0.0, 10.0, 2)
+    separate = [PeriodInputs(**{k: np.array(v) for k, v in vars(inputs).items()}) for inputs in batch]
+    for subset in (range(4), [3, 1]):
+        together = build_instances(layout, [cal] * len(subset), [batch[b] for b in subset])
+        apart = build_instances(layout, [cal] * len(subset), [separate[b] for b in subset])
+        for name in ("cost", "slope", "lower", "upper", "injection", "rhs"):
+            np.testing.assert_array_equal(getattr(together, name), getattr(apart, name))
+    # the instances own their numbers: changing the inputs afterwards leaves them as built
+    before = build_instances(layout, [cal] * 4, batch)
+    upper = before.upper.copy()
+    batch[0].route_upper[:] = 0.0
+    np.testing.assert_array_equal(before.upper, upper)

@@ -242,6 +242,9 @@ def build_instances(
 
     def input_values(name: str, default: FloatArray | float, shape: tuple[int, ...]) -> FloatArray:
         values = [getattr(inp, name) for inp in inputs]
+        rows = _rows_of_one_array(values, shape)
+        if rows is not None:
+            return rows
         fill = np.broadcast_to(np.asarray(default, dtype=np.float64), (B, *shape))
         return np.stack([fill[b] if v is None else v for b, v in enumerate(values)])
 
@@ -317,6 +320,30 @@ def build_instances(
         quantity_scale=quantity_scale,
         instance_labels=tuple(labels),
     )
+
+
+def _rows_of_one_array(values: Sequence[FloatArray | None], shape: tuple[int, ...]) -> FloatArray | None:
+    """The batch's values stacked (a copy), read in one block when each is a whole row of the same C-contiguous
+    array (the draws of a batch set up by :func:`~critmin.policy.base.full_inputs_batch`); else None."""
+    first = values[0]
+    if first is None or first.shape != shape:
+        return None
+    base = first.base
+    if not isinstance(base, np.ndarray) or base.shape[1:] != shape or not base.flags.c_contiguous:
+        return None
+    row_bytes = first.nbytes
+    start = base.__array_interface__["data"][0]
+    index = np.empty(len(values), dtype=np.intp)
+    for b, v in enumerate(values):
+        if v is None or v.base is not base or v.shape != shape or not v.flags.c_contiguous:
+            return None
+        offset = v.__array_interface__["data"][0] - start
+        if row_bytes == 0 or offset % row_bytes:
+            return None
+        index[b] = offset // row_bytes
+    if len(index) == len(base) and (index == np.arange(len(base))).all():
+        return base.copy()
+    return base[index]
 
 
 def read_outcome(layout: MarketLayout, solution: Solution, b: int, yields: FloatArray) -> MineralOutcome:

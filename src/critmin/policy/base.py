@@ -256,19 +256,34 @@ def period_years(start: dt.date, end: dt.date) -> float:
 
 def full_inputs(cal: CalibratedMineral, n_segments: int, n_constraints: int) -> PeriodInputs:
     """Period inputs with every array allocated at its neutral value (nothing changes the base year)."""
-    S, R, K = cal.n_stages, cal.n_regions, len(cal.sectors)
-    return PeriodInputs(
-        demand_scale=np.ones((R, K)),
-        capacity=cal.capacity.copy(),
-        supply_cost_shift=np.zeros((S, R)),
-        supply_lower=np.zeros((S, R)),
-        route_wedge=np.zeros((S, R, R)),
-        route_cost_shift=np.zeros((S, R, R)),
-        route_lower=np.zeros((S, R, R)),
-        route_upper=np.full((S, R, R), np.inf),
-        injection_use=np.zeros((S, R)),
-        segment_quantity=np.zeros(n_segments),
-        segment_price_low=np.zeros(n_segments),
-        segment_price_high=np.full(n_segments, cal.price_scale),
-        constraint_rhs=np.full(n_constraints, np.inf),
-    )
+    return full_inputs_batch([cal], n_segments, n_constraints)[0]
+
+
+def full_inputs_batch(cals: Sequence[CalibratedMineral], n_segments: int, n_constraints: int) -> list[PeriodInputs]:
+    """:func:`full_inputs` for a batch of draws (one calibrated mineral each), as rows of one array per field.
+
+    Each draw's arrays are views of a row of the batch's array, so whoever builds the batch's instances reads
+    the whole block at once (:func:`critmin.market.build.build_instances` recognises rows of one array).
+    """
+    first = cals[0]
+    B, S, R, K = len(cals), first.n_stages, first.n_regions, len(first.sectors)
+    same = all(cal is first for cal in cals)
+    capacity = np.repeat(first.capacity[None], B, axis=0) if same else np.stack([cal.capacity for cal in cals])
+    price_high = np.empty((B, n_segments))
+    price_high[:] = np.array([cal.price_scale for cal in cals], dtype=np.float64)[:, None]
+    arrays = {
+        "demand_scale": np.ones((B, R, K)),
+        "capacity": capacity,
+        "supply_cost_shift": np.zeros((B, S, R)),
+        "supply_lower": np.zeros((B, S, R)),
+        "route_wedge": np.zeros((B, S, R, R)),
+        "route_cost_shift": np.zeros((B, S, R, R)),
+        "route_lower": np.zeros((B, S, R, R)),
+        "route_upper": np.full((B, S, R, R), np.inf),
+        "injection_use": np.zeros((B, S, R)),
+        "segment_quantity": np.zeros((B, n_segments)),
+        "segment_price_low": np.zeros((B, n_segments)),
+        "segment_price_high": price_high,
+        "constraint_rhs": np.full((B, n_constraints), np.inf),
+    }
+    return [PeriodInputs(**{name: values[b] for name, values in arrays.items()}) for b in range(B)]

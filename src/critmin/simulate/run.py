@@ -37,7 +37,14 @@ from critmin.market.build import MarketLayout, build_instances, read_outcome, to
 from critmin.market.problem import Topology
 from critmin.market.solvers import Solver, get_solver
 from critmin.policy import APPLY_ORDER
-from critmin.policy.base import Instrument, Ledger, MineralContext, PeriodContext, full_inputs, period_years
+from critmin.policy.base import (
+    Instrument,
+    Ledger,
+    MineralContext,
+    PeriodContext,
+    full_inputs_batch,
+    period_years,
+)
 from critmin.policy.blocs import midpoint
 from critmin.policy.effects import ConstraintSpec, MineralOutcome, SegmentSpec
 from critmin.policy.reserve import Reserve
@@ -332,10 +339,11 @@ def _step(
     start, end = period_dates(year)
     contexts: list[PeriodContext] = []
     shared: dict[Any, Any] = {}  # what instruments build alike for every draw of this batch
-    for scenario, run in zip(scenarios, runs, strict=True):
+    layout = runs[0].layout
+    batch_inputs = full_inputs_batch([run.cal for run in runs], len(layout.segments), len(layout.constraints))
+    for scenario, run, inputs in zip(scenarios, runs, batch_inputs, strict=True):
         cal = run.cal
         idx = cal.years.index(period_year(year))
-        inputs = full_inputs(cal, len(run.layout.segments), len(run.layout.constraints))
         assert inputs.demand_scale is not None
         inputs.demand_scale[:] = cal.demand_index[idx] * (1.0 - run.destruction)
         run.state["__floors__"] = {}
