@@ -240,9 +240,11 @@ def build_instances(
             return np.broadcast_to(np.asarray(first, dtype=np.float64), (B, *np.shape(first)))
         return np.stack([np.asarray(getattr(cal, name), dtype=np.float64) for cal in cals])
 
+    block = _batch_rows(inputs)
+
     def input_values(name: str, default: FloatArray | float, shape: tuple[int, ...]) -> FloatArray:
         values = [getattr(inp, name) for inp in inputs]
-        rows = _rows_of_one_array(values, shape)
+        rows = _rows_of_one_array(values, block, name)
         if rows is not None:
             return rows
         fill = np.broadcast_to(np.asarray(default, dtype=np.float64), (B, *shape))
@@ -322,28 +324,37 @@ def build_instances(
     )
 
 
-def _rows_of_one_array(values: Sequence[FloatArray | None], shape: tuple[int, ...]) -> FloatArray | None:
-    """The batch's values stacked (a copy), read in one block when each is a whole row of the same C-contiguous
-    array (the draws of a batch set up by :func:`~critmin.policy.base.full_inputs_batch`); else None."""
-    first = values[0]
-    if first is None or first.shape != shape:
+def _batch_rows(inputs: Sequence[PeriodInputs]) -> tuple[dict[str, FloatArray], IntArray] | None:
+    """The batch arrays and rows of draws set up together by :func:`~critmin.policy.base.full_inputs_batch`."""
+    first = inputs[0].batch
+    if first is None:
         return None
-    base = first.base
-    if not isinstance(base, np.ndarray) or base.shape[1:] != shape or not base.flags.c_contiguous:
+    arrays = first[0]
+    rows = np.empty(len(inputs), dtype=np.intp)
+    for b, inp in enumerate(inputs):
+        if inp.batch is None or inp.batch[0] is not arrays:
+            return None
+        rows[b] = inp.batch[1]
+    return arrays, rows
+
+
+def _rows_of_one_array(
+    values: Sequence[FloatArray | None], block: tuple[dict[str, FloatArray], IntArray] | None, name: str
+) -> FloatArray | None:
+    """The draws' values of field ``name`` stacked (a copy), read in one block when every draw's array is
+    still its row of the batch's array (an instrument may have replaced one); else None."""
+    if block is None:
         return None
-    row_bytes = first.nbytes
-    start = base.__array_interface__["data"][0]
-    index = np.empty(len(values), dtype=np.intp)
-    for b, v in enumerate(values):
-        if v is None or v.base is not base or v.shape != shape or not v.flags.c_contiguous:
+    arrays, rows = block
+    if name not in arrays:
+        return None
+    whole = arrays[name]
+    shape = whole.shape[1:]
+    for v in values:
+        if v is None or v.base is not whole or v.shape != shape:
             return None
-        offset = v.__array_interface__["data"][0] - start
-        if row_bytes == 0 or offset % row_bytes:
-            return None
-        index[b] = offset // row_bytes
-    if len(index) == len(base) and (index == np.arange(len(base))).all():
-        return base.copy()
-    return base[index]
+    stacked: FloatArray = whole[rows]
+    return stacked
 
 
 def read_outcome(layout: MarketLayout, solution: Solution, b: int, yields: FloatArray) -> MineralOutcome:

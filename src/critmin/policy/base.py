@@ -286,4 +286,4 @@ def full_inputs_batch(cals: Sequence[CalibratedMineral], n_segments: int, n_cons
         "segment_price_high": price_high,
         "constraint_rhs": np.full((B, n_constraints), np.inf),
     }
-    return [PeriodInputs(**{name: values[b] for name, values in arrays.items()}) for b in range(B)]
+    return [PeriodInputs(**{name: values[b] for name, values in arrays.items()}, batch=(arrays, b)) for b in range(B)]

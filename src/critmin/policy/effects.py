@@ -7,7 +7,7 @@ for a run; numbers (``PeriodInputs``) change every period and draw.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -68,6 +68,8 @@ class PeriodInputs:
     segment_price_low: FloatArray | None = None  # (n_segments,)
     segment_price_high: FloatArray | None = None  # (n_segments,)
     constraint_rhs: FloatArray | None = None  # (n_constraints,)
+    #: Where the arrays are rows of a batch's arrays: those arrays (by field) and this draw's row.
+    batch: tuple[dict[str, FloatArray], int] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
