@@ -359,33 +359,56 @@ def _rows_of_one_array(
 
 def read_outcome(layout: MarketLayout, solution: Solution, b: int, yields: FloatArray) -> MineralOutcome:
     """Instance ``b`` of a solved batch, as arrays."""
-    v = solution.level[b]
-    p = solution.price[b]
-    S = len(layout.stages)
-    production = np.zeros((S, len(layout.regions)))
-    production[0] = v[layout.supply_agent]
+    one = Solution(
+        price=solution.price[b : b + 1],
+        level=solution.level[b : b + 1],
+        rent=solution.rent[b : b + 1],
+        iterations=solution.iterations[b : b + 1],
+        residuals=solution.residuals,
+    )
+    return read_outcomes(layout, one, [yields])[0]
+
+
+def read_outcomes(layout: MarketLayout, solution: Solution, yields: Sequence[FloatArray]) -> list[MineralOutcome]:
+    """Every instance of a solved batch, as arrays (each a row of one array per field for the batch);
+    ``yields[b]`` are instance ``b``'s stage yields."""
+    v = solution.level
+    p = solution.price
+    B, S, R = len(yields), len(layout.stages), len(layout.regions)
+    y = np.stack([np.asarray(one, dtype=np.float64) for one in yields])  # (B, S)
+    production = np.zeros((B, S, R))
+    production[:, 0] = v[:, layout.supply_agent]
     processing_input = np.zeros_like(production)
     for s in range(1, S):
-        processing_input[s] = v[layout.process_agent[s]]
-        production[s] = yields[s] * processing_input[s]
-    segment = v[layout.segment_agent] if len(layout.segments) else np.zeros(0)
+        processing_input[:, s] = v[:, layout.process_agent[s]]
+        production[:, s] = y[:, s, None] * processing_input[:, s]
+    segment = v[:, layout.segment_agent] if len(layout.segments) else np.zeros((B, 0))
     for i, seg in enumerate(layout.segments):
         if seg.side == "process":
-            production[seg.stage, seg.region] += yields[seg.stage] * segment[i]
-            processing_input[seg.stage, seg.region] += segment[i]
+            production[:, seg.stage, seg.region] += y[:, seg.stage] * segment[:, i]
+            processing_input[:, seg.stage, seg.region] += segment[:, i]
         elif seg.side == "sell" and seg.node == "origin":
-            production[seg.stage, seg.region] += segment[i]
-    return MineralOutcome(
-        price=p[layout.use_node],
-        origin_price=p[layout.origin_node],
-        production=production,
-        processing_input=processing_input,
-        flow=v[layout.route_agent],
-        consumption=v[layout.demand_agent],
-        segment=segment,
-        disposal=v[layout.disposal_agent],
-        rent=solution.rent[b] if len(layout.constraints) else np.zeros(0),
-    )
+            production[:, seg.stage, seg.region] += segment[:, i]
+    price = p[:, layout.use_node]
+    origin_price = p[:, layout.origin_node]
+    flow = v[:, layout.route_agent]
+    consumption = v[:, layout.demand_agent]
+    disposal = v[:, layout.disposal_agent]
+    rent = solution.rent if len(layout.constraints) else np.zeros((B, 0))
+    return [
+        MineralOutcome(
+            price=price[b],
+            origin_price=origin_price[b],
+            production=production[b],
+            processing_input=processing_input[b],
+            flow=flow[b],
+            consumption=consumption[b],
+            segment=segment[b],
+            disposal=disposal[b],
+            rent=rent[b],
+        )
+        for b in range(B)
+    ]
 
 
 def default_world_problems(

@@ -33,7 +33,7 @@ import numpy as np
 from critmin.core.arrays import FloatArray, IntArray
 from critmin.core.errors import ScenarioError, SolveError
 from critmin.data.calibrate import CalibratedMineral, calibrate
-from critmin.market.build import MarketLayout, build_instances, read_outcome, topology_with_yields
+from critmin.market.build import MarketLayout, build_instances, read_outcomes, topology_with_yields
 from critmin.market.problem import Topology
 from critmin.market.solvers import Solver, get_solver
 from critmin.policy import APPLY_ORDER
@@ -426,9 +426,10 @@ def _step(
         rounds[active] += 1
         moving = []
         largest = 0.0
+        read = read_outcomes(first.layout, solution, [runs[k].cal.yields for k in active])
         for i, k in enumerate(active):
             run, pctx = runs[k], contexts[k]
-            outcome = read_outcome(first.layout, solution, i, run.cal.yields)
+            outcome = read[i]
             outcomes[k] = outcome
             moved = 0.0
             for iid, inst, mctx in run.instruments:
@@ -449,7 +450,7 @@ def _step(
         active = np.array(moving)
         warm, warm_rents = price, rent
     assert price is not None and rent is not None
-    for b, (scenario, run, pctx, outcome) in enumerate(zip(scenarios, runs, contexts, outcomes, strict=True)):
+    for b, (run, pctx, outcome) in enumerate(zip(runs, contexts, outcomes, strict=True)):
         cal = run.cal
         for iid, inst, mctx in run.instruments:
             pctx.mineral = mctx
@@ -467,7 +468,7 @@ def _step(
         run.residual.append(float(worst[b]))
         run.rounds.append(int(rounds[b]))
         run.ledgers.append(dict(pctx.ledger.values))
-        _adjust(scenario, run, outcome, period_years(start, end))
+    _adjust_batch(scenarios, runs, outcomes, period_years(start, end))
     return solve_time
 
 
@@ -483,6 +484,37 @@ def _adjust(scenario: Scenario, run: _MineralRun, outcome: MineralOutcome, years
         target = np.clip(1.0 - np.power(np.maximum(ratio, 1e-9), extra), 0.0, scenario.dynamics.max_destruction)
         speed = 1.0 - 0.5 ** (years / scenario.dynamics.demand_half_life)
         run.destruction = run.destruction + speed * (target - run.destruction)
+
+
+def _adjust_batch(
+    scenarios: list[Scenario], runs: list[_MineralRun], outcomes: list[MineralOutcome], years: float
+) -> None:
+    """:func:`_adjust` for every draw of a batch at once (draws sharing one calibrated mineral), with the
+    same numbers."""
+    cal = runs[0].cal
+    if len(runs) == 1 or any(run.cal is not cal for run in runs):
+        for scenario, run, outcome in zip(scenarios, runs, outcomes, strict=True):
+            _adjust(scenario, run, outcome, years)
+        return
+    column = (slice(None), None, None)
+    w = np.array([1.0 - (1.0 - sc.dynamics.expectation_weight) ** years for sc in scenarios])[column]
+    price = np.stack([outcome.price for outcome in outcomes])
+    expected = w * price + (1.0 - w) * np.stack([run.expected for run in runs])
+    for run, row in zip(runs, expected, strict=True):
+        run.expected = row
+    moving = [b for b, sc in enumerate(scenarios) if sc.dynamics.long_run_demand]
+    if not moving:
+        return
+    stages = list(cal.sector_stage)
+    ratio = price[moving][:, stages].transpose(0, 2, 1) / cal.base_price[stages].T[None]  # (draw, R, K)
+    extra = np.minimum(cal.demand_elasticity_long_run - cal.demand_elasticity, 0.0)[None, None, :]
+    most = np.array([scenarios[b].dynamics.max_destruction for b in moving], dtype=np.float64)[column]
+    target = np.clip(1.0 - np.power(np.maximum(ratio, 1e-9), extra), 0.0, most)
+    speed = np.array([1.0 - 0.5 ** (years / scenarios[b].dynamics.demand_half_life) for b in moving])[column]
+    destruction = np.stack([runs[b].destruction for b in moving])
+    destruction = destruction + speed * (target - destruction)
+    for b, row in zip(moving, destruction, strict=True):
+        runs[b].destruction = row
 
 
 def _project_capacity(run: _MineralRun, inputs: Any) -> FloatArray:
