@@ -49,24 +49,25 @@ def controller_content(flow: FloatArray, controller: list[int]) -> FloatArray:
 
     Proportional mixing: a use node's content is the flow-weighted mean of its origins' content; an origin
     node of a processing stage carries its region's content at the previous stage's use node, or 1 when the
-    region itself is a controller.
+    region itself is a controller. ``flow`` may carry leading dimensions (draws): ``(..., S, R, R)`` gives
+    ``(..., S, R)``.
     """
-    S, R, _ = flow.shape
-    origin = np.zeros((S, R))
+    *lead, S, R, _ = flow.shape
+    origin = np.zeros((*lead, S, R))
     ctrl = np.zeros(R, dtype=bool)
     ctrl[controller] = True
     for s in range(S):
         if s == 0:
-            origin[0] = ctrl.astype(float)
+            origin[..., 0, :] = ctrl.astype(float)
         else:
-            inflow = flow[s - 1].sum(axis=0)
+            inflow = flow[..., s - 1, :, :].sum(axis=-2)
             mixed = np.divide(
-                (flow[s - 1] * origin[s - 1][:, None]).sum(axis=0),
+                (flow[..., s - 1, :, :] * origin[..., s - 1, :, None]).sum(axis=-2),
                 inflow,
-                out=np.zeros(R),
+                out=np.zeros((*lead, R)),
                 where=inflow > 0,
             )
-            origin[s] = np.where(ctrl, 1.0, mixed)
+            origin[..., s, :] = np.where(ctrl, 1.0, mixed)
     return origin
 
 
@@ -246,8 +247,10 @@ def _ban_or_licence_block(
     column = (slice(None), None, None, None)  # a per-draw number against (stage, exporter, target) blocks
     upper = np.stack([p.inputs.route_upper for p in contexts])  # type: ignore[misc]
     wedge = np.stack([p.inputs.route_wedge for p in contexts])  # type: ignore[misc]
-    ref = np.stack([reference_flow(p) for p in contexts])
     cals = [p.mineral.cal for p in contexts]
+    last = np.stack([p.last_flow() for p in contexts])
+    base_flow = np.stack([cal.base_flow for cal in cals]) if any(c is not cals[0] for c in cals) else cals[0].base_flow
+    ref = np.maximum(base_flow, last)  # reference_flow of each draw
     st = np.asarray(stages, dtype=np.intp)
     rows, cols = block_index(exp, tgt)
     block = (slice(None), st[:, None, None], rows[None], cols[None])
@@ -274,7 +277,7 @@ def _ban_or_licence_block(
         sub = (leaking[:, None, None, None], *block[1:])
         wedge[sub] += (share[leaking] * markup[leaking])[column] * exporter_price[leaking]
     if extraterritorial:
-        content = np.stack([controller_content(p.last_flow(), exp) for p in contexts])  # (draw, S, R)
+        content = controller_content(last, exp)  # (draw, S, R)
         R = cals[0].n_regions
         controlled = np.zeros(R, dtype=bool)
         controlled[exp] = True
