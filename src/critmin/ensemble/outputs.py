@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from critmin.core.arrays import FloatArray
 from critmin.simulate.run import RunRecord
 
 METRIC_UNITS = {
@@ -60,8 +61,10 @@ def _ledger_total(record: RunRecord, mineral: str, variable: str) -> np.ndarray:
 def draw_metrics(record: RunRecord, draw: int, regions: Sequence[str] = DEFAULT_REGIONS) -> pd.DataFrame:
     """Headline metrics of one draw as a long table (draw, metric, mineral, region, period, value, unit)."""
     groups = _groups(record, regions)
-    rows: list[tuple[int, str, str, str, object, float, str]] = []
-    periods = list(record.periods)
+    periods = [str(p) for p in record.periods]
+    P = len(periods)
+    values: list[FloatArray] = []
+    labels: list[tuple[str, str, str]] = []  # (metric, mineral, region) of each block of P rows
     for mineral, path in record.minerals.items():
         last = len(path.stages) - 1
         cons = path.consumption.sum(axis=2)  # (P, R)
@@ -74,20 +77,28 @@ def draw_metrics(record: RunRecord, draw: int, regions: Sequence[str] = DEFAULT_
             r = np.where(mask, ref, 0.0).sum(axis=1)
             gap = np.where(mask, np.maximum(ref - cons, 0.0), 0.0).sum(axis=1)
             weighted = np.where(mask, price * cons, 0.0).sum(axis=1)
-            values = {
+            series = {
                 "price": np.divide(weighted, c, out=np.full_like(c, np.nan), where=c > 0),
                 "shortfall_share": np.divide(gap, r, out=np.zeros_like(r), where=r > 0),
                 "consumption": c,
                 "fiscal_cost": np.where(mask, fiscal, 0.0).sum(axis=1),
                 "reserve_stock": np.where(mask, stock, 0.0).sum(axis=1),
             }
-            for metric, series in values.items():
-                unit = METRIC_UNITS[metric]
-                for p, v in zip(periods, series, strict=True):
-                    rows.append((draw, metric, mineral, name, p, float(v), unit))
-    table = pd.DataFrame(rows, columns=["draw", "metric", "mineral", "region", "period", "value", "unit"])
-    table["period"] = table["period"].astype(str)
-    return table
+            for metric, v in series.items():
+                values.append(np.asarray(v, dtype=np.float64))
+                labels.append((metric, mineral, name))
+    n = len(labels) * P
+    return pd.DataFrame(
+        {
+            "draw": np.full(n, draw, dtype=np.int64),
+            "metric": [metric for metric, _, _ in labels for _ in range(P)],
+            "mineral": [mineral for _, mineral, _ in labels for _ in range(P)],
+            "region": [region for _, _, region in labels for _ in range(P)],
+            "period": periods * len(labels),
+            "value": np.concatenate(values) if values else np.zeros(0),
+            "unit": [METRIC_UNITS[metric] for metric, _, _ in labels for _ in range(P)],
+        }
+    )
 
 
 def chunk_cube(records: Sequence[RunRecord], draws: Sequence[int]) -> xr.Dataset:

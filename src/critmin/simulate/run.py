@@ -636,10 +636,10 @@ def _record(
         )
     first = next(iter(runs.values())).cal
     sector_stage = {m: tuple(run.cal.stages[s] for s in run.cal.sector_stage) for m, run in runs.items()}
-    blocs = {
-        name: [[r in bloc.members_at(midpoint(*period_dates(y))) for r in first.regions] for y in periods]
-        for name, bloc in scenario.blocs.items()
-    }
+    blocs = {}
+    for name, bloc in scenario.blocs.items():
+        members = [set(bloc.members_at(midpoint(*period_dates(y)))) for y in periods]
+        blocs[name] = [[r in inside for r in first.regions] for inside in members]
     return RunRecord(
         scenario=scenario,
         world_name=world_name,
