@@ -812,6 +812,19 @@ def _canonicalise(st, inst, n_nodes, x):  # type: ignore[no-untyped-def]
         slot[n] = slot[root]
     if count == 0:
         return 0
+    # each group's nodes in ascending order (the order of a scan over all nodes)
+    group_ptr = np.zeros(count + 1, dtype=np.int64)
+    for n in range(n_nodes):
+        if slot[n] >= 0:
+            group_ptr[slot[n] + 1] += 1
+    for q in range(count):
+        group_ptr[q + 1] += group_ptr[q]
+    group_nodes = np.empty(group_ptr[count], dtype=np.int64)
+    filled = group_ptr[:count].copy()
+    for n in range(n_nodes):
+        if slot[n] >= 0:
+            group_nodes[filled[slot[n]]] = n
+            filled[slot[n]] += 1
     base = x[:n_nodes].copy()
     shift = np.zeros(count)
     movable = np.zeros(count, dtype=np.bool_)
@@ -859,6 +872,8 @@ def _canonicalise(st, inst, n_nodes, x):  # type: ignore[no-untyped-def]
             queued[q] = False
             best = _group_bound(
                 q,
+                group_ptr,
+                group_nodes,
                 side,
                 slot,
                 shift,
@@ -889,9 +904,8 @@ def _canonicalise(st, inst, n_nodes, x):  # type: ignore[no-untyped-def]
             if (side == 0 and best < shift[q]) or (side == 1 and best > shift[q]):
                 shift[q] = best
                 # Groups whose bounds read this group's prices are relaxed again.
-                for n in range(n_nodes):
-                    if slot[n] != q:
-                        continue
+                for member in range(group_ptr[q], group_ptr[q + 1]):
+                    n = group_nodes[member]
                     for idx in range(var_ptr[n], var_ptr[n + 1]):
                         j = var_agent[idx]
                         for e in range(ent_ptr[j], ent_ptr[j + 1]):
@@ -961,6 +975,8 @@ def _find(parent, n):  # type: ignore[no-untyped-def]
 @nb.njit(cache=True)
 def _group_bound(  # type: ignore[no-untyped-def]
     q,
+    group_ptr,
+    group_nodes,
     side,
     slot,
     shift,
@@ -983,11 +999,11 @@ def _group_bound(  # type: ignore[no-untyped-def]
     roots,
     parent,
 ):
-    """The tightest bound on group ``q``'s move from its bound agents (upper for side 0, lower for 1)."""
+    """The tightest bound on group ``q``'s move from its bound agents (upper for side 0, lower for 1);
+    ``group_nodes[group_ptr[q]:group_ptr[q + 1]]`` are its nodes, in ascending order."""
     best = np.inf if side == 0 else -np.inf
-    for n in range(n_nodes):
-        if slot[n] != q:
-            continue
+    for member in range(group_ptr[q], group_ptr[q + 1]):
+        n = group_nodes[member]
         for idx in range(var_ptr[n], var_ptr[n + 1]):
             j = var_agent[idx]
             if free[j] or not lower[j] < upper[j]:
