@@ -253,11 +253,11 @@ class Reserve(Instrument):
         if self.buy is not None:
             bought = float(outcome.segment[layout.buy])
             spent = bought * years * float(outcome.price[s, loc])
-        if self.release is not None:
-            for r, j in zip(layout.drawers, layout.release, strict=True):
-                level = float(outcome.segment[j])
-                released += level
-                recovered += level * years * float(outcome.price[s, r])
+        if self.release is not None and len(layout.release):
+            levels = outcome.segment[layout.release]
+            # summed left to right, as a loop over the drawers would
+            released = sum(levels.tolist(), 0.0)
+            recovered = sum((levels * years * outcome.price[s, layout.drawers]).tolist(), 0.0)
         stock = max(state["stock"] + (bought - released) * years, 0.0)
         holding = float(self.holding_cost) * stock * float(outcome.price[s, loc]) * years
         state["stock"] = stock

@@ -129,8 +129,9 @@ class Tariff(_RouteWedge):
         if w is None:
             return
         revenue = (w * outcome.flow).sum(axis=(0, 1)) * pctx.years
-        for d, region in enumerate(pctx.mineral.regions):
-            pctx.ledger.add("tariff_revenue", revenue[d], region=region)
+        regions = pctx.mineral.regions
+        for d in np.flatnonzero(revenue):  # the ledger keeps no zeros
+            pctx.ledger.add("tariff_revenue", revenue[d], region=regions[d])
 
 
 class ExportTax(_RouteWedge):
@@ -147,7 +148,9 @@ class ExportTax(_RouteWedge):
         if w is None:
             return
         revenue = (w * outcome.flow).sum(axis=(0, 2)) * pctx.years
-        for o, region in enumerate(pctx.mineral.regions):
+        regions = pctx.mineral.regions
+        for o in np.flatnonzero(revenue):  # the ledger keeps no zeros
+            region = regions[o]
             if revenue[o] >= 0:
                 pctx.ledger.add("tariff_revenue", revenue[o], region=region)
             else:
