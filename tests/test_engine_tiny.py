@@ -144,3 +144,58 @@ def test_crossed_bounds_are_infeasible(solver):
     t = topo([(0, 1.0, -1, 0.0), (0, -1.0, -1, 0.0)], 1)
     with pytest.raises(InfeasibleError):
         get_solver(solver).solve(t, data([10, -100], [1, 1], [5, 0], [4, INF], [0]))
+
+
+def _cut_off_region(route_ab_open: bool) -> tuple[Topology, InstanceData]:
+    """Region A mines (10 + q) and uses (100 - c); region B neither mines nor uses and can only dispose of
+    product. Nodes: 0 origin/A, 1 use/A, 2 origin/B, 3 use/B; routes A->A, A->B (closed unless asked),
+    B->A (cost 7), B->B (cost 1), and free disposal at use/B."""
+    agents = [
+        (0, 1.0, -1, 0.0),  # supply A
+        (1, -1.0, -1, 0.0),  # demand A
+        (0, -1.0, 1, 1.0),  # route A->A
+        (0, -1.0, 3, 1.0),  # route A->B
+        (2, -1.0, 1, 1.0),  # route B->A
+        (2, -1.0, 3, 1.0),  # route B->B
+        (3, -1.0, -1, 0.0),  # disposal at use/B
+    ]
+    upper_ab = INF if route_ab_open else 0.0
+    d = data(
+        [10, -100, 0, 5, 7, 1, 0],
+        [1, 1, 1e-6, 1e-3, 1e-3, 1e-3, 1],
+        [0] * 7,
+        [INF, INF, INF, upper_ab, INF, INF, INF],
+        [0, 0, 0, 0],
+    )
+    return topo(agents, 4), d
+
+
+@pytest.mark.parametrize("route_ab_open", [True, False])
+def test_undetermined_prices_are_canonical(route_ab_open):
+    # A in autarky: x = 90 / (2 + 1e-6) on A->A, p0 = 10 + x, p1 = 100 - x. B's prices are undetermined.
+    # use/B takes its highest price: the cheapest unit that could reach it. origin/B has no highest (raising
+    # it keeps every route out of B shut): it takes its lowest, where B->A or B->B would start to carry.
+    # With A->B open: use/B = p0 + 5, origin/B = use/B - 1. With A->B shut, use/B's highest waits for
+    # origin/B's lowest (p1 - 7) and is then p1 - 6, not the floor of 0 that free disposal puts under it.
+    t, d = _cut_off_region(route_ab_open)
+    sol = get_solver("engine").solve(t, d)
+    x = 90 / (2 + 1e-6)
+    p0, p1 = 10 + x, 100 - x
+    expected = [p0, p1, p0 + 4, p0 + 5] if route_ab_open else [p0, p1, p1 - 7, p1 - 6]
+    assert sol.price[0] == pytest.approx(expected, rel=1e-9)
+    # every level of B's agents is exactly on its bound, not a rounding residue beside it
+    assert (sol.level[0, 3:] == 0.0).all()
+
+
+def test_warm_start_from_the_solvers_own_iterate():
+    # Solution.warm_price is where Newton stopped, before undetermined prices were made canonical: the same
+    # problem warm-started from it needs no iteration and gives the same canonical prices.
+    t, d = _cut_off_region(False)
+    solver = get_solver("engine")
+    sol = solver.solve(t, d)
+    # B's prices are left where Newton stopped (from a cold start: the price scale), A's are the answer
+    assert sol.warm_price[0, 2:] == pytest.approx([100.0, 100.0], rel=1e-9)
+    assert sol.warm_price[0, :2] == pytest.approx(sol.price[0, :2], rel=1e-12)
+    again = solver.solve(t, d, warm_start=sol.warm_price, warm_rents=sol.warm_rent)
+    assert again.iterations[0] == 0
+    np.testing.assert_array_equal(again.price, sol.price)

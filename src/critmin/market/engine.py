@@ -845,6 +845,15 @@ def _canonicalise(st, inst, n_nodes, x):  # type: ignore[no-untyped-def]
     queue = np.empty(count, dtype=np.int64)  # circular
     queued = np.zeros(count, dtype=np.bool_)
     ok = True
+    # A group capped from above only through other floating groups has a highest price once those are
+    # known: it waits for them rather than taking its lowest in the first round of lowest prices.
+    waits = np.zeros(count, dtype=np.bool_)
+    for q in range(count):
+        if relax[q]:
+            waits[q] = _capped_through_others(
+                q, group_ptr, group_nodes, slot, z, n_nodes, ent_ptr, ent_idx, ent_val, var_ptr, var_agent,
+                lower, upper, u0, inv_slope, free,
+            )  # fmt: skip
     # Highest prices first (relaxed down from +inf), then the lowest (up from -inf) for groups with no
     # highest, then the highest again for groups whose bound waited on those, and so on.
     for round_ in range(4):
@@ -855,6 +864,9 @@ def _canonicalise(st, inst, n_nodes, x):  # type: ignore[no-untyped-def]
         for q in range(count):
             if relax[q]:
                 shift[q] = start
+                if round_ == 1 and waits[q]:
+                    relax[q] = False  # not this round: its highest comes in the next
+                    continue
                 queue[(head + size) % count] = q
                 queued[q] = True
                 size += 1
@@ -1036,6 +1048,38 @@ def _group_bound(  # type: ignore[no-untyped-def]
             bound = (slope[j] * level - rest) / rate
             best = min(best, bound) if side == 0 else max(best, bound)
     return best
+
+
+@nb.njit(cache=True)
+def _capped_through_others(  # type: ignore[no-untyped-def]
+    q, group_ptr, group_nodes, slot, z, n_nodes, ent_ptr, ent_idx, ent_val, var_ptr, var_agent, lower, upper, u0,
+    inv_slope, free,
+):  # fmt: skip
+    """Whether a bound agent that caps group ``q``'s move upwards (as in :func:`_group_bound`, side 0) also
+    touches another floating group."""
+    for member in range(group_ptr[q], group_ptr[q + 1]):
+        n = group_nodes[member]
+        for idx in range(var_ptr[n], var_ptr[n + 1]):
+            j = var_agent[idx]
+            if free[j] or not lower[j] < upper[j]:
+                continue
+            rate = 0.0
+            other = False
+            for e in range(ent_ptr[j], ent_ptr[j + 1]):
+                i = ent_idx[e]
+                if i < n_nodes and slot[i] == q:
+                    rate += ent_val[e] * z[i]
+                elif i < n_nodes and slot[i] >= 0:
+                    other = True
+            if not other or abs(rate) <= 1e-12:
+                continue
+            if u0[j] * inv_slope[j] <= lower[j] or not _strictly_inside(u0[j] * inv_slope[j], lower[j], np.inf):
+                caps = rate > 0.0
+            else:
+                caps = rate < 0.0
+            if caps:
+                return True
+    return False
 
 
 @nb.njit(cache=True)
@@ -1409,7 +1453,8 @@ def _solve_batch(st, n_nodes, batch, x, tol, max_iter, sweeps, canonical, out): 
     """Solve every instance of a scaled batch; ``x`` (B, N + K) holds starts and returns solutions.
 
     ``batch`` is ``(cost, slope, lower, upper, injection, rhs)``, each ``(B, ...)``; ``out`` is
-    ``(iterations, outcome, direction, stats)``, filled per instance.
+    ``(iterations, outcome, direction, stats, raw)``, filled per instance (``raw``: the solution before its
+    undetermined prices were made canonical).
     """
     for b in nb.prange(x.shape[0]):
         _solve_instance(b, st, n_nodes, batch, x, tol, max_iter, sweeps, canonical, out)
@@ -1430,7 +1475,7 @@ def _solve_batch_serial(st, n_nodes, batch, x, tol, max_iter, sweeps, canonical,
 def _solve_instance(b, st, n_nodes, batch, x, tol, max_iter, sweeps, canonical, out):  # type: ignore[no-untyped-def]
     """Solve instance ``b`` of a scaled batch in place (the body of :func:`_solve_batch`)."""
     cost, slope, lower, upper, injection, rhs = batch
-    iterations, outcome, direction, stats = out
+    iterations, outcome, direction, stats, raw = out
     mu_on = np.empty(rhs.shape[1], dtype=np.bool_)
     for k in range(rhs.shape[1]):
         mu_on[k] = rhs[b, k] < np.inf
@@ -1438,6 +1483,8 @@ def _solve_instance(b, st, n_nodes, batch, x, tol, max_iter, sweeps, canonical, 
     its, code = _solve_one(st, inst, n_nodes, x[b], tol, max_iter, sweeps, direction[b], stats[b])
     iterations[b] = its
     outcome[b] = code
+    for i in range(x.shape[1]):
+        raw[b, i] = x[b, i]  # the iterate itself: the better warm start for a nearby problem
     if code == _CONVERGED and canonical:
         stats[b, 3] = _canonicalise(st, inst, n_nodes, x[b])
 
@@ -1565,6 +1612,8 @@ class BatchedNewtonSolver:
                 residuals=Residuals(res.primal[inverse], res.complementarity[inverse], res.dual[inverse]),
                 solver=sub.solver,
                 status=tuple(sub.status[i] for i in inverse),
+                start_price=None if sub.start_price is None else sub.start_price[inverse],
+                start_rent=None if sub.start_rent is None else sub.start_rent[inverse],
             )
         prepared = self.prepare(topology)
         ps = data.price_scale[:, None]
@@ -1582,10 +1631,11 @@ class BatchedNewtonSolver:
         outcome = np.zeros(B, dtype=np.int64)
         direction = np.zeros((B, N + K))
         stats = np.zeros((B, 4), dtype=np.int64)
+        raw = np.empty((B, N + K))
         batch = (cost, slope, lower, upper, injection, rhs)
         sweeps = _CRASH_SWEEPS if warm_start is None and warm_rents is None else 0
         args = (prepared.as_tuple(), N, batch, x, 0.5 * tol, self.max_iter, sweeps, self.canonical_prices)
-        out = (iterations, outcome, direction, stats)
+        out = (iterations, outcome, direction, stats, raw)
         if B > 1:
             # Instances take very different numbers of iterations: threads take them one at a time.
             chunk = nb.set_parallel_chunksize(1)
@@ -1605,7 +1655,7 @@ class BatchedNewtonSolver:
             its = np.zeros(1, dtype=np.int64)
             code = np.zeros(1, dtype=np.int64)
             one = tuple(arr[sub] for arr in batch)
-            found = (its, code, direction[sub], stats[sub])
+            found = (its, code, direction[sub], stats[sub], raw[sub])
             _solve_batch_serial(
                 prepared.as_tuple(), N, one, xb, 0.5 * tol, budget, sweeps, self.canonical_prices, found
             )
@@ -1645,7 +1695,7 @@ class BatchedNewtonSolver:
                 raise SolveError(data.label(b), "the line search could not make progress (numerical trouble)")
         price = x[:, :N] * ps
         rent = x[:, N:] * ps
-        level = agent_response(topology, data, price, rent)
+        level = _on_bounds(agent_response(topology, data, price, rent), data)
         res = residuals(topology, data, price, level, rent, response=level)
         _raise_if_above(data, res, tol)
         return Solution(
@@ -1656,7 +1706,26 @@ class BatchedNewtonSolver:
             residuals=res,
             solver=self.name,
             status=tuple(Status.OPTIMAL for _ in range(B)),
+            start_price=raw[:, :N] * ps if self.canonical_prices else None,
+            start_rent=raw[:, N:] * ps if self.canonical_prices else None,
         )
+
+
+def _on_bounds(level: FloatArray, data: InstanceData) -> FloatArray:
+    """Levels within rounding of a finite bound, put on it (in place).
+
+    The same margin as the solver's own classification (:func:`_strictly_inside`, on scaled numbers): a level
+    within ``1e-11 (1 + |bound|)`` quantity scales of its bound is on it. An agent at a kink otherwise reports a
+    level of a few 1e-12 quantity scales whose size, and sign of being there at all, depends on the path the
+    solver took; instruments and metrics that ask whether a flow exists (traced content, de-minimis shares,
+    who relies on whom) would then answer by rounding.
+    """
+    qs = data.quantity_scale[:, None]
+    for bound in (data.lower, data.upper):
+        with np.errstate(invalid="ignore"):
+            near = np.isfinite(bound) & (np.abs(level - bound) <= 1e-11 * (qs + np.abs(bound)))
+        level[near] = bound[near]
+    return level
 
 
 def _distinct_instances(

@@ -234,6 +234,21 @@ class Solution:
     residuals: Residuals
     solver: str = ""
     status: tuple[Status, ...] = ()
+    # Where the solver stopped before prices the equilibrium leaves undetermined were made canonical (None:
+    # ``price`` and ``rent`` themselves). The better warm start for a nearby problem: canonical prices sit at
+    # the ends of their feasible intervals, where bound agents are exactly at their kinks.
+    start_price: FloatArray | None = None
+    start_rent: FloatArray | None = None
+
+    @property
+    def warm_price(self) -> FloatArray:
+        """Prices to warm-start a nearby problem from."""
+        return self.price if self.start_price is None else self.start_price
+
+    @property
+    def warm_rent(self) -> FloatArray:
+        """Rents to warm-start a nearby problem from."""
+        return self.rent if self.start_rent is None else self.start_rent
 
 
 def agent_response(

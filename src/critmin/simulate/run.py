@@ -392,7 +392,7 @@ def _step(
     # instruments have settled is not solved again while the others go on.
     active = np.arange(B)
     outcomes: list[MineralOutcome] = [None] * B  # type: ignore[list-item]
-    price = rent = None
+    price = rent = wprice = wrent = None
     iterations = np.zeros(B, dtype=np.int64)
     worst = np.zeros(B)
     rounds = np.zeros(B, dtype=np.int64)
@@ -416,11 +416,15 @@ def _step(
             warm_rents=None if warm_rents is None else warm_rents[active],
         )
         solve_time += time.perf_counter() - t0
-        if price is None or rent is None:
+        if price is None or rent is None or wprice is None or wrent is None:
             price = np.empty((B, solution.price.shape[1]))
             rent = np.empty((B, solution.rent.shape[1]))
+            wprice = np.empty_like(price)
+            wrent = np.empty_like(rent)
         price[active] = solution.price
         rent[active] = solution.rent
+        wprice[active] = solution.warm_price
+        wrent[active] = solution.warm_rent
         iterations[active] = solution.iterations
         worst[active] = solution.residuals.worst()
         rounds[active] += 1
@@ -448,8 +452,8 @@ def _step(
                 f"{largest:.2e}); raise dynamics.fixed_point_iterations or check the floor and budget settings",
             )
         active = np.array(moving)
-        warm, warm_rents = price, rent
-    assert price is not None and rent is not None
+        warm, warm_rents = wprice, wrent
+    assert price is not None and rent is not None and wprice is not None and wrent is not None
     for b, (run, pctx, outcome) in enumerate(zip(runs, contexts, outcomes, strict=True)):
         cal = run.cal
         for iid, inst, mctx in run.instruments:
@@ -457,8 +461,8 @@ def _step(
             pctx.instrument_id = iid
             inst.settle(pctx, outcome)
         inputs = pctx.inputs
-        run.warm = price[b]
-        run.warm_rents = rent[b]
+        run.warm = wprice[b]
+        run.warm_rents = wrent[b]
         run.previous = outcome
         assert inputs.capacity is not None
         run.capacity.append(inputs.capacity + _project_capacity(run, inputs))
