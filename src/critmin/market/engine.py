@@ -1720,12 +1720,21 @@ def _on_bounds(level: FloatArray, data: InstanceData) -> FloatArray:
     solver took; instruments and metrics that ask whether a flow exists (traced content, de-minimis shares,
     who relies on whom) would then answer by rounding.
     """
-    qs = data.quantity_scale[:, None]
-    for bound in (data.lower, data.upper):
-        with np.errstate(invalid="ignore"):
-            near = np.isfinite(bound) & (np.abs(level - bound) <= 1e-11 * (qs + np.abs(bound)))
-        level[near] = bound[near]
+    _snap_to_bounds(level, data.lower, data.upper, data.quantity_scale)
     return level
+
+
+@nb.njit(cache=True)
+def _snap_to_bounds(level, lower, upper, quantity_scale):  # type: ignore[no-untyped-def]
+    """The loop of :func:`_on_bounds` (one pass, no temporaries: it runs after every solve)."""
+    for b in range(level.shape[0]):
+        qs = quantity_scale[b]
+        for j in range(level.shape[1]):
+            lo, hi = lower[b, j], upper[b, j]
+            if np.isfinite(lo) and abs(level[b, j] - lo) <= 1e-11 * (qs + abs(lo)):
+                level[b, j] = lo
+            elif np.isfinite(hi) and abs(level[b, j] - hi) <= 1e-11 * (qs + abs(hi)):
+                level[b, j] = hi
 
 
 def _distinct_instances(
