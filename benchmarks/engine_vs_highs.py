@@ -143,7 +143,9 @@ def warm_start_figures(name: str, topology: Topology, data: InstanceData, rng: n
     later = next_period(data, rng)
     engine.solve(topology, later.take(slice(0, 1)))
     cold_time, cold = _timed(lambda: engine.solve(topology, later), 3)
-    warm_time, warm = _timed(lambda: engine.solve(topology, later, warm_start=first.warm_price, warm_rents=first.warm_rent), 3)
+    warm_time, warm = _timed(
+        lambda: engine.solve(topology, later, warm_start=first.warm_price, warm_rents=first.warm_rent), 3
+    )
     per = 1e6 / data.n_instances
     print(
         f"{name} next period: cold {cold.iterations.mean():.1f} iterations, {cold_time * per:.0f} us/instance; "
