@@ -845,15 +845,10 @@ def _canonicalise(st, inst, n_nodes, x):  # type: ignore[no-untyped-def]
     queue = np.empty(count, dtype=np.int64)  # circular
     queued = np.zeros(count, dtype=np.bool_)
     ok = True
-    # A group capped from above only through other floating groups has a highest price once those are
-    # known: it waits for them rather than taking its lowest in the first round of lowest prices.
+    # A group capped from above through other floating groups has a highest price once those are known: it
+    # waits for them rather than taking its lowest in the first round of lowest prices (found in round 0,
+    # which evaluates every group that relaxes).
     waits = np.zeros(count, dtype=np.bool_)
-    for q in range(count):
-        if relax[q]:
-            waits[q] = _capped_through_others(
-                q, group_ptr, group_nodes, slot, z, n_nodes, ent_ptr, ent_idx, ent_val, var_ptr, var_agent,
-                lower, upper, u0, inv_slope, free,
-            )  # fmt: skip
     # Highest prices first (relaxed down from +inf), then the lowest (up from -inf) for groups with no
     # highest, then the highest again for groups whose bound waited on those, and so on.
     for round_ in range(4):
@@ -882,7 +877,7 @@ def _canonicalise(st, inst, n_nodes, x):  # type: ignore[no-untyped-def]
             head = (head + 1) % count
             size -= 1
             queued[q] = False
-            best = _group_bound(
+            best, through_others = _group_bound(
                 q,
                 group_ptr,
                 group_nodes,
@@ -908,6 +903,8 @@ def _canonicalise(st, inst, n_nodes, x):  # type: ignore[no-untyped-def]
                 roots,
                 parent,
             )
+            if side == 0 and through_others:
+                waits[q] = True
             if np.isnan(best):
                 if _DEBUG:
                     print("nan bound for group", q)
@@ -1011,9 +1008,11 @@ def _group_bound(  # type: ignore[no-untyped-def]
     roots,
     parent,
 ):
-    """The tightest bound on group ``q``'s move from its bound agents (upper for side 0, lower for 1);
+    """The tightest bound on group ``q``'s move from its bound agents (upper for side 0, lower for 1), and
+    whether one of those agents also touches another floating group;
     ``group_nodes[group_ptr[q]:group_ptr[q + 1]]`` are its nodes, in ascending order."""
     best = np.inf if side == 0 else -np.inf
+    through_others = False
     for member in range(group_ptr[q], group_ptr[q + 1]):
         n = group_nodes[member]
         for idx in range(var_ptr[n], var_ptr[n + 1]):
@@ -1024,6 +1023,7 @@ def _group_bound(  # type: ignore[no-untyped-def]
             rate = 0.0
             rest = -cost[j]
             first_here = True
+            other = False
             for e in range(ent_ptr[j], ent_ptr[j + 1]):
                 i = ent_idx[e]
                 if i < n_nodes and slot[i] == q:
@@ -1033,6 +1033,7 @@ def _group_bound(  # type: ignore[no-untyped-def]
                     rest += ent_val[e] * base[i]
                 elif i < n_nodes and slot[i] >= 0:
                     rest += ent_val[e] * (base[i] + shift[slot[i]] * z[i])
+                    other = True
                 else:
                     rest += ent_val[e] * x[i]
             if not first_here or abs(rate) <= 1e-12:
@@ -1045,41 +1046,10 @@ def _group_bound(  # type: ignore[no-untyped-def]
                 caps = rate < 0.0
             if caps != (side == 0):
                 continue
+            through_others = through_others or other
             bound = (slope[j] * level - rest) / rate
             best = min(best, bound) if side == 0 else max(best, bound)
-    return best
-
-
-@nb.njit(cache=True)
-def _capped_through_others(  # type: ignore[no-untyped-def]
-    q, group_ptr, group_nodes, slot, z, n_nodes, ent_ptr, ent_idx, ent_val, var_ptr, var_agent, lower, upper, u0,
-    inv_slope, free,
-):  # fmt: skip
-    """Whether a bound agent that caps group ``q``'s move upwards (as in :func:`_group_bound`, side 0) also
-    touches another floating group."""
-    for member in range(group_ptr[q], group_ptr[q + 1]):
-        n = group_nodes[member]
-        for idx in range(var_ptr[n], var_ptr[n + 1]):
-            j = var_agent[idx]
-            if free[j] or not lower[j] < upper[j]:
-                continue
-            rate = 0.0
-            other = False
-            for e in range(ent_ptr[j], ent_ptr[j + 1]):
-                i = ent_idx[e]
-                if i < n_nodes and slot[i] == q:
-                    rate += ent_val[e] * z[i]
-                elif i < n_nodes and slot[i] >= 0:
-                    other = True
-            if not other or abs(rate) <= 1e-12:
-                continue
-            if u0[j] * inv_slope[j] <= lower[j] or not _strictly_inside(u0[j] * inv_slope[j], lower[j], np.inf):
-                caps = rate > 0.0
-            else:
-                caps = rate < 0.0
-            if caps:
-                return True
-    return False
+    return best, through_others
 
 
 @nb.njit(cache=True)
