@@ -7,12 +7,13 @@ import datetime as dt
 import numpy as np
 import pytest
 
+from critmin.core.arrays import stack_rows
 from critmin.data.calibrate import calibrate
 from critmin.market.build import MarketLayout, build_instances
 from critmin.policy.base import Ledger, MineralContext, PeriodContext, full_inputs, full_inputs_batch
 from critmin.policy.blocs import Bloc
 from critmin.policy.controls import ExportControl, controller_content
-from critmin.policy.effects import MineralOutcome, PeriodInputs, SegmentSpec
+from critmin.policy.effects import MineralOutcome, PeriodInputs, SegmentSpec, whole_batch_field
 from critmin.results.dataset import to_dataset
 from critmin.simulate.run import resolve_world, run_calibrated
 from critmin.simulate.scenario import scenario_from_dict
@@ -469,15 +470,19 @@ def test_extraterritorial_cap_follows_content_and_approval(mode: str) -> None:
     assert pctx.inputs.route_upper[s, jpn, usa] == pytest.approx((1.0 - denied) * cal.base_flow[s, jpn, usa])
 
 
+@pytest.mark.parametrize("rows_of_one_batch", [False, True])
 @pytest.mark.parametrize("mode", ["ban", "licensing", "quota"])
-def test_export_control_batch_matches_one_draw_at_a_time(mode: str) -> None:
+def test_export_control_batch_matches_one_draw_at_a_time(mode: str, rows_of_one_batch: bool) -> None:
     """A batch of draws (different leakage, markup, approval, cost, de minimis and end dates; some draws with
     the control not in force) gets exactly the bounds and wedges that applying the control draw by draw
-    gives."""
+    gives: with each draw's arrays its own, and with every draw's inputs and last flows rows of one array
+    (as an ensemble chunk sets them up, where the batch writes its inputs in place)."""
     cal = calibrate(resolve_world("default"))["dy"]
     blocs = {"club": Bloc(members=["USA", "JPN", "KOR"])}
     rng = np.random.default_rng(5)
     ends = [dt.date(2027, 7, 1), dt.date(2029, 1, 1), dt.date(2027, 3, 1), dt.date(2026, 6, 1), dt.date(2028, 1, 1)]
+    if rows_of_one_batch:
+        ends[3] = dt.date(2028, 6, 1)  # every draw's control in force: the batch is one block, all rows
     controls = [
         ExportControl(
             kind="export_control",
@@ -497,10 +502,11 @@ def test_export_control_batch_matches_one_draw_at_a_time(mode: str) -> None:
         for b, end in enumerate(ends)
     ]
 
-    def contexts() -> list[PeriodContext]:
-        flows = [cal.base_flow * rng.uniform(0.5, 1.5, cal.base_flow.shape) for _ in ends]
+    def contexts(batched: bool) -> list[PeriodContext]:
+        flows = np.stack([cal.base_flow * rng.uniform(0.5, 1.5, cal.base_flow.shape) for _ in ends])
+        inputs = full_inputs_batch([cal] * len(ends), 0, 0) if batched else [full_inputs(cal, 0, 0) for _ in ends]
         made = []
-        for b, flow in enumerate(flows):
+        for b, flow in enumerate(flows if batched else [f.copy() for f in flows]):
             zeros = np.zeros_like(cal.base_price)
             previous = MineralOutcome(
                 price=zeros,
@@ -519,8 +525,8 @@ def test_export_control_batch_matches_one_draw_at_a_time(mode: str) -> None:
                     period=2027,
                     start=dt.date(2027, 1, 1),
                     end=dt.date(2028, 1, 1),
-                    inputs=full_inputs(cal, 0, 0),
-                    previous=previous if b != 1 else None,
+                    inputs=inputs[b],
+                    previous=previous if b != 1 or rows_of_one_batch else None,
                     state={},
                     segment_index={},
                     constraint_index={},
@@ -532,9 +538,13 @@ def test_export_control_batch_matches_one_draw_at_a_time(mode: str) -> None:
         return made
 
     rng = np.random.default_rng(7)
-    one_by_one = contexts()
+    one_by_one = contexts(False)
     rng = np.random.default_rng(7)
-    batch = contexts()
+    batch = contexts(rows_of_one_batch)
+    if rows_of_one_batch:  # the block paths are taken: inputs written in place, last flows read without a copy
+        assert whole_batch_field([p.inputs for p in batch], "route_upper") is not None
+        last = [p.last_flow() for p in batch]
+        assert stack_rows(last) is last[0].base
     for control, pctx in zip(controls, one_by_one, strict=True):
         control.apply(pctx)
     ExportControl.apply_batch(controls, batch)
@@ -543,7 +553,8 @@ def test_export_control_batch_matches_one_draw_at_a_time(mode: str) -> None:
         np.testing.assert_array_equal(together.inputs.route_wedge, alone.inputs.route_wedge)
         np.testing.assert_array_equal(together.inputs.constraint_rhs, alone.inputs.constraint_rhs)
         assert together.state == alone.state
-    assert sum(np.isfinite(p.inputs.route_upper).sum() > 0 for p in batch) == 4  # one draw's control has ended
+    in_force = 5 if rows_of_one_batch else 4  # else one draw's control has ended
+    assert sum(np.isfinite(p.inputs.route_upper).sum() > 0 for p in batch) == in_force
 
 
 def test_batch_inputs_build_the_same_instances_as_separate_arrays() -> None:
@@ -570,3 +581,13 @@ def test_batch_inputs_build_the_same_instances_as_separate_arrays() -> None:
     upper = before.upper.copy()
     batch[0].route_upper[:] = 0.0
     np.testing.assert_array_equal(before.upper, upper)
+
+
+def test_stack_rows_reads_one_block_without_a_copy_only_when_it_is_one() -> None:
+    block = np.arange(24.0).reshape(4, 2, 3).copy()  # an array of its own, as np.take makes
+    rows = list(block)
+    assert stack_rows(rows) is block
+    for other in (rows[::-1], rows[:3], [r.copy() for r in rows], list(np.asfortranarray(block))):
+        stacked = stack_rows(other)
+        assert stacked is not block
+        np.testing.assert_array_equal(stacked, np.stack(other))

@@ -391,7 +391,7 @@ def read_outcomes(layout: MarketLayout, solution: Solution, yields: Sequence[Flo
             production[:, seg.stage, seg.region] += segment[:, i]
     price = p[:, layout.use_node]
     origin_price = p[:, layout.origin_node]
-    flow = v[:, layout.route_agent]
+    flow = np.take(v, layout.route_agent, axis=1)  # (B, S, R, R), C-contiguous: rows of one block
     consumption = v[:, layout.demand_agent]
     disposal = v[:, layout.disposal_agent]
     rent = solution.rent if len(layout.constraints) else np.zeros((B, 0))

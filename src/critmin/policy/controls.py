@@ -32,11 +32,11 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from critmin.core.arrays import FloatArray, block_index
+from critmin.core.arrays import FloatArray, block_index, stack_rows
 from critmin.core.specs import PricePerT, Rate, Share, TonnesPerYear
 from critmin.policy.base import Instrument, MineralContext, PeriodContext
 from critmin.policy.blocs import Selector
-from critmin.policy.effects import ConstraintSpec, MineralOutcome, SegmentSpec
+from critmin.policy.effects import ConstraintSpec, MineralOutcome, SegmentSpec, whole_batch_field
 
 
 def reference_flow(pctx: PeriodContext) -> FloatArray:
@@ -245,16 +245,28 @@ def _ban_or_licence_block(
         pctx.my_state()["share"] = float(value)
     B = len(controls)
     column = (slice(None), None, None, None)  # a per-draw number against (stage, exporter, target) blocks
-    upper = np.stack([p.inputs.route_upper for p in contexts])  # type: ignore[misc]
-    wedge = np.stack([p.inputs.route_wedge for p in contexts])  # type: ignore[misc]
+    # the draws' route arrays: written in place when they are the rows of the batch's arrays, else copies
+    # written back at the end
+    inputs = [p.inputs for p in contexts]
+    whole_upper = whole_batch_field(inputs, "route_upper")
+    whole_wedge = whole_batch_field(inputs, "route_wedge")
+    in_place = whole_upper is not None and whole_wedge is not None
+    if whole_upper is not None and whole_wedge is not None:
+        upper, wedge = whole_upper, whole_wedge
+    else:
+        upper = np.stack([inp.route_upper for inp in inputs])  # type: ignore[misc]
+        wedge = np.stack([inp.route_wedge for inp in inputs])  # type: ignore[misc]
     cals = [p.mineral.cal for p in contexts]
-    last = np.stack([p.last_flow() for p in contexts])
+    last = stack_rows([p.last_flow() for p in contexts])  # read only
     base_flow = np.stack([cal.base_flow for cal in cals]) if any(c is not cals[0] for c in cals) else cals[0].base_flow
     ref = np.maximum(base_flow, last)  # reference_flow of each draw
     st = np.asarray(stages, dtype=np.intp)
     rows, cols = block_index(exp, tgt)
     block = (slice(None), st[:, None, None], rows[None], cols[None])
-    origin_price = np.stack([cal.base_origin_price for cal in cals])
+    if all(cal is cals[0] for cal in cals):
+        origin_price = np.broadcast_to(cals[0].base_origin_price, (B, *cals[0].base_origin_price.shape))
+    else:
+        origin_price = np.stack([cal.base_origin_price for cal in cals])
     exporter_price = origin_price[:, st[:, None], rows[:, 0][None, :]][..., None]  # (draw, stage, exp, 1)
     ref_block = ref[block]
     f = share[column]
@@ -291,9 +303,10 @@ def _ban_or_licence_block(
         minimis = np.array([float(c.de_minimis) for c in controls])[column]
         capped = (share_of > minimis) & (others[:, None] != dests[None, :])[None, None]
         upper[third] = np.where(capped, np.minimum(current, cap), current)
-    for b, pctx in enumerate(contexts):
-        pctx.inputs.route_upper[...] = upper[b]  # type: ignore[index]
-        pctx.inputs.route_wedge[...] = wedge[b]  # type: ignore[index]
+    if not in_place:
+        for b, inp in enumerate(inputs):
+            inp.route_upper[...] = upper[b]  # type: ignore[index]
+            inp.route_wedge[...] = wedge[b]  # type: ignore[index]
 
 
 class Hoarding(Instrument):

@@ -7,6 +7,7 @@ for a run; numbers (``PeriodInputs``) change every period and draw.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -70,6 +71,22 @@ class PeriodInputs:
     constraint_rhs: FloatArray | None = None  # (n_constraints,)
     #: Where the arrays are rows of a batch's arrays: those arrays (by field) and this draw's row.
     batch: tuple[dict[str, FloatArray], int] | None = field(default=None, repr=False, compare=False)
+
+
+def whole_batch_field(inputs: Sequence[PeriodInputs], name: str) -> FloatArray | None:
+    """The batch's array of field ``name`` when ``inputs`` are all its rows, in order, and every draw's array
+    is still its row (no instrument replaced it): writing into it writes each draw's field. Else None."""
+    first = inputs[0].batch
+    if first is None:
+        return None
+    whole = first[0].get(name)
+    if whole is None or whole.shape[0] != len(inputs):
+        return None
+    for b, inp in enumerate(inputs):
+        value = getattr(inp, name)
+        if inp.batch is None or inp.batch[1] != b or value is None or value.base is not whole:
+            return None
+    return whole
 
 
 @dataclass(frozen=True)
