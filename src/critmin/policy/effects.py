@@ -86,6 +86,8 @@ def whole_batch_field(inputs: Sequence[PeriodInputs], name: str) -> FloatArray |
         value = getattr(inp, name)
         if inp.batch is None or inp.batch[1] != b or value is None or value.base is not whole:
             return None
+        if value.shape != whole.shape[1:]:
+            return None
     return whole
 
 
