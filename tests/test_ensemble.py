@@ -204,3 +204,8 @@ def test_a_batch_of_draws_gives_each_draw_what_it_gives_alone() -> None:
         a, b = to_dataset(alone), to_dataset(record)
         for name in a.data_vars:
             np.testing.assert_array_equal(b[name].values, a[name].values, err_msg=name)
+    # the chunk's metrics table is the draws' tables one after the other
+    from critmin.ensemble.outputs import chunk_metrics, draw_metrics
+
+    one_by_one = pd.concat([draw_metrics(r, d) for r, d in zip(together, [5, 6, 7, 8], strict=True)], ignore_index=True)
+    pd.testing.assert_frame_equal(chunk_metrics(together, [5, 6, 7, 8]), one_by_one, check_exact=True)

@@ -60,11 +60,43 @@ def _ledger_total(record: RunRecord, mineral: str, variable: str) -> np.ndarray:
 
 def draw_metrics(record: RunRecord, draw: int, regions: Sequence[str] = DEFAULT_REGIONS) -> pd.DataFrame:
     """Headline metrics of one draw as a long table (draw, metric, mineral, region, period, value, unit)."""
+    return chunk_metrics([record], [draw], regions)
+
+
+def chunk_metrics(
+    records: Sequence[RunRecord], draws: Sequence[int], regions: Sequence[str] = DEFAULT_REGIONS
+) -> pd.DataFrame:
+    """:func:`draw_metrics` of several draws in one table, draw after draw (the rows and numbers that
+    concatenating the draws' tables gives). Draws of one chunk share their labels, so the label columns are
+    built once."""
+    blocks = [_metric_values(record, regions) for record in records]
+    labels = blocks[0][0]
+    if any(other != labels for other, _ in blocks[1:]):  # not one structure: table by table
+        return pd.concat(
+            [chunk_metrics([r], [d], regions) for r, d in zip(records, draws, strict=True)], ignore_index=True
+        )
+    periods = [str(p) for p in records[0].periods]
+    P, D = len(periods), len(records)
+    n = len(labels) * P
+    values = [np.concatenate(v) if v else np.zeros(0) for _, v in blocks]
+    return pd.DataFrame(
+        {
+            "draw": np.repeat(np.asarray(draws, dtype=np.int64), n),
+            "metric": [metric for metric, _, _ in labels for _ in range(P)] * D,
+            "mineral": [mineral for _, mineral, _ in labels for _ in range(P)] * D,
+            "region": [region for _, _, region in labels for _ in range(P)] * D,
+            "period": periods * len(labels) * D,
+            "value": np.concatenate(values),
+            "unit": [METRIC_UNITS[metric] for metric, _, _ in labels for _ in range(P)] * D,
+        }
+    )
+
+
+def _metric_values(record: RunRecord, regions: Sequence[str]) -> tuple[list[tuple[str, str, str]], list[FloatArray]]:
+    """One draw's headline metrics: the (metric, mineral, region) of each block of periods, and the blocks."""
     groups = _groups(record, regions)
-    periods = [str(p) for p in record.periods]
-    P = len(periods)
     values: list[FloatArray] = []
-    labels: list[tuple[str, str, str]] = []  # (metric, mineral, region) of each block of P rows
+    labels: list[tuple[str, str, str]] = []
     for mineral, path in record.minerals.items():
         last = len(path.stages) - 1
         cons = path.consumption.sum(axis=2)  # (P, R)
@@ -87,18 +119,7 @@ def draw_metrics(record: RunRecord, draw: int, regions: Sequence[str] = DEFAULT_
             for metric, v in series.items():
                 values.append(np.asarray(v, dtype=np.float64))
                 labels.append((metric, mineral, name))
-    n = len(labels) * P
-    return pd.DataFrame(
-        {
-            "draw": np.full(n, draw, dtype=np.int64),
-            "metric": [metric for metric, _, _ in labels for _ in range(P)],
-            "mineral": [mineral for _, mineral, _ in labels for _ in range(P)],
-            "region": [region for _, _, region in labels for _ in range(P)],
-            "period": periods * len(labels),
-            "value": np.concatenate(values) if values else np.zeros(0),
-            "unit": [METRIC_UNITS[metric] for metric, _, _ in labels for _ in range(P)],
-        }
-    )
+    return labels, values
 
 
 def chunk_cube(records: Sequence[RunRecord], draws: Sequence[int]) -> xr.Dataset:

@@ -53,7 +53,7 @@ def solve_chunk(payload: ChunkPayload) -> ChunkResult:
     """Solve every draw of a chunk as one batch (runs in a worker process)."""
     from critmin.data.calibrate import calibrate
     from critmin.ensemble.draws import apply_draw
-    from critmin.ensemble.outputs import chunk_cube, draw_metrics
+    from critmin.ensemble.outputs import chunk_cube, chunk_metrics
     from critmin.simulate.run import _periods, check_scenario, resolve_world, run_batch
     from critmin.simulate.scenario import Scenario
 
@@ -74,7 +74,7 @@ def solve_chunk(payload: ChunkPayload) -> ChunkResult:
         scenarios.append(spec)
         draw_cals.append(over.apply(base_cals))
     records = run_batch(scenarios, draw_cals, _periods(base, world), world_name=world.name, draws=payload.draws)
-    metrics = pd.concat([draw_metrics(r, d) for r, d in zip(records, payload.draws, strict=True)], ignore_index=True)
+    metrics = chunk_metrics(records, payload.draws)
     cube = chunk_cube(records, payload.draws)
     return ChunkResult(payload.chunk, list(payload.draws), cube, metrics, time.perf_counter() - t0)
 
