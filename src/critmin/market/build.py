@@ -31,7 +31,7 @@ import numpy as np
 from critmin.core.arrays import FloatArray, IntArray
 from critmin.data.calibrate import CalibratedMineral
 from critmin.market.problem import InstanceData, Solution, Topology
-from critmin.policy.effects import ConstraintSpec, MineralOutcome, PeriodInputs, SegmentSpec
+from critmin.policy.effects import ConstraintSpec, MineralOutcome, PeriodInputs, SegmentSpec, batch_rows
 
 #: Free disposal: price drop (share of the price scale) per quantity scale disposed.
 DISPOSAL_SLOPE = 1e-6
@@ -240,13 +240,13 @@ def build_instances(
             return np.broadcast_to(np.asarray(first, dtype=np.float64), (B, *np.shape(first)))
         return np.stack([np.asarray(getattr(cal, name), dtype=np.float64) for cal in cals])
 
-    block = _batch_rows(inputs)
-
     def input_values(name: str, default: FloatArray | float, shape: tuple[int, ...]) -> FloatArray:
+        found = batch_rows(inputs, name)
+        if found is not None:  # every draw's array is its row of one batch array: read the block at once
+            whole, rows = found
+            block: FloatArray = whole[rows]
+            return block
         values = [getattr(inp, name) for inp in inputs]
-        rows = _rows_of_one_array(values, block, name)
-        if rows is not None:
-            return rows
         fill = np.broadcast_to(np.asarray(default, dtype=np.float64), (B, *shape))
         return np.stack([fill[b] if v is None else v for b, v in enumerate(values)])
 
@@ -322,39 +322,6 @@ def build_instances(
         quantity_scale=quantity_scale,
         instance_labels=tuple(labels),
     )
-
-
-def _batch_rows(inputs: Sequence[PeriodInputs]) -> tuple[dict[str, FloatArray], IntArray] | None:
-    """The batch arrays and rows of draws set up together by :func:`~critmin.policy.base.full_inputs_batch`."""
-    first = inputs[0].batch
-    if first is None:
-        return None
-    arrays = first[0]
-    rows = np.empty(len(inputs), dtype=np.intp)
-    for b, inp in enumerate(inputs):
-        if inp.batch is None or inp.batch[0] is not arrays:
-            return None
-        rows[b] = inp.batch[1]
-    return arrays, rows
-
-
-def _rows_of_one_array(
-    values: Sequence[FloatArray | None], block: tuple[dict[str, FloatArray], IntArray] | None, name: str
-) -> FloatArray | None:
-    """The draws' values of field ``name`` stacked (a copy), read in one block when every draw's array is
-    still its row of the batch's array (an instrument may have replaced one); else None."""
-    if block is None:
-        return None
-    arrays, rows = block
-    if name not in arrays:
-        return None
-    whole = arrays[name]
-    shape = whole.shape[1:]
-    for v in values:
-        if v is None or v.base is not whole or v.shape != shape:
-            return None
-    stacked: FloatArray = whole[rows]
-    return stacked
 
 
 def read_outcome(layout: MarketLayout, solution: Solution, b: int, yields: FloatArray) -> MineralOutcome:

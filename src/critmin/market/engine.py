@@ -72,6 +72,8 @@ _CRASH_SWEEPS = 2
 #: floated on a capped route); the rest are left to Newton.
 _WARM_FLOOR = 1e-2
 _KINK_TOL = 1e-10
+#: A level within this many (1 + |bound|) quantity scales of a finite bound is on it (classification, output).
+_ON_BOUND = 1e-11
 _LS_ACCEPT = 0.2
 #: Factor on the pivot of a null direction of the Newton system (see _cholesky).
 _DEFLATE = 1e12
@@ -965,9 +967,9 @@ def _canonicalise(st, inst, n_nodes, x):  # type: ignore[no-untyped-def]
 @nb.njit(cache=True)
 def _strictly_inside(z, lower, upper):  # type: ignore[no-untyped-def]
     """Inside the bounds by more than rounding (a level within 1e-11 of a finite bound is on it)."""
-    if lower > -np.inf and z <= lower + 1e-11 * (1.0 + abs(lower)):
+    if lower > -np.inf and z <= lower + _ON_BOUND * (1.0 + abs(lower)):
         return False
-    if upper < np.inf and z >= upper - 1e-11 * (1.0 + abs(upper)):
+    if upper < np.inf and z >= upper - _ON_BOUND * (1.0 + abs(upper)):
         return False
     return lower < upper
 
@@ -1665,7 +1667,8 @@ class BatchedNewtonSolver:
                 raise SolveError(data.label(b), "the line search could not make progress (numerical trouble)")
         price = x[:, :N] * ps
         rent = x[:, N:] * ps
-        level = _on_bounds(agent_response(topology, data, price, rent), data)
+        level = agent_response(topology, data, price, rent)
+        _on_bounds(level, data.lower, data.upper, data.quantity_scale)
         res = residuals(topology, data, price, level, rent, response=level)
         _raise_if_above(data, res, tol)
         return Solution(
@@ -1681,29 +1684,23 @@ class BatchedNewtonSolver:
         )
 
 
-def _on_bounds(level: FloatArray, data: InstanceData) -> FloatArray:
-    """Levels within rounding of a finite bound, put on it (in place).
+@nb.njit(cache=True)
+def _on_bounds(level, lower, upper, quantity_scale):  # type: ignore[no-untyped-def]
+    """Levels ``(B, J)`` within rounding of a finite bound, put on it (in place; one pass after every solve).
 
     The same margin as the solver's own classification (:func:`_strictly_inside`, on scaled numbers): a level
-    within ``1e-11 (1 + |bound|)`` quantity scales of its bound is on it. An agent at a kink otherwise reports a
+    within ``_ON_BOUND (1 + |bound|)`` quantity scales of its bound is on it. An agent at a kink otherwise reports a
     level of a few 1e-12 quantity scales whose size, and sign of being there at all, depends on the path the
     solver took; instruments and metrics that ask whether a flow exists (traced content, de-minimis shares,
     who relies on whom) would then answer by rounding.
     """
-    _snap_to_bounds(level, data.lower, data.upper, data.quantity_scale)
-    return level
-
-
-@nb.njit(cache=True)
-def _snap_to_bounds(level, lower, upper, quantity_scale):  # type: ignore[no-untyped-def]
-    """The loop of :func:`_on_bounds` (one pass, no temporaries: it runs after every solve)."""
     for b in range(level.shape[0]):
         qs = quantity_scale[b]
         for j in range(level.shape[1]):
             lo, hi = lower[b, j], upper[b, j]
-            if np.isfinite(lo) and abs(level[b, j] - lo) <= 1e-11 * (qs + abs(lo)):
+            if np.isfinite(lo) and abs(level[b, j] - lo) <= _ON_BOUND * (qs + abs(lo)):
                 level[b, j] = lo
-            elif np.isfinite(hi) and abs(level[b, j] - hi) <= 1e-11 * (qs + abs(hi)):
+            elif np.isfinite(hi) and abs(level[b, j] - hi) <= _ON_BOUND * (qs + abs(hi)):
                 level[b, j] = hi
 
 

@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from critmin.core.arrays import FloatArray
+from critmin.core.arrays import FloatArray, IntArray
 
 NodeKind = Literal["origin", "use"]
 
@@ -73,21 +73,37 @@ class PeriodInputs:
     batch: tuple[dict[str, FloatArray], int] | None = field(default=None, repr=False, compare=False)
 
 
-def whole_batch_field(inputs: Sequence[PeriodInputs], name: str) -> FloatArray | None:
-    """The batch's array of field ``name`` when ``inputs`` are all its rows, in order, and every draw's array
-    is still its row (no instrument replaced it): writing into it writes each draw's field. Else None."""
+def batch_rows(inputs: Sequence[PeriodInputs], name: str) -> tuple[FloatArray, IntArray] | None:
+    """The batch's array of field ``name`` and each draw's row in it, when every draw's array is still its row
+    of that one array (as :func:`~critmin.policy.base.full_inputs_batch` sets them up; an instrument may have
+    replaced one). Else None."""
     first = inputs[0].batch
     if first is None:
         return None
-    whole = first[0].get(name)
-    if whole is None or whole.shape[0] != len(inputs):
+    arrays = first[0]
+    whole = arrays.get(name)
+    if whole is None:
         return None
+    rows = np.empty(len(inputs), dtype=np.intp)
     for b, inp in enumerate(inputs):
         value = getattr(inp, name)
-        if inp.batch is None or inp.batch[1] != b or value is None or value.base is not whole:
+        if inp.batch is None or inp.batch[0] is not arrays or value is None:
             return None
-        if value.shape != whole.shape[1:]:
+        if value.base is not whole or value.shape != whole.shape[1:]:
             return None
+        rows[b] = inp.batch[1]
+    return whole, rows
+
+
+def whole_batch_field(inputs: Sequence[PeriodInputs], name: str) -> FloatArray | None:
+    """The batch's array of field ``name`` when ``inputs`` are all its rows, in order (:func:`batch_rows`):
+    writing into it writes each draw's field. Else None."""
+    found = batch_rows(inputs, name)
+    if found is None:
+        return None
+    whole, rows = found
+    if whole.shape[0] != len(inputs) or not np.array_equal(rows, np.arange(len(inputs))):
+        return None
     return whole
 
 
