@@ -448,6 +448,12 @@ def _trial(st, inst, n_nodes, t, x, d, u, G, xt, dx, ut, vt, Gt):  # type: ignor
             term = rhs[k] * dx[n_nodes + k]
             change += term
             noise += abs(term)
+    # The gradient at the trial point is accumulated in the same pass (in the order of _gradient, so the
+    # sums are the same to the last bit).
+    for n in range(n_nodes):
+        Gt[n] = injection[n]
+    for k in range(rhs.shape[0]):
+        Gt[n_nodes + k] = rhs[k] if mu_on[k] else 0.0
     for j in range(cost.shape[0]):
         du = 0.0
         acc = -cost[j]
@@ -459,8 +465,13 @@ def _trial(st, inst, n_nodes, t, x, d, u, G, xt, dx, ut, vt, Gt):  # type: ignor
         change += inc
         noise += abs(inc)
         ut[j] = acc
-        vt[j] = _clip(acc * inv_slope[j], lower[j], upper[j])
-    _gradient(st, inst, n_nodes, vt, Gt)
+        level = _clip(acc * inv_slope[j], lower[j], upper[j])
+        vt[j] = level
+        for e in range(ent_ptr[j], ent_ptr[j + 1]):
+            Gt[ent_idx[e]] += ent_val[e] * level
+    for k in range(rhs.shape[0]):
+        if not mu_on[k]:
+            Gt[n_nodes + k] = 0.0
     return change, gdx, noise
 
 
@@ -1233,6 +1244,7 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, sweeps, direction, stats):  
     v = np.empty(J)
     G = np.empty(n_all)
     free_scale = np.empty(J)
+    in_play = np.empty(J, dtype=np.bool_)
     fixed = np.zeros(n_all, dtype=np.bool_)
     flat = np.zeros(n_all, dtype=np.bool_)
     reg = np.empty(n_all)
@@ -1282,15 +1294,17 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, sweeps, direction, stats):  
             if (not mu_on[k]) or (x[i] <= eps_active and G[i] > 0.0):
                 fixed[i] = True
         # Prices (and rents) that no free agent touches sit on a linear piece of g: minimise g exactly
-        # along each of them in turn (Gauss-Seidel, so neighbours see each other's moves).
+        # along each of them in turn (Gauss-Seidel, so neighbours see each other's moves; a move changes
+        # the net values of the moved variable's agents only, so only theirs are classified again).
+        for j in range(J):
+            in_play[j] = _in_play(u[j] * inv_slope[j], lower[j], upper[j])
         for i in range(n_all):
             if fixed[i] or abs(G[i]) <= 0.1 * tol:
                 continue  # already balanced (to within rounding of the tolerance)
             lo, hi = var_ptr[i], var_ptr[i + 1]
             touched = False
             for idx in range(lo, hi):
-                j = var_agent[idx]
-                if _in_play(u[j] * inv_slope[j], lower[j], upper[j]):
+                if in_play[var_agent[idx]]:
                     touched = True
                     break
             if touched:
@@ -1307,10 +1321,13 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, sweeps, direction, stats):  
             if move != 0.0:
                 _move_variable(st, inst, i, move, x, u, v, G)
                 stats[2] += 1
+                for idx in range(lo, hi):
+                    j = var_agent[idx]
+                    in_play[j] = _in_play(u[j] * inv_slope[j], lower[j], upper[j])
         # Each variable's own curvature (its Hessian diagonal; where no free agent touches it, the
         # diagonal it would have with all its agents free).
         for j in range(J):
-            free_scale[j] = inv_slope[j] if _in_play(u[j] * inv_slope[j], lower[j], upper[j]) else 0.0
+            free_scale[j] = inv_slope[j] if in_play[j] else 0.0
         for i in range(n_all):
             diag = 0.0
             for idx in range(var_ptr[i], var_ptr[i + 1]):
@@ -1350,10 +1367,9 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, sweeps, direction, stats):  
                 )
         for i in range(n_all):
             x[i] = xt[i]
-            G[i] = Gt[i]
-        for j in range(J):
-            u[j] = ut[j]
-            v[j] = vt[j]
+        G, Gt = Gt, G  # the trial point's work arrays become the current ones
+        u, ut = ut, u
+        v, vt = vt, v
         # Groups of prices tied together by free agents but pinned by none: g is linear along the group's
         # common move, so minimise g exactly along it (the Newton step only scaled it by a guess).
         stats[1] += n_null
