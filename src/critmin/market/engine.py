@@ -66,7 +66,7 @@ _ARMIJO = 1e-4
 _PIVOT_TOL = 1e-12
 _DEBUG = False
 #: Gauss-Seidel sweeps of exact moves of single prices before Newton starts from a cold start.
-_CRASH_SWEEPS = 2
+_CRASH_SWEEPS = 1
 #: From a warm start, one Gauss-Seidel pass over the variables whose scaled imbalance exceeds this (prices of
 #: nodes that a bound change between periods left far from balance: a route uncapped again, a node that
 #: floated on a capped route); the rest are left to Newton.
