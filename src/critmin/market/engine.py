@@ -1298,6 +1298,7 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, sweeps, direction, stats):  
         # the net values of the moved variable's agents only, so only theirs are classified again).
         for j in range(J):
             in_play[j] = _in_play(u[j] * inv_slope[j], lower[j], upper[j])
+            free_scale[j] = inv_slope[j] if in_play[j] else 0.0
         for i in range(n_all):
             if fixed[i] or abs(G[i]) <= 0.1 * tol:
                 continue  # already balanced (to within rounding of the tolerance)
@@ -1324,10 +1325,9 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, sweeps, direction, stats):  
                 for idx in range(lo, hi):
                     j = var_agent[idx]
                     in_play[j] = _in_play(u[j] * inv_slope[j], lower[j], upper[j])
+                    free_scale[j] = inv_slope[j] if in_play[j] else 0.0
         # Each variable's own curvature (its Hessian diagonal; where no free agent touches it, the
         # diagonal it would have with all its agents free).
-        for j in range(J):
-            free_scale[j] = inv_slope[j] if in_play[j] else 0.0
         for i in range(n_all):
             diag = 0.0
             for idx in range(var_ptr[i], var_ptr[i + 1]):
