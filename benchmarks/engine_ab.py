@@ -37,13 +37,11 @@ from typing import Any
 import numba
 import numpy as np
 
+import critmin.market.engine as new_engine
+from critmin.core.threads import limit_blas_threads
+from engine_vs_highs import random_set
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-import critmin.market.engine as new_engine  # noqa: E402
-from critmin.core.threads import limit_blas_threads  # noqa: E402
-from random_instances import chain_topology, random_batch, random_layout  # noqa: E402
-
 ENGINE_PATH = "src/critmin/market/engine.py"
 
 
@@ -77,10 +75,7 @@ def cold_sets(seed: int) -> list[tuple[str, Any, Any]]:
     from critmin.market.build import default_world_problems
 
     rng = np.random.default_rng(seed)
-    sets = []
-    for stages in (3, 2):
-        layout = random_layout(rng, stages, 21, sectors=5, segments=2, quotas=2)
-        sets.append((f"random {stages}-stage", chain_topology(layout), random_batch(rng, layout, 32)))
+    sets = [random_set(rng, stages, 32) for stages in (3, 2)]
     for topology, data in default_world_problems():
         sets.append((f"default world {data.label(0).split()[0]}", topology, data))
     return sets

@@ -153,6 +153,12 @@ def warm_start_figures(name: str, topology: Topology, data: InstanceData, rng: n
     )
 
 
+def random_set(rng: np.random.Generator, stages: int, instances: int) -> tuple[str, Topology, InstanceData]:
+    """A random chain of the default world's size (21 regions, 5 sectors, with segments and quotas)."""
+    layout = random_layout(rng, stages, 21, sectors=5, segments=2, quotas=2)
+    return f"random {stages}-stage chain, 21 regions", chain_topology(layout), random_batch(rng, layout, instances)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instances", type=int, default=64, help="instances per random set")
@@ -165,10 +171,7 @@ def main() -> None:
 
     results: list[SetResult] = []
     for stages in (3, 2):
-        layout = random_layout(rng, stages, 21, sectors=5, segments=2, quotas=2)
-        topology = chain_topology(layout)
-        data = random_batch(rng, layout, args.instances)
-        name = f"random {stages}-stage chain, 21 regions"
+        name, topology, data = random_set(rng, stages, args.instances)
         results.append(compare(name, topology, data, args.repeats))
         warm_start_figures(name, topology, data, rng)
 

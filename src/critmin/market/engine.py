@@ -361,16 +361,30 @@ def _responses(st, inst, x, u, v):  # type: ignore[no-untyped-def]
 def _gradient(st, inst, n_nodes, v, G):  # type: ignore[no-untyped-def]
     """Gradient of the dual: node excess ``E v + injection`` and constraint slack ``rhs - A v``."""
     ent_ptr, ent_idx, ent_val = st[0], st[1], st[2]
+    _gradient_start(inst, n_nodes, G)
+    for j in range(v.shape[0]):
+        vj = v[j]
+        for e in range(ent_ptr[j], ent_ptr[j + 1]):
+            G[ent_idx[e]] += ent_val[e] * vj
+    _gradient_finish(inst, n_nodes, G)
+
+
+@nb.njit(cache=True)
+def _gradient_start(inst, n_nodes, G):  # type: ignore[no-untyped-def]
+    """The gradient's constant part (injections, right-hand sides of the rows that bind), before the agents'
+    levels are added agent by agent."""
     injection, rhs, mu_on = inst[5], inst[6], inst[7]
     for n in range(n_nodes):
         G[n] = injection[n]
     for k in range(rhs.shape[0]):
         G[n_nodes + k] = rhs[k] if mu_on[k] else 0.0
-    for j in range(v.shape[0]):
-        vj = v[j]
-        for e in range(ent_ptr[j], ent_ptr[j + 1]):
-            G[ent_idx[e]] += ent_val[e] * vj
-    for k in range(rhs.shape[0]):
+
+
+@nb.njit(cache=True)
+def _gradient_finish(inst, n_nodes, G):  # type: ignore[no-untyped-def]
+    """Rows that never bind have no gradient (their rent stays at zero)."""
+    mu_on = inst[7]
+    for k in range(mu_on.shape[0]):
         if not mu_on[k]:
             G[n_nodes + k] = 0.0
 
@@ -450,10 +464,7 @@ def _trial(st, inst, n_nodes, t, x, d, u, G, xt, dx, ut, vt, Gt):  # type: ignor
             noise += abs(term)
     # The gradient at the trial point is accumulated in the same pass (in the order of _gradient, so the
     # sums are the same to the last bit).
-    for n in range(n_nodes):
-        Gt[n] = injection[n]
-    for k in range(rhs.shape[0]):
-        Gt[n_nodes + k] = rhs[k] if mu_on[k] else 0.0
+    _gradient_start(inst, n_nodes, Gt)
     for j in range(cost.shape[0]):
         du = 0.0
         acc = -cost[j]
@@ -469,9 +480,7 @@ def _trial(st, inst, n_nodes, t, x, d, u, G, xt, dx, ut, vt, Gt):  # type: ignor
         vt[j] = level
         for e in range(ent_ptr[j], ent_ptr[j + 1]):
             Gt[ent_idx[e]] += ent_val[e] * level
-    for k in range(rhs.shape[0]):
-        if not mu_on[k]:
-            Gt[n_nodes + k] = 0.0
+    _gradient_finish(inst, n_nodes, Gt)
     return change, gdx, noise
 
 

@@ -250,12 +250,12 @@ def _ban_or_licence_block(
     inputs = [p.inputs for p in contexts]
     whole_upper = whole_batch_field(inputs, "route_upper")
     whole_wedge = whole_batch_field(inputs, "route_wedge")
-    in_place = whole_upper is not None and whole_wedge is not None
     if whole_upper is not None and whole_wedge is not None:
-        upper, wedge = whole_upper, whole_wedge
+        upper, wedge, in_place = whole_upper, whole_wedge, True
     else:
         upper = np.stack([inp.route_upper for inp in inputs])  # type: ignore[misc]
         wedge = np.stack([inp.route_wedge for inp in inputs])  # type: ignore[misc]
+        in_place = False
     cals = [p.mineral.cal for p in contexts]
     last = stack_rows([p.last_flow() for p in contexts])  # read only
     base_flow = np.stack([cal.base_flow for cal in cals]) if any(c is not cals[0] for c in cals) else cals[0].base_flow
