@@ -1,6 +1,7 @@
 """The engine's prepared structure and kernels: the vectorised ``prepare_topology`` builds exactly what the
-plain-loop version it replaced built, the structure cache returns it for equal topologies, and a batch of
-one instance solved on the calling thread matches the threaded kernel bit for bit."""
+plain-loop version it replaced built, the structure cache returns it for equal topologies, a batch of one
+instance solved on the calling thread matches the threaded kernel bit for bit, and instances that start from
+each other's solutions (shared starts) do so in rounds that do not depend on threads."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 from critmin.market import engine
 from critmin.market.engine import PreparedTopology, prepare_topology
-from critmin.market.problem import Topology
+from critmin.market.problem import InstanceData, Topology
 from random_instances import chain_topology, random_batch, random_layout
 
 
@@ -183,23 +184,56 @@ def test_serial_kernel_matches_threaded_kernel() -> None:
     layout = random_layout(rng, 3, 5, quotas=2)
     topology = chain_topology(layout)
     data = random_batch(rng, layout, 6)
-    solver = engine.BatchedNewtonSolver()
+    solver = engine.BatchedNewtonSolver(share_starts=False)
     batch = solver.solve(topology, data)  # threaded (B > 1)
     for b in range(data.n_instances):
-        one = type(data)(
-            cost=data.cost[b : b + 1],
-            slope=data.slope[b : b + 1],
-            lower=data.lower[b : b + 1],
-            upper=data.upper[b : b + 1],
-            injection=data.injection[b : b + 1],
-            rhs=data.rhs[b : b + 1],
-            price_scale=data.price_scale[b : b + 1],
-            quantity_scale=data.quantity_scale[b : b + 1],
-        )
-        single = solver.solve(topology, one)  # calling thread (B == 1)
+        single = solver.solve(topology, data.take(np.array([b])))  # calling thread (B == 1)
         np.testing.assert_array_equal(single.price[0], batch.price[b])
         np.testing.assert_array_equal(single.rent[0], batch.rent[b])
         np.testing.assert_array_equal(single.iterations[0], batch.iterations[b])
+
+
+def _alike_batch(seed: int, n: int, spread: float) -> tuple[Topology, InstanceData]:
+    """``n`` instances that differ from one random instance by up to ``spread`` in costs and slopes."""
+    rng = np.random.default_rng(seed)
+    layout = random_layout(rng, 3, 6, quotas=1)
+    topology = chain_topology(layout)
+    one = random_batch(rng, layout, 1, scaled=False)
+    idx = np.zeros(n, dtype=np.int64)
+    data = one.take(idx)
+    data.cost = data.cost * rng.uniform(1.0 - spread, 1.0 + spread, data.cost.shape)
+    data.slope = data.slope * rng.uniform(1.0 - spread, 1.0 + spread, data.slope.shape)
+    return topology, data
+
+
+def test_shared_starts_threaded_and_serial_kernels_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With shared starts the rounds, and so every instance's start and answer, do not depend on threads."""
+    topology, data = _alike_batch(21, 11, 0.2)
+    threaded = engine.BatchedNewtonSolver().solve(topology, data)
+    monkeypatch.setattr(engine, "_solve_batch", engine._solve_batch_serial)
+    serial = engine.BatchedNewtonSolver().solve(topology, data)
+    np.testing.assert_array_equal(threaded.price, serial.price)
+    np.testing.assert_array_equal(threaded.iterations, serial.iterations)
+
+
+def test_shared_starts_cut_iterations_and_keep_answers() -> None:
+    """Alike instances started from each other's solutions: fewer Newton steps, the same equilibrium."""
+    topology, data = _alike_batch(22, 16, 0.05)
+    shared = engine.BatchedNewtonSolver()
+    alone = engine.BatchedNewtonSolver(share_starts=False)
+    a = shared.solve(topology, data)
+    b = alone.solve(topology, data)
+    sources = shared.last_sources
+    assert sources[0] == -1 and (alone.last_sources == -1).all()
+    # rounds of 1, 1, 2, 4, 8: an instance starts only from one solved in an earlier round
+    rounds = np.repeat(np.arange(5), [1, 1, 2, 4, 8])
+    used = sources >= 0
+    assert used.sum() >= 12
+    assert (rounds[sources[used]] < rounds[used]).all()
+    assert a.iterations.sum() < 0.6 * b.iterations.sum()
+    np.testing.assert_allclose(a.level, b.level, rtol=1e-7, atol=1e-7 * np.abs(b.level).max())
+    np.testing.assert_allclose(a.price, b.price, rtol=1e-7)
+    assert a.residuals.worst().max() <= 1e-9
 
 
 def test_repeated_instances_are_solved_once_and_copied() -> None:
@@ -209,7 +243,8 @@ def test_repeated_instances_are_solved_once_and_copied() -> None:
     data = random_batch(rng, layout, 4)
     start = rng.uniform(0.5, 1.5, (4, topology.n_nodes)) * data.price_scale[:, None]
     repeat = np.array([2, 0, 2, 3, 0, 0, 1])
-    solver = engine.BatchedNewtonSolver()
+    # each instance on its own start (shared starts would make the order of the distinct instances matter)
+    solver = engine.BatchedNewtonSolver(share_starts=False)
     distinct = solver.solve(topology, data, warm_start=start)
     found = engine._distinct_instances(data.take(repeat), start[repeat], None)
     assert found is not None
@@ -229,3 +264,10 @@ def test_repeated_instances_are_solved_once_and_copied() -> None:
     # a batch without repeats is left as it is
     assert engine._distinct_instances(data, start, None) is None
     assert engine._distinct_instances(data, None, None) is None
+    # with shared starts the distinct instances are solved in order of first appearance, then copied
+    shared = engine.BatchedNewtonSolver()
+    copied = shared.solve(topology, data.take(repeat), warm_start=start[repeat])
+    order = repeat[found[0]]
+    once = engine.BatchedNewtonSolver().solve(topology, data.take(order), warm_start=start[order])
+    np.testing.assert_array_equal(copied.price, once.price[found[1]])
+    np.testing.assert_array_equal(shared.last_sources[[0, 2]], [-1, -1])  # instance 2, then its copy

@@ -164,7 +164,11 @@ def test_build_run_compare_offline(server: str, browser: Any) -> None:
     page.fill("[data-path='instruments.0.minerals']", "ndpr")
     page.wait_for_selector("#validation.ok", timeout=30_000)
     assert "1 cfd" in page.inner_text("#validation")
-    assert "members:\n    - AUS\n    - USA" in page.inner_text("#yaml-preview")
+    # the page asks for the YAML preview after the badge turns valid: wait for it rather than race it
+    page.wait_for_function(
+        "document.querySelector('#yaml-preview').innerText.includes('members:\\n    - AUS\\n    - USA')",
+        timeout=30_000,
+    )
     page.screenshot(path=str(ARTIFACTS / "builder.png"), full_page=True)
     floor = _run_from_builder(page)
 

@@ -75,6 +75,8 @@ _KINK_TOL = 1e-10
 #: A level within this many (1 + |bound|) quantity scales of a finite bound is on it (classification, output).
 _ON_BOUND = 1e-11
 _LS_ACCEPT = 0.2
+#: Solved instances whose solutions a later instance of the batch compares with its own start.
+_SHARED_CANDIDATES = 4
 #: Factor on the pivot of a null direction of the Newton system (see _cholesky).
 _DEFLATE = 1e12
 
@@ -1230,7 +1232,8 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, sweeps, direction, stats):  
     """Solve one scaled instance in place (``x`` holds the start and returns the solution).
 
     ``sweeps`` Gauss-Seidel sweeps of exact single-variable moves come first (for a cold start); with
-    ``sweeps`` 0 (a warm start) one pass moves only the variables out of balance by more than ``_WARM_FLOOR``.
+    ``sweeps`` 0 (a warm start) one pass moves only the variables out of balance by more than ``_WARM_FLOOR``;
+    with ``sweeps`` -1 none (a cold start already swept).
     Returns ``(iterations, outcome)`` with the outcome codes above; on an unbounded dual ``direction``
     holds the direction along which it falls (the diverging prices and rents). ``stats`` counts line-search
     evaluations, exact moves along null directions, and exact moves of single prices on flat pieces.
@@ -1286,6 +1289,7 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, sweeps, direction, stats):  
         _sweep(st, inst, n_nodes, x, u, v, G, 0.1 * tol, buf)
     if sweeps == 0:
         _sweep(st, inst, n_nodes, x, u, v, G, _WARM_FLOOR, buf)
+    # sweeps < 0: the start has had its crash sweeps already (_shared_start)
     for it in range(max_iter + 1):
         res = _residual(x, G, n_nodes, mu_on)
         if _DEBUG:
@@ -1446,37 +1450,157 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, sweeps, direction, stats):  
 
 
 @nb.njit(cache=True, parallel=True)
-def _solve_batch(st, n_nodes, batch, x, tol, max_iter, sweeps, canonical, out):  # type: ignore[no-untyped-def]
+def _solve_batch(st, n_nodes, batch, x, tol, max_iter, sweeps, canonical, share, out):  # type: ignore[no-untyped-def]
     """Solve every instance of a scaled batch; ``x`` (B, N + K) holds starts and returns solutions.
 
-    ``batch`` is ``(cost, slope, lower, upper, injection, rhs)``, each ``(B, ...)``; ``out`` is
-    ``(iterations, outcome, direction, stats, raw)``, filled per instance (``raw``: the solution before its
-    undetermined prices were made canonical).
+    ``batch`` is ``(cost, slope, lower, upper, injection, rhs, price_scale)``, each ``(B, ...)``; ``out`` is
+    ``(iterations, outcome, direction, stats, raw, source)``, filled per instance (``raw``: the solution before
+    its undetermined prices were made canonical; ``source``: the instance whose solution it started from,
+    -1 for its own start). With ``share`` > 0, instances are solved in rounds of 1, 1, 2, 4, ... and each
+    starts from the best of its own start and the solutions of the last ``share`` instances solved before
+    its round (:func:`_shared_start`).
     """
-    for b in nb.prange(x.shape[0]):
-        _solve_instance(b, st, n_nodes, batch, x, tol, max_iter, sweeps, canonical, out)
+    B = x.shape[0]
+    if not share:
+        for b in nb.prange(B):
+            _solve_instance(b, st, n_nodes, batch, x, tol, max_iter, sweeps, canonical, out)
+        return
+    lo = 0
+    size = 1
+    while lo < B:
+        hi = min(B, lo + size)
+        for b in nb.prange(lo, hi):
+            own = _shared_start(b, lo, share, st, n_nodes, batch, x, tol, sweeps, out)
+            _solve_instance(b, st, n_nodes, batch, x, tol, max_iter, own, canonical, out)
+        if lo > 0:
+            size *= 2
+        lo = hi
 
 
 @nb.njit(cache=True)
-def _solve_batch_serial(st, n_nodes, batch, x, tol, max_iter, sweeps, canonical, out):  # type: ignore[no-untyped-def]
-    """:func:`_solve_batch` on the calling thread only.
+def _solve_batch_serial(st, n_nodes, batch, x, tol, max_iter, sweeps, canonical, share, out):  # type: ignore[no-untyped-def]
+    """:func:`_solve_batch` on the calling thread only (the same rounds, so the same answers).
 
     For a batch of one instance (every solve of a single run) threads bring nothing, and waking the
     thread pool for each of the many small solves costs time, most of all on a busy machine.
     """
-    for b in range(x.shape[0]):
-        _solve_instance(b, st, n_nodes, batch, x, tol, max_iter, sweeps, canonical, out)
+    B = x.shape[0]
+    lo = 0
+    size = 1
+    while lo < B:
+        hi = min(B, lo + size) if share else B
+        for b in range(lo, hi):
+            own = _shared_start(b, lo, share, st, n_nodes, batch, x, tol, sweeps, out) if share else sweeps
+            _solve_instance(b, st, n_nodes, batch, x, tol, max_iter, own, canonical, out)
+        if lo > 0:
+            size *= 2
+        lo = hi
+
+
+@nb.njit(cache=True)
+def _instance(b, batch):  # type: ignore[no-untyped-def]
+    """Instance ``b`` of a scaled batch as the kernel's tuple (see the notes above the kernels)."""
+    cost, slope, lower, upper, injection, rhs = batch[0], batch[1], batch[2], batch[3], batch[4], batch[5]
+    mu_on = np.empty(rhs.shape[1], dtype=np.bool_)
+    for k in range(rhs.shape[1]):
+        mu_on[k] = rhs[b, k] < np.inf
+    return (cost[b], slope[b], 1.0 / slope[b], lower[b], upper[b], injection[b], rhs[b], mu_on)
+
+
+@nb.njit(cache=True)
+def _dual_value(st, inst, n_nodes, x, G):  # type: ignore[no-untyped-def]
+    """The dual objective ``g(x)`` (scaled) and the largest residual there (:func:`_residual`; ``G`` receives
+    the gradient), for comparing starting points of one instance."""
+    ent_ptr, ent_idx, ent_val = st[0], st[1], st[2]
+    cost, slope, inv_slope, lower, upper = inst[0], inst[1], inst[2], inst[3], inst[4]
+    injection, rhs, mu_on = inst[5], inst[6], inst[7]
+    total = 0.0
+    for n in range(n_nodes):
+        total += injection[n] * x[n]
+    for k in range(mu_on.shape[0]):
+        if mu_on[k]:
+            total += rhs[k] * x[n_nodes + k]
+    _gradient_start(inst, n_nodes, G)
+    for j in range(cost.shape[0]):
+        acc = -cost[j]
+        for e in range(ent_ptr[j], ent_ptr[j + 1]):
+            acc += ent_val[e] * x[ent_idx[e]]
+        total += _phi_increment(0.0, acc, slope[j], lower[j], upper[j])
+        level = _clip(acc * inv_slope[j], lower[j], upper[j])
+        for e in range(ent_ptr[j], ent_ptr[j + 1]):
+            G[ent_idx[e]] += ent_val[e] * level
+    _gradient_finish(inst, n_nodes, G)
+    return total, _residual(x, G, n_nodes, mu_on)
+
+
+@nb.njit(cache=True)
+def _shared_start(b, solved, candidates, st, n_nodes, batch, x, tol, sweeps, out):  # type: ignore[no-untyped-def]
+    """Start instance ``b`` from the best of its own start and the (raw) solutions of the last
+    ``candidates`` instances solved before it (indices below ``solved``): the lowest dual objective among
+    those also nearer balance (a smaller largest residual) than its own start. Instances of one batch are
+    often alike (the draws of an ensemble in one period): another draw's solution of the same period is
+    nearer than the draw's own previous period, most of all where a shock (an export ban) moves every draw.
+    A cold start is compared after its crash sweeps (made here). Returns the sweeps still to make: ``sweeps``
+    in the first round, -1 after crash sweeps made here, 0 (the warm pass) from a warm start or another
+    instance's solution.
+    """
+    raw, source = out[4], out[5]
+    outcome = out[1]
+    scale = batch[6]
+    source[b] = -1
+    if solved == 0:
+        return sweeps
+    inst = _instance(b, batch)
+    mu_on = inst[7]
+    n_all = x.shape[1]
+    y = np.empty(n_all)
+    for i in range(n_all):
+        y[i] = x[b, i]
+    for k in range(mu_on.shape[0]):
+        if not mu_on[k] or y[n_nodes + k] < 0.0:
+            y[n_nodes + k] = 0.0
+    if sweeps > 0:
+        J = inst[0].shape[0]
+        u = np.empty(J)
+        v = np.empty(J)
+        Gs = np.empty(n_all)
+        buf = np.empty(2 * J + 1)
+        _responses(st, inst, y, u, v)
+        _gradient(st, inst, n_nodes, v, Gs)
+        for _ in range(sweeps):
+            _sweep(st, inst, n_nodes, y, u, v, Gs, 0.1 * tol, buf)
+        for i in range(n_all):
+            x[b, i] = y[i]
+    G = np.empty(n_all)
+    best, balance = _dual_value(st, inst, n_nodes, y, G)
+    pick = -1
+    for c in range(solved - 1, max(0, solved - candidates) - 1, -1):
+        if outcome[c] != _CONVERGED:
+            continue
+        ratio = scale[c] / scale[b]
+        for i in range(n_all):
+            y[i] = raw[c, i] * ratio
+        for k in range(mu_on.shape[0]):
+            if not mu_on[k] or y[n_nodes + k] < 0.0:
+                y[n_nodes + k] = 0.0
+        value, worst = _dual_value(st, inst, n_nodes, y, G)
+        if value < best and worst < balance:
+            best = value
+            pick = c
+    if pick < 0:
+        return -1 if sweeps > 0 else sweeps
+    ratio = scale[pick] / scale[b]
+    for i in range(n_all):
+        x[b, i] = raw[pick, i] * ratio
+    source[b] = pick
+    return 0
 
 
 @nb.njit(cache=True)
 def _solve_instance(b, st, n_nodes, batch, x, tol, max_iter, sweeps, canonical, out):  # type: ignore[no-untyped-def]
     """Solve instance ``b`` of a scaled batch in place (the body of :func:`_solve_batch`)."""
-    cost, slope, lower, upper, injection, rhs = batch
-    iterations, outcome, direction, stats, raw = out
-    mu_on = np.empty(rhs.shape[1], dtype=np.bool_)
-    for k in range(rhs.shape[1]):
-        mu_on[k] = rhs[b, k] < np.inf
-    inst = (cost[b], slope[b], 1.0 / slope[b], lower[b], upper[b], injection[b], rhs[b], mu_on)
+    iterations, outcome, direction, stats, raw = out[0], out[1], out[2], out[3], out[4]
+    inst = _instance(b, batch)
     its, code = _solve_one(st, inst, n_nodes, x[b], tol, max_iter, sweeps, direction[b], stats[b])
     iterations[b] = its
     outcome[b] = code
@@ -1508,6 +1632,13 @@ class BatchedNewtonSolver:
     canonical_prices:
         Replace the prices of nodes that no free agent pins by their canonical value (see
         ``docs/engine.md``). On by default; switching it off returns the iterate's value.
+    share_starts:
+        Let the instances of a batch start from each other's solutions: they are solved in rounds of 1, 1,
+        2, 4, ... instances, and each starts from the best (lowest dual objective) of its own start and the
+        solutions of the last four instances solved before its round. The draws of an ensemble in one period are
+        alike, and another draw's solution is usually nearer than the draw's own previous period. On by
+        default; an instance's answer then depends on its batch only where the equilibrium leaves it
+        undetermined (see ``docs/engine.md``).
     """
 
     name = "engine"
@@ -1518,8 +1649,10 @@ class BatchedNewtonSolver:
         canonical_prices: bool = True,
         extra_iter: int = 400,
         restart_from_reference: bool = True,
+        share_starts: bool = True,
     ) -> None:
         self.max_iter = max_iter
+        self.share_starts = share_starts
         self.extra_iter = extra_iter
         self.restart_from_reference = restart_from_reference
         #: Labels of the instances of the last batch restarted from HiGHS's answer (diagnostics).
@@ -1532,6 +1665,8 @@ class BatchedNewtonSolver:
         #: single prices on flat pieces, and the canonical-price outcome (0 nothing to do, 1 applied,
         #: 2 kept the iterate's prices) (diagnostics).
         self.last_stats = np.zeros((0, 4), dtype=np.int64)
+        #: Per instance of the last batch: the instance whose solution it started from, -1 for its own start.
+        self.last_sources = np.zeros(0, dtype=np.int64)
 
     def prepare(self, topology: Topology) -> PreparedTopology:
         """The prepared structure of ``topology`` (computed once and cached per topology object)."""
@@ -1600,6 +1735,7 @@ class BatchedNewtonSolver:
                 tol=tol,
             )
             self.last_stats = self.last_stats[inverse]
+            self.last_sources = np.where(self.last_sources >= 0, first[self.last_sources], -1)[inverse]
             res = sub.residuals
             return Solution(
                 price=sub.price[inverse],
@@ -1629,10 +1765,12 @@ class BatchedNewtonSolver:
         direction = np.zeros((B, N + K))
         stats = np.zeros((B, 4), dtype=np.int64)
         raw = np.empty((B, N + K))
-        batch = (cost, slope, lower, upper, injection, rhs)
+        source = np.full(B, -1, dtype=np.int64)
+        batch = (cost, slope, lower, upper, injection, rhs, np.ascontiguousarray(data.price_scale, dtype=float))
         sweeps = _CRASH_SWEEPS if warm_start is None and warm_rents is None else 0
-        args = (prepared.as_tuple(), N, batch, x, 0.5 * tol, self.max_iter, sweeps, self.canonical_prices)
-        out = (iterations, outcome, direction, stats, raw)
+        share = _SHARED_CANDIDATES if self.share_starts and B > 1 else 0
+        args = (prepared.as_tuple(), N, batch, x, 0.5 * tol, self.max_iter, sweeps, self.canonical_prices, share)
+        out = (iterations, outcome, direction, stats, raw, source)
         if B > 1:
             # Instances take very different numbers of iterations: threads take them one at a time.
             chunk = nb.set_parallel_chunksize(1)
@@ -1652,9 +1790,9 @@ class BatchedNewtonSolver:
             its = np.zeros(1, dtype=np.int64)
             code = np.zeros(1, dtype=np.int64)
             one = tuple(arr[sub] for arr in batch)
-            found = (its, code, direction[sub], stats[sub], raw[sub])
+            found = (its, code, direction[sub], stats[sub], raw[sub], source[sub])
             _solve_batch_serial(
-                prepared.as_tuple(), N, one, xb, 0.5 * tol, budget, sweeps, self.canonical_prices, found
+                prepared.as_tuple(), N, one, xb, 0.5 * tol, budget, sweeps, self.canonical_prices, False, found
             )
             x[sub] = xb
             iterations[pos] += its[0]
@@ -1665,7 +1803,7 @@ class BatchedNewtonSolver:
         self.last_restarted = []
         unsolved = (_ITERATION_LIMIT, _LINE_SEARCH_FAILED)
         for pos in stuck:
-            if warm_start is not None or warm_rents is not None:
+            if warm_start is not None or warm_rents is not None or source[pos] >= 0:
                 # a warm start can lead Newton into a long walk across active sets: start cold
                 cold = np.concatenate([np.ones(N), np.zeros(K)])
                 resume(pos, cold, self.max_iter, _CRASH_SWEEPS)
@@ -1677,6 +1815,7 @@ class BatchedNewtonSolver:
                     self.last_restarted.append(data.label(pos))
                     resume(pos, start, self.max_iter)
         self.last_stats = stats
+        self.last_sources = source
         for b in range(B):
             code = int(outcome[b])
             if code == _UNBOUNDED:
