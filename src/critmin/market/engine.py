@@ -1634,11 +1634,11 @@ class BatchedNewtonSolver:
         ``docs/engine.md``). On by default; switching it off returns the iterate's value.
     share_starts:
         Let the instances of a batch start from each other's solutions: they are solved in rounds of 1, 1,
-        2, 4, ... instances, and each starts from the best (lowest dual objective) of its own start and the
-        solutions of the last four instances solved before its round. The draws of an ensemble in one period are
-        alike, and another draw's solution is usually nearer than the draw's own previous period. On by
-        default; an instance's answer then depends on its batch only where the equilibrium leaves it
-        undetermined (see ``docs/engine.md``).
+        2, 4, ... instances, and each starts from the solution of one of the last four instances solved
+        before its round where that has a lower dual objective and a smaller residual than its own start.
+        The draws of an ensemble in one period are alike, and another draw's solution is usually nearer than
+        the draw's own previous period. On by default; an instance's answer then depends on its batch within
+        the tolerance, and by more only at prices the equilibrium leaves open (see ``docs/engine.md``).
     """
 
     name = "engine"
@@ -1792,7 +1792,7 @@ class BatchedNewtonSolver:
             one = tuple(arr[sub] for arr in batch)
             found = (its, code, direction[sub], stats[sub], raw[sub], source[sub])
             _solve_batch_serial(
-                prepared.as_tuple(), N, one, xb, 0.5 * tol, budget, sweeps, self.canonical_prices, False, found
+                prepared.as_tuple(), N, one, xb, 0.5 * tol, budget, sweeps, self.canonical_prices, 0, found
             )
             x[sub] = xb
             iterations[pos] += its[0]
