@@ -2,9 +2,11 @@
 or on a Dask cluster.
 
 Chunks are fixed by the draw index (``chunk = draw // chunk_size``), never by the number of workers, and each
-chunk is computed the same way wherever it runs: the same seed therefore gives bit-identical results on the
-in-process executor, on 1 or 2 local processes, or on a Dask cluster, and a resumed ensemble recomputes only
-the missing chunks. A chunk whose worker dies is retried (Dask ``retries``; the process pool resubmits it).
+chunk is computed the same way wherever it runs: the same seed and chunk size therefore give bit-identical
+results on the in-process executor, on 1 or 2 local processes, or on a Dask cluster, and a resumed ensemble
+recomputes only the missing chunks. (A draw's numbers depend on the other draws of its chunk within the
+solver's tolerance: they start from each other's solutions, ``docs/engine.md``.) A chunk whose worker dies
+is retried (Dask ``retries``; the process pool resubmits it).
 """
 
 from __future__ import annotations
