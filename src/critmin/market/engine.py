@@ -1228,6 +1228,14 @@ def _sweep(st, inst, n_nodes, x, u, v, G, floor, buf):  # type: ignore[no-untype
 
 
 @nb.njit(cache=True)
+def _admissible_rents(x, n_nodes, mu_on):  # type: ignore[no-untyped-def]
+    """Rents of a starting point made admissible in place: zero for rows that never bind, none negative."""
+    for k in range(mu_on.shape[0]):
+        if not mu_on[k] or x[n_nodes + k] < 0.0:
+            x[n_nodes + k] = 0.0
+
+
+@nb.njit(cache=True)
 def _solve_one(st, inst, n_nodes, x, tol, max_iter, sweeps, direction, stats):  # type: ignore[no-untyped-def]
     """Solve one scaled instance in place (``x`` holds the start and returns the solution).
 
@@ -1249,9 +1257,7 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, sweeps, direction, stats):  
     for i in range(n_all):
         for idx in range(var_ptr[i], var_ptr[i + 1]):
             hfull[i] += var_coef[idx] * var_coef[idx] * inv_slope[var_agent[idx]]
-    for k in range(K):
-        if not mu_on[k] or x[n_nodes + k] < 0.0:
-            x[n_nodes + k] = 0.0
+    _admissible_rents(x, n_nodes, mu_on)
     u = np.empty(J)
     v = np.empty(J)
     G = np.empty(n_all)
@@ -1556,9 +1562,7 @@ def _shared_start(b, solved, candidates, st, n_nodes, batch, x, tol, sweeps, out
     y = np.empty(n_all)
     for i in range(n_all):
         y[i] = x[b, i]
-    for k in range(mu_on.shape[0]):
-        if not mu_on[k] or y[n_nodes + k] < 0.0:
-            y[n_nodes + k] = 0.0
+    _admissible_rents(y, n_nodes, mu_on)
     if sweeps > 0:
         J = inst[0].shape[0]
         u = np.empty(J)
@@ -1580,9 +1584,7 @@ def _shared_start(b, solved, candidates, st, n_nodes, batch, x, tol, sweeps, out
         ratio = scale[c] / scale[b]
         for i in range(n_all):
             y[i] = raw[c, i] * ratio
-        for k in range(mu_on.shape[0]):
-            if not mu_on[k] or y[n_nodes + k] < 0.0:
-                y[n_nodes + k] = 0.0
+        _admissible_rents(y, n_nodes, mu_on)
         value, worst = _dual_value(st, inst, n_nodes, y, G)
         if value < best and worst < balance:
             best = value
