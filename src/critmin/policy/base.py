@@ -15,6 +15,7 @@ Runtime state (stocks, money, projects) lives in ``pctx.state[instrument id]``, 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -117,6 +118,36 @@ class Instrument(BaseModel):
     def settle(self, pctx: PeriodContext, outcome: MineralOutcome) -> None:
         return None
 
+    @classmethod
+    def settle_batch(
+        cls, instruments: Sequence[Instrument], contexts: Sequence[PeriodContext], outcomes: Sequence[MineralOutcome]
+    ) -> None:
+        """``settle`` for the draws of a batch (``instruments[b]`` settles ``contexts[b]`` on ``outcomes[b]``),
+        as :meth:`apply_batch` is to ``apply``: overridden where once for the whole batch is faster, with the
+        same numbers."""
+        for instrument, pctx, outcome in zip(instruments, contexts, outcomes, strict=True):
+            instrument.settle(pctx, outcome)
+
+    @classmethod
+    def acts_after_solving(cls) -> tuple[bool, bool]:
+        """Whether the kind has a ``refine`` and a ``settle`` of its own (the defaults do nothing, and a
+        batch skips them)."""
+        found = _ACTS_AFTER_SOLVING.get(cls)
+        if found is None:
+            found = (
+                cls.refine is not Instrument.refine,
+                (
+                    cls.settle is not Instrument.settle
+                    or cls.settle_batch.__func__ is not Instrument.settle_batch.__func__  # type: ignore[attr-defined]
+                ),
+            )
+            _ACTS_AFTER_SOLVING[cls] = found
+        return found
+
+
+#: :meth:`Instrument.acts_after_solving` by kind.
+_ACTS_AFTER_SOLVING: dict[type, tuple[bool, bool]] = {}
+
 
 #: Resolved selectors by (selector, date, regions, content of the blocs), shared by every context in a process.
 _RESOLVED: dict[tuple[Any, ...], list[int]] = {}
@@ -197,7 +228,7 @@ class Ledger:
     def add(
         self, variable: str, value: float, *, region: str = "", partner: str = "", stage: str = "", sector: str = ""
     ) -> None:
-        if value != 0.0 and np.isfinite(value):
+        if value != 0.0 and math.isfinite(value):
             self.values[(variable, stage, region, partner, sector)] += float(value)
 
     def set(
@@ -226,7 +257,7 @@ class PeriodContext:
     #: the result depends on (an instrument's numbers that do not differ between draws are built once).
     shared: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    @property
+    @cached_property
     def years(self) -> float:
         """Length of the period in years (calendar months / 12: a year is exactly 1, a quarter 0.25)."""
         return period_years(self.start, self.end)

@@ -22,6 +22,8 @@ payer's fiscal cost.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -207,7 +209,7 @@ class Reserve(Instrument):
             j = layout.buy
             trigger = float(self.buy.trigger_price)
             room = max(layout.target - stock, 0.0) / years
-            money = state["budget"] - state["spent"] if np.isfinite(state["budget"]) else np.inf
+            money = state["budget"] - state["spent"] if math.isfinite(state["budget"]) else np.inf
             affordable = max(money, 0.0) / max(trigger, 1e-9) / years
             inputs.segment_quantity[j] = share * min(float(self.buy.rate), room, affordable)
             inputs.segment_price_high[j] = trigger
@@ -239,6 +241,39 @@ class Reserve(Instrument):
         if not weights:
             return float(self.budget)
         return float(self.budget) * weights.get(pctx.mineral.cal.mineral, 0.0)
+
+    @classmethod
+    def settle_batch(
+        cls, instruments: Sequence[Instrument], contexts: Sequence[PeriodContext], outcomes: Sequence[MineralOutcome]
+    ) -> None:
+        """:meth:`settle` for the draws of a batch: the draws whose reserve sits in the same place with the
+        same rules are settled together, on arrays with the draws first (element for element the same
+        arithmetic, sums left to right as in :meth:`settle`); only the state and the ledgers are per draw."""
+        groups: dict[tuple[object, ...], list[int]] = {}
+        for b, (inst, pctx) in enumerate(zip(instruments, contexts, strict=True)):
+            assert isinstance(inst, Reserve)
+            layout = inst._layout(pctx)
+            key = (
+                layout.stage,
+                layout.location,
+                layout.buy,
+                tuple(layout.drawers),
+                tuple(layout.release),
+                inst.buy is None,
+                inst.release is None,
+                None if inst.sectors is None else tuple(pctx.mineral.sector_indices(inst.sectors)),
+                float(inst.holding_cost),
+                inst.payer,
+                pctx.years,
+                "reference_demand" in pctx.my_state(),
+            )
+            groups.setdefault(key, []).append(b)
+        for members in groups.values():
+            _settle_alike(
+                [instruments[b] for b in members],  # type: ignore[misc]
+                [contexts[b] for b in members],
+                [outcomes[b] for b in members],
+            )
 
     def settle(self, pctx: PeriodContext, outcome: MineralOutcome) -> None:
         mctx = pctx.mineral
@@ -281,3 +316,62 @@ class Reserve(Instrument):
         pctx.ledger.add("reserve_recovered", recovered, region=payer)
         pctx.ledger.add("reserve_holding_cost", holding, region=payer)
         pctx.ledger.add("fiscal_cost", spent - recovered + holding, region=payer)
+
+
+def _settle_alike(reserves: list[Reserve], contexts: list[PeriodContext], outcomes: list[MineralOutcome]) -> None:
+    """:meth:`Reserve.settle` for draws whose reserves share their layout, rules, holding cost and payer."""
+    first, pctx0 = reserves[0], contexts[0]
+    cal = pctx0.mineral.cal
+    layout = first._layout(pctx0)
+    s, loc = layout.stage, layout.location
+    years = pctx0.years
+    states = [pctx.my_state() for pctx in contexts]
+    G = len(reserves)
+    price = np.stack([o.price[s] for o in outcomes])  # (draw, region)
+    segment = np.stack([o.segment for o in outcomes])
+    zero = np.zeros(G)
+    bought, released, spent, recovered = zero, zero, zero, zero
+    if first.buy is not None:
+        bought = segment[:, layout.buy]
+        spent = bought * years * price[:, loc]
+    if first.release is not None and len(layout.release):
+        levels = segment[:, layout.release]
+        terms = levels * years * price[:, layout.drawers]
+        released = np.zeros(G)
+        recovered = np.zeros(G)
+        for i in range(levels.shape[1]):  # left to right, as settle sums them
+            released = released + levels[:, i]
+            recovered = recovered + terms[:, i]
+    previous = np.array([state["stock"] for state in states])
+    stock = np.maximum(previous + (bought - released) * years, 0.0)
+    holding = float(first.holding_cost) * stock * price[:, loc] * years
+    shortfall = gap = None
+    if "reference_demand" in states[0]:
+        ref = np.stack([state["reference_demand"] for state in states])  # (draw, region, sector)
+        consumption = np.stack([o.consumption for o in outcomes])
+        demand = ref[:, loc].sum(axis=1)
+        got = consumption[:, loc].sum(axis=1)
+        shortfall = np.where(demand > 0, np.maximum(0.0, demand - got) / np.where(demand > 0, demand, 1.0), 0.0)
+        if first.sectors is not None:
+            cols = pctx0.mineral.sector_indices(first.sectors)
+            rows, columns = block_index(layout.drawers, cols)
+            block = (slice(None), rows, columns)
+            gap = np.maximum(ref[block] - consumption[block], 0.0).reshape(G, -1).sum(axis=1)
+    stage = cal.stages[s]
+    location = cal.regions[loc]
+    payer = first.payer or location
+    for g, (state, pctx) in enumerate(zip(states, contexts, strict=True)):
+        state["stock"] = float(stock[g])
+        state["spent"] += float(spent[g])
+        if shortfall is not None:
+            state["last_shortfall"] = float(shortfall[g])
+            if gap is not None:
+                state["last_sector_gap"] = float(gap[g])
+        ledger = pctx.ledger
+        ledger.add("reserve_purchase", float(bought[g]), region=location, stage=stage)
+        ledger.add("reserve_release", float(released[g]), region=location, stage=stage)
+        ledger.add("reserve_stock", float(stock[g]), region=location, stage=stage)
+        ledger.add("reserve_spent", float(spent[g]), region=payer)
+        ledger.add("reserve_recovered", float(recovered[g]), region=payer)
+        ledger.add("reserve_holding_cost", float(holding[g]), region=payer)
+        ledger.add("fiscal_cost", float(spent[g] - recovered[g] + holding[g]), region=payer)

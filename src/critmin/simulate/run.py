@@ -365,7 +365,8 @@ def _step(
     # each instrument acts on every draw before the next instrument (the draws are independent, so each
     # draw sees its instruments in their order, as a single run does)
     kinds = [(iid, type(inst)) for iid, inst, _ in runs[0].instruments]
-    if all([(iid, type(inst)) for iid, inst, _ in run.instruments] == kinds for run in runs[1:]):
+    uniform = all([(iid, type(inst)) for iid, inst, _ in run.instruments] == kinds for run in runs[1:])
+    if uniform:
         for position, (_, kind) in enumerate(kinds):
             group = [run.instruments[position] for run in runs]
             for (iid, _, mctx), pctx in zip(group, contexts, strict=True):
@@ -437,6 +438,8 @@ def _step(
             outcomes[k] = outcome
             moved = 0.0
             for iid, inst, mctx in run.instruments:
+                if not type(inst).acts_after_solving()[0]:
+                    continue
                 pctx.mineral = mctx
                 pctx.instrument_id = iid
                 moved = max(moved, inst.refine(pctx, outcome))
@@ -454,12 +457,23 @@ def _step(
         active = np.array(moving)
         warm, warm_rents = wprice, wrent
     assert price is not None and rent is not None and wprice is not None and wrent is not None
+    if uniform:  # each kind settles every draw at once, in the instruments' order
+        for position, (_, kind) in enumerate(kinds):
+            if not kind.acts_after_solving()[1]:
+                continue
+            group = [run.instruments[position] for run in runs]
+            for (iid, _, mctx), pctx in zip(group, contexts, strict=True):
+                pctx.mineral = mctx
+                pctx.instrument_id = iid
+            kind.settle_batch([inst for _, inst, _ in group], contexts, outcomes)
+    else:
+        for run, pctx, outcome in zip(runs, contexts, outcomes, strict=True):
+            for iid, inst, mctx in run.instruments:
+                pctx.mineral = mctx
+                pctx.instrument_id = iid
+                inst.settle(pctx, outcome)
     for b, (run, pctx, outcome) in enumerate(zip(runs, contexts, outcomes, strict=True)):
         cal = run.cal
-        for iid, inst, mctx in run.instruments:
-            pctx.mineral = mctx
-            pctx.instrument_id = iid
-            inst.settle(pctx, outcome)
         inputs = pctx.inputs
         run.warm = wprice[b]
         run.warm_rents = wrent[b]
