@@ -317,4 +317,5 @@ def full_inputs_batch(cals: Sequence[CalibratedMineral], n_segments: int, n_cons
         "segment_price_high": price_high,
         "constraint_rhs": np.full((B, n_constraints), np.inf),
     }
-    return [PeriodInputs(**{name: values[b] for name, values in arrays.items()}, batch=(arrays, b)) for b in range(B)]
+    rows = {name: list(values) for name, values in arrays.items()}  # each draw's view of its row
+    return [PeriodInputs(**{name: views[b] for name, views in rows.items()}, batch=(arrays, b, rows)) for b in range(B)]

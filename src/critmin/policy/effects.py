@@ -69,8 +69,11 @@ class PeriodInputs:
     segment_price_low: FloatArray | None = None  # (n_segments,)
     segment_price_high: FloatArray | None = None  # (n_segments,)
     constraint_rhs: FloatArray | None = None  # (n_constraints,)
-    #: Where the arrays are rows of a batch's arrays: those arrays (by field) and this draw's row.
-    batch: tuple[dict[str, FloatArray], int] | None = field(default=None, repr=False, compare=False)
+    #: Where the arrays are rows of a batch's arrays: those arrays (by field), this draw's row, and every
+    #: draw's view of its row (by field), as first handed out.
+    batch: tuple[dict[str, FloatArray], int, dict[str, list[FloatArray]]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
 
 def batch_rows(inputs: Sequence[PeriodInputs], name: str) -> tuple[FloatArray, IntArray] | None:
@@ -80,18 +83,17 @@ def batch_rows(inputs: Sequence[PeriodInputs], name: str) -> tuple[FloatArray, I
     first = inputs[0].batch
     if first is None:
         return None
-    arrays = first[0]
+    arrays, _, views = first
     whole = arrays.get(name)
     if whole is None:
         return None
+    mine = views[name]
     rows = np.empty(len(inputs), dtype=np.intp)
     for b, inp in enumerate(inputs):
-        value = getattr(inp, name)
-        if inp.batch is None or inp.batch[0] is not arrays or value is None:
-            return None
-        if value.base is not whole or value.shape != whole.shape[1:]:
-            return None
-        rows[b] = inp.batch[1]
+        batch = inp.batch
+        if batch is None or batch[0] is not arrays or getattr(inp, name) is not mine[batch[1]]:
+            return None  # another batch's row, or an array an instrument put in its place
+        rows[b] = batch[1]
     return whole, rows
 
 

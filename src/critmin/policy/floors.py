@@ -178,14 +178,22 @@ class ReferencePriceFloor(Instrument):
         if share == 0.0:
             return levy
         members = pctx.regions_at(self.bloc)
-        outside = [o for o in range(R) if o not in members]
         assert pctx.inputs.route_cost_shift is not None
-        for s in pctx.mineral.stage_indices(self.stages):
+        # which routes are levied, and their transport costs: the same while membership is (found once)
+        state = pctx.my_state()
+        key = tuple(members)
+        found = state.get("levied")
+        if found is None or found[0] != key:
+            outside = [o for o in range(R) if o not in members]
             block = block_index(outside, members)
-            delivered = (
-                origin_price[s][outside][:, None] + cal.route_cost[s][block] + pctx.inputs.route_cost_shift[s][block]
-            )
-            levy[s][block] = np.maximum(0.0, float(self.floor) - delivered)
+            stages = pctx.mineral.stage_indices(self.stages)
+            found = (key, outside, block, stages, [cal.route_cost[s][block] for s in stages])
+            state["levied"] = found
+        _, outside, block, stages, route_cost = found
+        floor = float(self.floor)
+        for s, cost in zip(stages, route_cost, strict=True):
+            delivered = origin_price[s][outside][:, None] + cost + pctx.inputs.route_cost_shift[s][block]
+            levy[s][block] = np.maximum(0.0, floor - delivered)
         return levy * share
 
     def apply(self, pctx: PeriodContext) -> None:

@@ -93,19 +93,37 @@ class Projects(Instrument):
             segments.append(SegmentSpec(mctx.segment_name(f"project{i}"), s, r, side, node="origin"))
         return segments, []
 
+    def _placed(self, pctx: PeriodContext) -> list[tuple[int, Project, int, int, int]]:
+        """This mineral's projects with their stage, region and segment indices (fixed for a run, so found
+        once per run)."""
+        state = pctx.my_state()
+        placed = state.get("placed")
+        if placed is None:
+            cal = pctx.mineral.cal
+            placed = [
+                (
+                    i,
+                    p,
+                    cal.stages.index(p.stage),
+                    cal.regions.index(p.region),
+                    pctx.segment_index[pctx.mineral.segment_name(f"project{i}")],
+                )
+                for i, p in self._mine(pctx.mineral)
+            ]
+            state["placed"] = placed
+        return placed
+
     def apply(self, pctx: PeriodContext) -> None:
         state = pctx.my_state()
         started: dict[int, float] = state.setdefault("started", {})
-        cal = pctx.mineral.cal
         floors = pctx.state.get("__floors__", {})
         reforms = pctx.state.get("__permitting__", [])
         inputs = pctx.inputs
         assert inputs.segment_quantity is not None and inputs.segment_price_low is not None
         assert inputs.segment_price_high is not None
         new: list[int] = []
-        for i, p in self._mine(pctx.mineral):
-            s = cal.stages.index(p.stage)
-            r = cal.regions.index(p.region)
+        t0, t1 = _year_fraction(pctx.start), _year_fraction(pctx.end)
+        for i, p, s, r, j in self._placed(pctx):
             if i not in started and self.enabled:
                 go = False
                 if p.joint:
@@ -120,14 +138,11 @@ class Projects(Instrument):
                         lead = reform.shorten(lead, p.region, begin, pctx)
                     started[i] = _year_fraction(begin) + lead
                     new.append(i)
-            j = pctx.segment_index[pctx.mineral.segment_name(f"project{i}")]
             online = started.get(i)
             available = 0.0
             if online is not None:
                 # average availability over the period: linear ramp from `online` over `ramp_up` years
-                available = float(p.capacity) * _ramp_share(
-                    _year_fraction(pctx.start), _year_fraction(pctx.end), online, float(p.ramp_up)
-                )
+                available = float(p.capacity) * _ramp_share(t0, t1, online, float(p.ramp_up))
             cost = p.cost()
             inputs.segment_quantity[j] = available
             inputs.segment_price_low[j] = cost
@@ -143,11 +158,10 @@ class Projects(Instrument):
                 pctx.ledger.add("fiscal_cost", float(p.support), region=p.payer or p.region)
                 pctx.ledger.add("investment_support", float(p.support), region=p.payer or p.region)
             pctx.ledger.add("projects_started", 1.0, region=p.region, stage=p.stage)
-        for i, p in self._mine(pctx.mineral):
-            j = pctx.segment_index[pctx.mineral.segment_name(f"project{i}")]
+        for _, p, s, _, j in self._placed(pctx):
             level = float(outcome.segment[j])
-            if p.stage != cal.stages[0]:
-                level *= cal.yields[cal.stages.index(p.stage)]
+            if s != 0:
+                level *= cal.yields[s]
             pctx.ledger.add("project_output", level, region=p.region, stage=p.stage)
 
 
