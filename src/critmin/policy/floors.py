@@ -32,6 +32,8 @@ from critmin.policy.effects import MineralOutcome
 
 #: Default tolerance of the reference-price fixed point, relative to the floor.
 LEVY_TOLERANCE = 1e-6
+#: Bounds on the relaxation of a reference-price levy's fixed-point steps (1 is a plain step).
+RELAXATION_RANGE = (0.1, 2.0)
 #: Payments may exceed what is left of a CfD budget by this share before the volume is scaled again; the
 #: settlement caps them at the budget exactly.
 BUDGET_TOLERANCE = 1e-6
@@ -203,6 +205,8 @@ class ReferencePriceFloor(Instrument):
         state["levy"] = levy
         state["iterations"] = 0
         state["residual"] = 0.0
+        state["step"] = None  # the last round's plain step, and the relaxation it was taken with
+        state["relaxation"] = 1.0
         assert pctx.inputs.route_wedge is not None
         pctx.inputs.route_wedge += levy
 
@@ -215,10 +219,22 @@ class ReferencePriceFloor(Instrument):
         state["residual"] = change
         if change <= self.tolerance:
             return 0.0
-        # plain fixed-point steps first; damped ones if it has not settled (the map can cycle)
-        k = state["iterations"]
-        theta = 1.0 if k <= 5 else 0.5 if k <= 20 else 0.25
-        new = old + theta * (target - old)
+        # Aitken's adaptive relaxation (Irons and Tuck; Kuttler and Wall): the relaxation is rescaled by how
+        # the plain step changed since the last round, projected on that change. Along a direction where the
+        # map contracts by lambda, steps of 1 / (1 - lambda) land on the fixed point: longer ones where
+        # it converges slowly and monotonely, shorter ones where it oscillates or cycles.
+        step = target - old
+        theta = 1.0
+        last = state["step"]
+        if last is not None:
+            change_of_step = step - last
+            norm = float((change_of_step * change_of_step).sum())
+            if norm > 0.0:
+                theta = -state["relaxation"] * float((last * change_of_step).sum()) / norm
+                theta = min(max(theta, RELAXATION_RANGE[0]), RELAXATION_RANGE[1])
+        new = old + theta * step
+        state["step"] = step
+        state["relaxation"] = theta
         assert pctx.inputs.route_wedge is not None
         pctx.inputs.route_wedge += new - old
         state["levy"] = new
