@@ -244,6 +244,8 @@ def build_instances(
         found = batch_rows(inputs, name)
         if found is not None:  # every draw's array is its row of one batch array: read the block at once
             whole, rows = found
+            if rows.size == whole.shape[0] and bool((rows == np.arange(rows.size)).all()):
+                return whole  # the whole batch in order (only read here)
             block: FloatArray = whole[rows]
             return block
         values = [getattr(inp, name) for inp in inputs]
@@ -310,7 +312,7 @@ def build_instances(
                 upper[:, j] = qty[:, i] / yields[:, seg.stage]
                 slope[:, j] = seg_slope[:, i] * yields[:, seg.stage]
     injection[:, layout.use_node] = input_values("injection_use", 0.0, (S, R))
-    rhs = input_values("constraint_rhs", np.inf, (n_con,)) if n_con else np.full((B, 0), np.inf)
+    rhs = input_values("constraint_rhs", np.inf, (n_con,)).copy() if n_con else np.full((B, 0), np.inf)
     return InstanceData(
         cost=cost,
         slope=slope,
