@@ -15,6 +15,7 @@ Runtime state (stocks, money, projects) lives in ``pctx.state[instrument id]``, 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -153,6 +154,18 @@ _ACTS_AFTER_SOLVING: dict[type, tuple[bool, bool]] = {}
 _RESOLVED: dict[tuple[Any, ...], list[int]] = {}
 #: How many entries :data:`_RESOLVED` holds before it starts afresh.
 _RESOLVED_SIZE = 100_000
+#: A number for each content of regions and blocs seen (hashing the content once per context, not per lookup).
+_CONTENT_IDS: dict[tuple[Any, ...], int] = {}
+_NEXT_CONTENT_ID = itertools.count()
+
+
+def _content_id(content: tuple[Any, ...]) -> int:
+    found = _CONTENT_IDS.get(content)
+    if found is None:
+        if len(_CONTENT_IDS) >= 1_000:
+            _CONTENT_IDS.clear()  # numbers are never reused, so what was resolved under old ones stays right
+        found = _CONTENT_IDS[content] = next(_NEXT_CONTENT_ID)
+    return found
 
 
 def _blocs_content(blocs: Mapping[str, Bloc]) -> tuple[Any, ...]:
@@ -175,7 +188,7 @@ class MineralContext:
         default_factory=dict, repr=False, compare=False
     )
     #: The content of ``blocs`` and the region list, the key to :data:`_RESOLVED` (computed on first use).
-    _content: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)
+    _content: int | None = field(default=None, repr=False, compare=False)
 
     @property
     def regions(self) -> tuple[str, ...]:
@@ -204,7 +217,7 @@ class MineralContext:
             # every draw of an ensemble and every instrument has its own context, but their blocs are
             # mostly the same: share what was resolved by content
             if self._content is None:
-                self._content = (self.cal.regions, _blocs_content(self.blocs))
+                self._content = _content_id((self.cal.regions, _blocs_content(self.blocs)))
             shared = (key, self._content)
             hit = _RESOLVED.get(shared)
             if hit is None:
