@@ -160,6 +160,7 @@ _NEXT_CONTENT_ID = itertools.count()
 
 
 def _content_id(content: tuple[Any, ...]) -> int:
+    """The number of a content of regions and blocs (the same content, the same number while remembered)."""
     found = _CONTENT_IDS.get(content)
     if found is None:
         if len(_CONTENT_IDS) >= 1_000:
@@ -187,7 +188,8 @@ class MineralContext:
     _resolved: dict[tuple[str | tuple[str, ...], dt.date], list[int]] = field(
         default_factory=dict, repr=False, compare=False
     )
-    #: The content of ``blocs`` and the region list, the key to :data:`_RESOLVED` (computed on first use).
+    #: The number of the content of ``blocs`` and the region list (:func:`_content_id`), part of the key to
+    #: :data:`_RESOLVED` (found on first use).
     _content: int | None = field(default=None, repr=False, compare=False)
 
     @property

@@ -276,50 +276,15 @@ class Reserve(Instrument):
             )
 
     def settle(self, pctx: PeriodContext, outcome: MineralOutcome) -> None:
-        mctx = pctx.mineral
-        cal = mctx.cal
-        state = pctx.my_state()
-        layout = self._layout(pctx)
-        s, loc = layout.stage, layout.location
-        years = pctx.years
-        stage = cal.stages[s]
-        location = cal.regions[loc]
-        bought = released = spent = recovered = 0.0
-        if self.buy is not None:
-            bought = float(outcome.segment[layout.buy])
-            spent = bought * years * float(outcome.price[s, loc])
-        if self.release is not None and len(layout.release):
-            levels = outcome.segment[layout.release]
-            # summed left to right, as a loop over the drawers would
-            released = sum(levels.tolist(), 0.0)
-            recovered = sum((levels * years * outcome.price[s, layout.drawers]).tolist(), 0.0)
-        stock = max(state["stock"] + (bought - released) * years, 0.0)
-        holding = float(self.holding_cost) * stock * float(outcome.price[s, loc]) * years
-        state["stock"] = stock
-        state["spent"] += spent
-        # shortfall in the owner's market, read by a shortfall-triggered release next period
-        ref = state.get("reference_demand")
-        if ref is not None:
-            demand = float(ref[loc].sum())
-            got = float(outcome.consumption[loc].sum())
-            state["last_shortfall"] = max(0.0, demand - got) / demand if demand > 0 else 0.0
-            if self.sectors is not None:
-                cols = mctx.sector_indices(self.sectors)
-                block = block_index(layout.drawers, cols)
-                gap = ref[block] - outcome.consumption[block]
-                state["last_sector_gap"] = float(np.maximum(gap, 0.0).sum())
-        payer = self.payer or location
-        pctx.ledger.add("reserve_purchase", bought, region=location, stage=stage)
-        pctx.ledger.add("reserve_release", released, region=location, stage=stage)
-        pctx.ledger.add("reserve_stock", stock, region=location, stage=stage)
-        pctx.ledger.add("reserve_spent", spent, region=payer)
-        pctx.ledger.add("reserve_recovered", recovered, region=payer)
-        pctx.ledger.add("reserve_holding_cost", holding, region=payer)
-        pctx.ledger.add("fiscal_cost", spent - recovered + holding, region=payer)
+        _settle_alike([self], [pctx], [outcome])
 
 
 def _settle_alike(reserves: list[Reserve], contexts: list[PeriodContext], outcomes: list[MineralOutcome]) -> None:
-    """:meth:`Reserve.settle` for draws whose reserves share their layout, rules, holding cost and payer."""
+    """Settle the reserves of draws whose reserves share their layout, rules, holding cost and payer, on
+    arrays with the draws first: purchases and their cost at the location's price, releases and what they
+    recover at the drawers' prices (summed left to right over the drawers), the stock carried over, its
+    holding cost, the shortfall in the owner's market (and the drawing sectors' gap) that a
+    shortfall-triggered release reads next period, and the payer's fiscal cost."""
     first, pctx0 = reserves[0], contexts[0]
     cal = pctx0.mineral.cal
     layout = first._layout(pctx0)
