@@ -185,7 +185,8 @@ def test_reference_price_keeps_non_member_imports_out_below_floor():
     levy = float(ds["levy_revenue"].sel(mineral="tiny", region="BBB", period=2024))
     assert levy == pytest.approx((floor - 59.0 - T) * 8.0, rel=1e-3)
     assert float(ds["levy_residual"].sel(mineral="tiny", period=2024)) <= 1e-6
-    assert int(ds["fixed_point_rounds"].sel(mineral="tiny", period=2024)) >= 2
+    # Aitken-relaxed steps settle this levy in 3 solves (plain steps, damped after 5 rounds, took 33)
+    assert 2 <= int(ds["fixed_point_rounds"].sel(mineral="tiny", period=2024)) <= 5
 
 
 def test_offtake_volume_holds_while_market_price_moves():
