@@ -31,7 +31,7 @@ import numpy as np
 from critmin.core.arrays import FloatArray, IntArray
 from critmin.data.calibrate import CalibratedMineral
 from critmin.market.problem import InstanceData, Solution, Topology
-from critmin.policy.effects import ConstraintSpec, MineralOutcome, PeriodInputs, SegmentSpec, batch_rows
+from critmin.policy.effects import ConstraintSpec, MineralOutcome, PeriodInputs, SegmentSpec, batch_rows, rows_in_order
 
 #: Free disposal: price drop (share of the price scale) per quantity scale disposed.
 DISPOSAL_SLOPE = 1e-6
@@ -244,9 +244,7 @@ def build_instances(
         found = batch_rows(inputs, name)
         if found is not None:  # every draw's array is its row of one batch array: read the block at once
             whole, rows = found
-            if rows.size == whole.shape[0] and bool((rows == np.arange(rows.size)).all()):
-                return whole  # the whole batch in order (only read here)
-            block: FloatArray = whole[rows]
+            block: FloatArray = whole if rows_in_order(whole, rows) else whole[rows]  # only read here
             return block
         values = [getattr(inp, name) for inp in inputs]
         fill = np.broadcast_to(np.asarray(default, dtype=np.float64), (B, *shape))

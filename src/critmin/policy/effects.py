@@ -97,16 +97,18 @@ def batch_rows(inputs: Sequence[PeriodInputs], name: str) -> tuple[FloatArray, I
     return whole, rows
 
 
+def rows_in_order(whole: FloatArray, rows: IntArray) -> bool:
+    """Whether ``rows`` (from :func:`batch_rows`) are all of ``whole``'s rows, in order."""
+    return whole.shape[0] == rows.size and bool(np.array_equal(rows, np.arange(rows.size)))
+
+
 def whole_batch_field(inputs: Sequence[PeriodInputs], name: str) -> FloatArray | None:
     """The batch's array of field ``name`` when ``inputs`` are all its rows, in order (:func:`batch_rows`):
     writing into it writes each draw's field. Else None."""
     found = batch_rows(inputs, name)
-    if found is None:
+    if found is None or not rows_in_order(*found):
         return None
-    whole, rows = found
-    if whole.shape[0] != len(inputs) or not np.array_equal(rows, np.arange(len(inputs))):
-        return None
-    return whole
+    return found[0]
 
 
 @dataclass(frozen=True)
