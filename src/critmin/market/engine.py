@@ -936,11 +936,14 @@ def _canonicalise(st, inst, n_nodes, x):  # type: ignore[no-untyped-def]
                 break
             if (side == 0 and best < shift[q]) or (side == 1 and best > shift[q]):
                 shift[q] = best
-                # Groups whose bounds read this group's prices are relaxed again.
+                # Groups whose bounds read this group's prices are relaxed again (through agents on a
+                # bound: a free agent never joins two groups, and a fixed one bounds nothing).
                 for member in range(group_ptr[q], group_ptr[q + 1]):
                     n = group_nodes[member]
                     for idx in range(var_ptr[n], var_ptr[n + 1]):
                         j = var_agent[idx]
+                        if free[j] or not lower[j] < upper[j]:
+                            continue
                         for e in range(ent_ptr[j], ent_ptr[j + 1]):
                             i = ent_idx[e]
                             if i < n_nodes and slot[i] >= 0 and slot[i] != q:
@@ -1044,22 +1047,15 @@ def _group_bound(  # type: ignore[no-untyped-def]
             if free[j] or not lower[j] < upper[j]:
                 continue
             # The agent's net value is rest + rate * shift[q]; count each agent once (at its first node in q).
+            # Its rate first: only an agent that bounds this side needs the rest of its net value.
             rate = 0.0
-            rest = -cost[j]
             first_here = True
-            other = False
             for e in range(ent_ptr[j], ent_ptr[j + 1]):
                 i = ent_idx[e]
                 if i < n_nodes and slot[i] == q:
                     if i < n:
                         first_here = False
                     rate += ent_val[e] * z[i]
-                    rest += ent_val[e] * base[i]
-                elif i < n_nodes and slot[i] >= 0:
-                    rest += ent_val[e] * (base[i] + shift[slot[i]] * z[i])
-                    other = True
-                else:
-                    rest += ent_val[e] * x[i]
             if not first_here or abs(rate) <= 1e-12:
                 continue
             if u0[j] * inv_slope[j] <= lower[j] or not _strictly_inside(u0[j] * inv_slope[j], lower[j], np.inf):
@@ -1070,7 +1066,16 @@ def _group_bound(  # type: ignore[no-untyped-def]
                 caps = rate < 0.0
             if caps != (side == 0):
                 continue
-            through_others = through_others or other
+            rest = -cost[j]
+            for e in range(ent_ptr[j], ent_ptr[j + 1]):
+                i = ent_idx[e]
+                if i < n_nodes and slot[i] == q:
+                    rest += ent_val[e] * base[i]
+                elif i < n_nodes and slot[i] >= 0:
+                    rest += ent_val[e] * (base[i] + shift[slot[i]] * z[i])
+                    through_others = True
+                else:
+                    rest += ent_val[e] * x[i]
             bound = (slope[j] * level - rest) / rate
             best = min(best, bound) if side == 0 else max(best, bound)
     return best, through_others
@@ -1236,7 +1241,7 @@ def _admissible_rents(x, n_nodes, mu_on):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True)
-def _solve_one(st, inst, n_nodes, x, tol, max_iter, sweeps, direction, stats):  # type: ignore[no-untyped-def]
+def _solve_one(st, inst, n_nodes, x, tol, max_iter, sweeps, direction, stats, start):  # type: ignore[no-untyped-def]
     """Solve one scaled instance in place (``x`` holds the start and returns the solution).
 
     ``sweeps`` Gauss-Seidel sweeps of exact single-variable moves come first (for a cold start); with
@@ -1245,6 +1250,7 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, sweeps, direction, stats):  
     Returns ``(iterations, outcome)`` with the outcome codes above; on an unbounded dual ``direction``
     holds the direction along which it falls (the diverging prices and rents). ``stats`` counts line-search
     evaluations, exact moves along null directions, and exact moves of single prices on flat pieces.
+    ``start`` is ``(u, v, G)`` already evaluated at the start (by :func:`_shared_start`), or empty arrays.
     """
     ent_ptr, ent_idx, ent_val = st[0], st[1], st[2]
     var_ptr, var_agent, var_coef = st[3], st[4], st[5]
@@ -1258,9 +1264,13 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, sweeps, direction, stats):  
         for idx in range(var_ptr[i], var_ptr[i + 1]):
             hfull[i] += var_coef[idx] * var_coef[idx] * inv_slope[var_agent[idx]]
     _admissible_rents(x, n_nodes, mu_on)
-    u = np.empty(J)
-    v = np.empty(J)
-    G = np.empty(n_all)
+    evaluated = start[0].shape[0] == J
+    if evaluated:
+        u, v, G = start
+    else:
+        u = np.empty(J)
+        v = np.empty(J)
+        G = np.empty(n_all)
     free_scale = np.empty(J)
     in_play = np.empty(J, dtype=np.bool_)
     fixed = np.zeros(n_all, dtype=np.bool_)
@@ -1286,8 +1296,9 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, sweeps, direction, stats):  
     vt = np.empty(J)
     Gt = np.empty(n_all)
 
-    _responses(st, inst, x, u, v)
-    _gradient(st, inst, n_nodes, v, G)
+    if not evaluated:
+        _responses(st, inst, x, u, v)
+        _gradient(st, inst, n_nodes, v, G)
     # From a cold start (every price at the scale) the first Newton models see few free agents and their
     # steps are cut to a sliver by the line search; a few Gauss-Seidel sweeps that move each price (and
     # rent) alone to the minimum of g along it bring every stage's prices to their level first.
@@ -1469,15 +1480,15 @@ def _solve_batch(st, n_nodes, batch, x, tol, max_iter, sweeps, canonical, share,
     B = x.shape[0]
     if not share:
         for b in nb.prange(B):
-            _solve_instance(b, st, n_nodes, batch, x, tol, max_iter, sweeps, canonical, out)
+            _solve_instance(b, st, n_nodes, batch, x, tol, max_iter, sweeps, canonical, out, _not_evaluated())
         return
     lo = 0
     size = 1
     while lo < B:
         hi = min(B, lo + size)
         for b in nb.prange(lo, hi):
-            own = _shared_start(b, lo, share, st, n_nodes, batch, x, tol, sweeps, out)
-            _solve_instance(b, st, n_nodes, batch, x, tol, max_iter, own, canonical, out)
+            own, start = _shared_start(b, lo, share, st, n_nodes, batch, x, tol, sweeps, out)
+            _solve_instance(b, st, n_nodes, batch, x, tol, max_iter, own, canonical, out, start)
         if lo > 0:
             size *= 2
         lo = hi
@@ -1496,8 +1507,11 @@ def _solve_batch_serial(st, n_nodes, batch, x, tol, max_iter, sweeps, canonical,
     while lo < B:
         hi = min(B, lo + size) if share else B
         for b in range(lo, hi):
-            own = _shared_start(b, lo, share, st, n_nodes, batch, x, tol, sweeps, out) if share else sweeps
-            _solve_instance(b, st, n_nodes, batch, x, tol, max_iter, own, canonical, out)
+            if share:
+                own, start = _shared_start(b, lo, share, st, n_nodes, batch, x, tol, sweeps, out)
+            else:
+                own, start = sweeps, _not_evaluated()
+            _solve_instance(b, st, n_nodes, batch, x, tol, max_iter, own, canonical, out, start)
         if lo > 0:
             size *= 2
         lo = hi
@@ -1514,9 +1528,10 @@ def _instance(b, batch):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True)
-def _dual_value(st, inst, n_nodes, x, G):  # type: ignore[no-untyped-def]
-    """The dual objective ``g(x)`` (scaled) and the largest residual there (:func:`_residual`; ``G`` receives
-    the gradient), for comparing starting points of one instance."""
+def _dual_value(st, inst, n_nodes, x, u, v, G):  # type: ignore[no-untyped-def]
+    """The dual objective ``g(x)`` (scaled) and the largest residual there (:func:`_residual`), for comparing
+    starting points of one instance; ``u``, ``v`` and ``G`` receive what :func:`_responses` and
+    :func:`_gradient` would (the same operations in the same order), for the start finally chosen."""
     ent_ptr, ent_idx, ent_val = st[0], st[1], st[2]
     cost, slope, inv_slope, lower, upper = inst[0], inst[1], inst[2], inst[3], inst[4]
     injection, rhs, mu_on = inst[5], inst[6], inst[7]
@@ -1533,10 +1548,18 @@ def _dual_value(st, inst, n_nodes, x, G):  # type: ignore[no-untyped-def]
             acc += ent_val[e] * x[ent_idx[e]]
         total += _phi_increment(0.0, acc, slope[j], lower[j], upper[j])
         level = _clip(acc * inv_slope[j], lower[j], upper[j])
+        u[j] = acc
+        v[j] = level
         for e in range(ent_ptr[j], ent_ptr[j + 1]):
             G[ent_idx[e]] += ent_val[e] * level
     _gradient_finish(inst, n_nodes, G)
     return total, _residual(x, G, n_nodes, mu_on)
+
+
+@nb.njit(cache=True)
+def _not_evaluated():  # type: ignore[no-untyped-def]
+    """No evaluation of the start to hand on (see :func:`_solve_one`'s ``start``)."""
+    return np.empty(0), np.empty(0), np.empty(0)
 
 
 @nb.njit(cache=True)
@@ -1546,25 +1569,26 @@ def _shared_start(b, solved, candidates, st, n_nodes, batch, x, tol, sweeps, out
     those also nearer balance (a smaller largest residual) than its own start. Instances of one batch are
     often alike (the draws of an ensemble in one period): another draw's solution of the same period is
     nearer than the draw's own previous period, most of all where a shock (an export ban) moves every draw.
-    A cold start is compared after its crash sweeps (made here). Returns the sweeps still to make: ``sweeps``
+    A cold start is compared after its crash sweeps (made here). Returns the sweeps still to make (``sweeps``
     in the first round, -1 after crash sweeps made here, 0 (the warm pass) from a warm start or another
-    instance's solution.
+    instance's solution) and the chosen start's net values, levels and gradient (for :func:`_solve_one`;
+    empty in the first round).
     """
     raw, source = out[4], out[5]
     outcome = out[1]
     scale = batch[6]
     source[b] = -1
     if solved == 0:
-        return sweeps
+        return sweeps, _not_evaluated()
     inst = _instance(b, batch)
     mu_on = inst[7]
     n_all = x.shape[1]
+    J = inst[0].shape[0]
     y = np.empty(n_all)
     for i in range(n_all):
         y[i] = x[b, i]
     _admissible_rents(y, n_nodes, mu_on)
     if sweeps > 0:
-        J = inst[0].shape[0]
         u = np.empty(J)
         v = np.empty(J)
         Gs = np.empty(n_all)
@@ -1575,8 +1599,10 @@ def _shared_start(b, solved, candidates, st, n_nodes, batch, x, tol, sweeps, out
             _sweep(st, inst, n_nodes, y, u, v, Gs, 0.1 * tol, buf)
         for i in range(n_all):
             x[b, i] = y[i]
-    G = np.empty(n_all)
-    best, balance = _dual_value(st, inst, n_nodes, y, G)
+    # the best start's evaluation, and a second set of arrays for the candidate being evaluated
+    u_best, v_best, G_best = np.empty(J), np.empty(J), np.empty(n_all)
+    u_try, v_try, G_try = np.empty(J), np.empty(J), np.empty(n_all)
+    best, balance = _dual_value(st, inst, n_nodes, y, u_best, v_best, G_best)
     pick = -1
     for c in range(solved - 1, max(0, solved - candidates) - 1, -1):
         if outcome[c] != _CONVERGED:
@@ -1585,25 +1611,29 @@ def _shared_start(b, solved, candidates, st, n_nodes, batch, x, tol, sweeps, out
         for i in range(n_all):
             y[i] = raw[c, i] * ratio
         _admissible_rents(y, n_nodes, mu_on)
-        value, worst = _dual_value(st, inst, n_nodes, y, G)
+        value, worst = _dual_value(st, inst, n_nodes, y, u_try, v_try, G_try)
         if value < best and worst < balance:
             best = value
             pick = c
+            u_best, u_try = u_try, u_best
+            v_best, v_try = v_try, v_best
+            G_best, G_try = G_try, G_best
     if pick < 0:
-        return -1 if sweeps > 0 else sweeps
+        return (-1 if sweeps > 0 else sweeps), (u_best, v_best, G_best)
     ratio = scale[pick] / scale[b]
     for i in range(n_all):
         x[b, i] = raw[pick, i] * ratio
     source[b] = pick
-    return 0
+    return 0, (u_best, v_best, G_best)
 
 
 @nb.njit(cache=True)
-def _solve_instance(b, st, n_nodes, batch, x, tol, max_iter, sweeps, canonical, out):  # type: ignore[no-untyped-def]
-    """Solve instance ``b`` of a scaled batch in place (the body of :func:`_solve_batch`)."""
+def _solve_instance(b, st, n_nodes, batch, x, tol, max_iter, sweeps, canonical, out, start):  # type: ignore[no-untyped-def]
+    """Solve instance ``b`` of a scaled batch in place (the body of :func:`_solve_batch`); ``start`` as in
+    :func:`_solve_one`."""
     iterations, outcome, direction, stats, raw = out[0], out[1], out[2], out[3], out[4]
     inst = _instance(b, batch)
-    its, code = _solve_one(st, inst, n_nodes, x[b], tol, max_iter, sweeps, direction[b], stats[b])
+    its, code = _solve_one(st, inst, n_nodes, x[b], tol, max_iter, sweeps, direction[b], stats[b], start)
     iterations[b] = its
     outcome[b] = code
     for i in range(x.shape[1]):
