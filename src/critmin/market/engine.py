@@ -1008,7 +1008,7 @@ def _find(parent, n):  # type: ignore[no-untyped-def]
     return n
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _group_bound(  # type: ignore[no-untyped-def]
     q,
     group_ptr,
