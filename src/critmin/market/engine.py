@@ -497,7 +497,7 @@ def _arc_slope(G, x, d, n_nodes):  # type: ignore[no-untyped-def]
     return acc
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _ray_gradient(agents, rates, g0, u, inv_slope, lower, upper, shift):  # type: ignore[no-untyped-def]
     """Derivative of ``g`` along a ray after moving ``shift`` along it, and its rounding scale.
 
@@ -516,7 +516,7 @@ def _ray_gradient(agents, rates, g0, u, inv_slope, lower, upper, shift):  # type
     return acc, scale
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _reached(agents, rates, g0, u, inv_slope, lower, upper, shift):  # type: ignore[no-untyped-def]
     """Whether the derivative along the ray has reached zero (to rounding) after ``shift``."""
     g, scale = _ray_gradient(agents, rates, g0, u, inv_slope, lower, upper, shift)
@@ -999,7 +999,7 @@ def _strictly_inside(z, lower, upper):  # type: ignore[no-untyped-def]
     return lower < upper
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _find(parent, n):  # type: ignore[no-untyped-def]
     """Root of ``n`` in a union-find forest (with path halving)."""
     while parent[n] != n:
