@@ -9,8 +9,9 @@ processes (even run at once, one per core) disagree by more than the changes bei
 versions live in one process: ``src/critmin/market/engine.py`` of ``--against`` and of the working tree are
 loaded as two further modules (the rest of the package is shared, so the older engine must still fit today's
 ``problem.py``), and
-each problem set is solved by one then the other, alternating which goes first, ``--rounds`` times; the best
-time of each is kept. One thread (the kernels themselves, not the thread pool).
+each solve of a problem set is made by one then the other, alternating which goes first, ``--rounds`` times;
+each solve's best time is kept, and a set's time is the sum of its solves' best times (a burst of load then
+spoils single solves, not a whole set). One thread (the kernels themselves, not the thread pool).
 
 Problem sets: the engine benchmark's (random 3- and 2-stage chains of the default world's size, 32 instances
 each, and the default world's period problems, cold). With ``--warm-chunk N``, also every solve of an
@@ -109,8 +110,13 @@ def warm_calls(draws: int) -> list[tuple[Any, Any, dict[str, Any]]]:
 def side_by_side(
     solvers: dict[str, Any], jobs: list[list[tuple[Any, Any, dict[str, Any]]]], rounds: int
 ) -> tuple[dict[str, list[float]], dict[str, list[int]]]:
-    """Best time and Newton iterations of each solver on each job (a list of solves), alternating order."""
-    best = {name: [np.inf] * len(jobs) for name in solvers}
+    """Time and Newton iterations of each solver on each job (a list of solves).
+
+    Each solve is timed on its own, the two solvers one right after the other (in alternating order), and
+    its best time over the rounds is kept; a job's time is the sum of its solves' best times. A burst of
+    load on the machine then spoils single solves of one round, not a whole job.
+    """
+    solve_best = {name: [np.full(len(job), np.inf) for job in jobs] for name in solvers}
     iterations = {name: [0] * len(jobs) for name in solvers}
     for solver in solvers.values():  # compile (or load the cache) and prepare every topology
         for job in jobs:
@@ -118,14 +124,18 @@ def side_by_side(
                 solver.solve(topology, data, **kwargs)
     for i, job in enumerate(jobs):
         for r in range(rounds):
-            order = list(solvers) if r % 2 == 0 else list(reversed(solvers))
-            for name in order:
-                start = time.perf_counter()
-                count = 0
-                for topology, data, kwargs in job:
-                    count += int(solvers[name].solve(topology, data, **kwargs).iterations.sum())
-                best[name][i] = min(best[name][i], time.perf_counter() - start)
-                iterations[name][i] = count
+            count = dict.fromkeys(solvers, 0)
+            for k, (topology, data, kwargs) in enumerate(job):
+                order = list(solvers) if (r + k) % 2 == 0 else list(reversed(solvers))
+                for name in order:
+                    start = time.perf_counter()
+                    solution = solvers[name].solve(topology, data, **kwargs)
+                    elapsed = time.perf_counter() - start
+                    solve_best[name][i][k] = min(solve_best[name][i][k], elapsed)
+                    count[name] += int(solution.iterations.sum())
+            for name in solvers:
+                iterations[name][i] = count[name]
+    best = {name: [float(times.sum()) for times in solve_best[name]] for name in solvers}
     return best, iterations
 
 
