@@ -1264,7 +1264,7 @@ def _solve_one(st, inst, n_nodes, x, tol, max_iter, sweeps, direction, stats, st
         for idx in range(var_ptr[i], var_ptr[i + 1]):
             hfull[i] += var_coef[idx] * var_coef[idx] * inv_slope[var_agent[idx]]
     _admissible_rents(x, n_nodes, mu_on)
-    evaluated = start[0].shape[0] == J
+    evaluated = start[2].shape[0] == n_all  # an empty G (n_all >= 1): not evaluated, even with no agents
     if evaluated:
         u, v, G = start
     else:
