@@ -67,18 +67,32 @@ def chunk_metrics(
     records: Sequence[RunRecord], draws: Sequence[int], regions: Sequence[str] = DEFAULT_REGIONS
 ) -> pd.DataFrame:
     """:func:`draw_metrics` of several draws in one table, draw after draw (the rows and numbers that
-    concatenating the draws' tables gives). Draws of one chunk share their labels, so the label columns are
-    built once."""
-    blocks = [_metric_values(record, regions) for record in records]
-    labels = blocks[0][0]
-    if any(other != labels for other, _ in blocks[1:]):  # not one structure: table by table
+    concatenating the draws' tables gives). Draws of one chunk share their structure, so the label columns
+    are built once and each metric is computed for every draw and group at once (the same sums, row by
+    row, as for one draw)."""
+    masks = [_groups(record, regions) for record in records]
+    names = list(masks[0])
+    first = records[0]
+    minerals = list(first.minerals)
+    alike = all(
+        list(mask) == names
+        and list(record.minerals) == minerals
+        and record.periods == first.periods
+        and record.regions == first.regions
+        and all(record.minerals[m].stages == first.minerals[m].stages for m in minerals)
+        for record, mask in zip(records[1:], masks[1:], strict=True)
+    )
+    if not alike:  # not one structure: table by table
         return pd.concat(
             [chunk_metrics([r], [d], regions) for r, d in zip(records, draws, strict=True)], ignore_index=True
         )
-    periods = [str(p) for p in records[0].periods]
+    periods = [str(p) for p in first.periods]
     P, D = len(periods), len(records)
+    group = np.stack([np.stack([mask[name] for name in names]) for mask in masks])  # (D, G, P, R)
+    blocks = [_metric_values(records, mineral, group) for mineral in minerals]  # each (D, G, metric, P)
+    labels = [(metric, mineral, name) for mineral in minerals for name in names for metric in METRIC_UNITS]
     n = len(labels) * P
-    values = [np.concatenate(v) if v else np.zeros(0) for _, v in blocks]
+    values = np.stack(blocks, axis=1).reshape(D, n) if blocks else np.zeros((D, 0))
     return pd.DataFrame(
         {
             "draw": np.repeat(np.asarray(draws, dtype=np.int64), n),
@@ -86,40 +100,35 @@ def chunk_metrics(
             "mineral": [mineral for _, mineral, _ in labels for _ in range(P)] * D,
             "region": [region for _, _, region in labels for _ in range(P)] * D,
             "period": periods * len(labels) * D,
-            "value": np.concatenate(values),
+            "value": values.reshape(-1),
             "unit": [METRIC_UNITS[metric] for metric, _, _ in labels for _ in range(P)] * D,
         }
     )
 
 
-def _metric_values(record: RunRecord, regions: Sequence[str]) -> tuple[list[tuple[str, str, str]], list[FloatArray]]:
-    """One draw's headline metrics: the (metric, mineral, region) of each block of periods, and the blocks."""
-    groups = _groups(record, regions)
-    values: list[FloatArray] = []
-    labels: list[tuple[str, str, str]] = []
-    for mineral, path in record.minerals.items():
-        last = len(path.stages) - 1
-        cons = path.consumption.sum(axis=2)  # (P, R)
-        ref = path.reference_demand.sum(axis=2)
-        price = path.price[:, last, :]
-        fiscal = _ledger_total(record, mineral, "fiscal_cost")
-        stock = _ledger_total(record, mineral, "reserve_stock")
-        for name, mask in groups.items():
-            c = np.where(mask, cons, 0.0).sum(axis=1)
-            r = np.where(mask, ref, 0.0).sum(axis=1)
-            gap = np.where(mask, np.maximum(ref - cons, 0.0), 0.0).sum(axis=1)
-            weighted = np.where(mask, price * cons, 0.0).sum(axis=1)
-            series = {
-                "price": np.divide(weighted, c, out=np.full_like(c, np.nan), where=c > 0),
-                "shortfall_share": np.divide(gap, r, out=np.zeros_like(r), where=r > 0),
-                "consumption": c,
-                "fiscal_cost": np.where(mask, fiscal, 0.0).sum(axis=1),
-                "reserve_stock": np.where(mask, stock, 0.0).sum(axis=1),
-            }
-            for metric, v in series.items():
-                values.append(np.asarray(v, dtype=np.float64))
-                labels.append((metric, mineral, name))
-    return labels, values
+def _metric_values(records: Sequence[RunRecord], mineral: str, group: np.ndarray) -> FloatArray:
+    """One mineral's headline metrics for every draw and group, ``(D, G, metric, P)`` in the order of
+    ``METRIC_UNITS``; ``group`` holds each draw's membership masks ``(D, G, P, R)``."""
+    paths = [record.minerals[mineral] for record in records]
+    last = len(paths[0].stages) - 1
+    cons = np.stack([path.consumption.sum(axis=2) for path in paths])[:, None]  # (D, 1, P, R)
+    ref = np.stack([path.reference_demand.sum(axis=2) for path in paths])[:, None]
+    price = np.stack([path.price[:, last, :] for path in paths])[:, None]
+    fiscal = np.stack([_ledger_total(record, mineral, "fiscal_cost") for record in records])[:, None]
+    stock = np.stack([_ledger_total(record, mineral, "reserve_stock") for record in records])[:, None]
+    # each sum runs over the regions of one row, as for one draw and one group
+    c = np.where(group, cons, 0.0).sum(axis=-1)  # (D, G, P)
+    r = np.where(group, ref, 0.0).sum(axis=-1)
+    gap = np.where(group, np.maximum(ref - cons, 0.0), 0.0).sum(axis=-1)
+    weighted = np.where(group, price * cons, 0.0).sum(axis=-1)
+    series = {
+        "price": np.divide(weighted, c, out=np.full_like(c, np.nan), where=c > 0),
+        "shortfall_share": np.divide(gap, r, out=np.zeros_like(r), where=r > 0),
+        "consumption": c,
+        "fiscal_cost": np.where(group, fiscal, 0.0).sum(axis=-1),
+        "reserve_stock": np.where(group, stock, 0.0).sum(axis=-1),
+    }
+    return np.stack([series[metric] for metric in METRIC_UNITS], axis=2)
 
 
 def chunk_cube(records: Sequence[RunRecord], draws: Sequence[int]) -> xr.Dataset:
