@@ -617,10 +617,34 @@ def run_batch(
         for m in names:
             solve_time += _step(scenarios, [draw_runs[m] for draw_runs in runs], year, solver, draws)
     wall = time.perf_counter() - t0
+    stacked = _stack_paths(runs)
     return [
-        _record(scenario, draw_runs, periods, world_name, solver.name, wall / len(runs), solve_time / len(runs))
-        for scenario, draw_runs in zip(scenarios, runs, strict=True)
+        _record(scenario, draw_runs, periods, world_name, solver.name, wall / len(runs), solve_time / len(runs), arrays)
+        for scenario, draw_runs, arrays in zip(scenarios, runs, stacked, strict=True)
     ]
+
+
+_PATH_FIELDS = ("price", "origin_price", "production", "processing_input", "disposal", "flow", "consumption")
+
+
+def _stack_paths(runs: list[dict[str, _MineralRun]]) -> list[dict[str, dict[str, FloatArray]]]:
+    """Every draw's per-period outcomes stacked on a leading period axis, per mineral and field: one stack
+    per mineral and field for all draws at once, each draw getting its rows (a view)."""
+    out: list[dict[str, dict[str, FloatArray]]] = [{m: {} for m in draw_runs} for draw_runs in runs]
+    for m in runs[0]:
+        draw_runs = [draw_runs[m] for draw_runs in runs]
+        P = len(draw_runs[0].outcomes)
+        columns: dict[str, list[FloatArray]] = {
+            name: [getattr(o, name) for run in draw_runs for o in run.outcomes] for name in _PATH_FIELDS
+        }
+        columns["capacity"] = [c for run in draw_runs for c in run.capacity]
+        columns["reference_demand"] = [d for run in draw_runs for d in run.demand]
+        for name, rows in columns.items():
+            block = np.stack(rows)
+            block = block.reshape(len(draw_runs), P, *block.shape[1:])
+            for b in range(len(draw_runs)):
+                out[b][m][name] = block[b]
+    return out
 
 
 def _record(
@@ -631,22 +655,24 @@ def _record(
     solver_name: str,
     wall: float,
     solve_time: float,
+    arrays: dict[str, dict[str, FloatArray]],
 ) -> RunRecord:
+    """One draw's record; ``arrays`` holds its stacked outcomes per mineral and field (:func:`_stack_paths`)."""
     paths: dict[str, MineralPath] = {}
     for m, run in runs.items():
-        outs = run.outcomes
+        stacked = arrays[m]
         paths[m] = MineralPath(
             mineral=m,
             stages=run.cal.stages,
-            price=np.stack([o.price for o in outs]),
-            origin_price=np.stack([o.origin_price for o in outs]),
-            production=np.stack([o.production for o in outs]),
-            processing_input=np.stack([o.processing_input for o in outs]),
-            disposal=np.stack([o.disposal for o in outs]),
-            capacity=np.stack(run.capacity),
-            flow=np.stack([o.flow for o in outs]),
-            consumption=np.stack([o.consumption for o in outs]),
-            reference_demand=np.stack(run.demand),
+            price=stacked["price"],
+            origin_price=stacked["origin_price"],
+            production=stacked["production"],
+            processing_input=stacked["processing_input"],
+            disposal=stacked["disposal"],
+            capacity=stacked["capacity"],
+            flow=stacked["flow"],
+            consumption=stacked["consumption"],
+            reference_demand=stacked["reference_demand"],
             iterations=np.array(run.iterations, dtype=np.int64),
             residual=np.array(run.residual),
             fixed_point_rounds=np.array(run.rounds, dtype=np.int64),
