@@ -632,17 +632,17 @@ def _stack_paths(runs: list[dict[str, _MineralRun]]) -> list[dict[str, dict[str,
     per mineral and field for all draws at once, each draw getting its rows (a view)."""
     out: list[dict[str, dict[str, FloatArray]]] = [{m: {} for m in draw_runs} for draw_runs in runs]
     for m in runs[0]:
-        draw_runs = [draw_runs[m] for draw_runs in runs]
-        P = len(draw_runs[0].outcomes)
+        mineral_runs = [draw_runs[m] for draw_runs in runs]  # one per draw
+        B, P = len(mineral_runs), len(mineral_runs[0].outcomes)
         columns: dict[str, list[FloatArray]] = {
-            name: [getattr(o, name) for run in draw_runs for o in run.outcomes] for name in _PATH_FIELDS
+            name: [getattr(o, name) for run in mineral_runs for o in run.outcomes] for name in _PATH_FIELDS
         }
-        columns["capacity"] = [c for run in draw_runs for c in run.capacity]
-        columns["reference_demand"] = [d for run in draw_runs for d in run.demand]
+        columns["capacity"] = [c for run in mineral_runs for c in run.capacity]
+        columns["reference_demand"] = [d for run in mineral_runs for d in run.demand]
         for name, rows in columns.items():
-            block = np.stack(rows)
-            block = block.reshape(len(draw_runs), P, *block.shape[1:])
-            for b in range(len(draw_runs)):
+            block = np.stack(rows)  # draw after draw, period after period
+            block = block.reshape(B, P, *block.shape[1:])
+            for b in range(B):
                 out[b][m][name] = block[b]
     return out
 
