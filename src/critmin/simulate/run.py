@@ -660,19 +660,10 @@ def _record(
     """One draw's record; ``arrays`` holds its stacked outcomes per mineral and field (:func:`_stack_paths`)."""
     paths: dict[str, MineralPath] = {}
     for m, run in runs.items():
-        stacked = arrays[m]
         paths[m] = MineralPath(
             mineral=m,
             stages=run.cal.stages,
-            price=stacked["price"],
-            origin_price=stacked["origin_price"],
-            production=stacked["production"],
-            processing_input=stacked["processing_input"],
-            disposal=stacked["disposal"],
-            capacity=stacked["capacity"],
-            flow=stacked["flow"],
-            consumption=stacked["consumption"],
-            reference_demand=stacked["reference_demand"],
+            **arrays[m],  # price, ..., reference_demand: the path's stacked arrays, by field name
             iterations=np.array(run.iterations, dtype=np.int64),
             residual=np.array(run.residual),
             fixed_point_rounds=np.array(run.rounds, dtype=np.int64),
