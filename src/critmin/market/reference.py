@@ -12,7 +12,23 @@ are ``p = y_E`` and its rents ``mu = -y_A``: a supplier's net value ``p - cost``
 produces, and prices are positive in a normal market.
 
 The model (columns, rows, matrix and Hessian pattern) is built once per topology; each instance changes
-costs, bounds, row bounds and the Hessian's diagonal values only.
+costs, bounds, row bounds, the Hessian's diagonal values and, where an agent's column scale changes, that
+column's matrix entries.
+
+Column scaling: the default world's slopes span twelve orders of magnitude (free disposal at ``1e-6``, the
+demand of a sector that barely exists in a region at ``1e6``), and on those instances HiGHS's active-set QP
+cycled (cobalt 2024) or returned row duals that missed stationarity by ``1e-3`` on steep routes. Each
+agent's level is therefore solved for in units ``s_j`` (``v_j = s_j w_j``) with ``s_j`` the power of two
+nearest ``1 / sqrt(slope_j)``, so that every Hessian entry is within a factor of two of one. Powers of two
+scale without rounding, and ``s`` is a function of the instance alone, so answers do not depend on the
+order in which a model meets its instances.
+
+Polishing: HiGHS's answers on the default world can still miss the tolerance where a steep route carries a
+tiny flow (``1e-5`` relative on nickel 2024): the active set is right but the numbers are not. As in
+OSQP's polishing, the KKT system of that active set is then solved directly (agents strictly inside their
+bounds, binding side constraints as equalities, prices by least squares so that undetermined prices keep
+HiGHS's values) and the levels are the agents' responses to the polished prices; the answer is kept only if
+it meets the tolerance.
 """
 
 from __future__ import annotations
@@ -29,11 +45,12 @@ from critmin.market.problem import (
     Solution,
     Status,
     Topology,
+    agent_response,
     check_bounds,
     residuals,
 )
 
-__all__ = ["HighsSolver"]
+__all__ = ["HighsSolver", "column_scale"]
 
 _INFEASIBLE = {
     highspy.HighsModelStatus.kInfeasible,
@@ -41,11 +58,17 @@ _INFEASIBLE = {
 }
 
 
+def column_scale(slope: FloatArray) -> FloatArray:
+    """The power of two nearest ``1 / sqrt(slope)`` for each agent (slopes are positive)."""
+    return np.exp2(np.round(-0.5 * np.log2(slope)))
+
+
 class _HighsModel:
     """One HiGHS instance holding the QP of a topology, ready for per-instance updates."""
 
-    def __init__(self, topology: Topology, tolerance: float, time_limit: float) -> None:
+    def __init__(self, topology: Topology, tolerance: float, time_limit: float, scaled: bool) -> None:
         N, K, J = topology.n_nodes, topology.n_cons, topology.n_agents
+        self.scaled = scaled
         self.n_nodes, self.n_cons, self.n_agents = N, K, J
         h = highspy.Highs()
         h.silent()
@@ -60,6 +83,13 @@ class _HighsModel:
         h.setOptionValue("time_limit", float(time_limit))
         h.addVars(J, np.zeros(J), np.zeros(J))
         rows = np.vstack([topology.incidence_dense(), topology.constraints_dense()])
+        self.matrix = rows  # [E; A], unscaled, for polishing
+        # each column's entries (row, value), unscaled, for rescaling a column
+        self.col_entries = [
+            (np.flatnonzero(rows[:, j]).astype(np.int32), rows[np.flatnonzero(rows[:, j]), j].astype(np.float64))
+            for j in range(J)
+        ]
+        self.scale = np.ones(J)  # the columns' current scales
         start = np.zeros(N + K + 1, dtype=np.int32)
         index: list[int] = []
         value: list[float] = []
@@ -93,24 +123,73 @@ class _HighsModel:
         row_lower: FloatArray,
         row_upper: FloatArray,
     ) -> tuple[highspy.HighsModelStatus, FloatArray, FloatArray, int]:
-        """Solve one scaled instance; returns status, column values, row duals and iterations."""
+        """Solve one scaled instance; returns status, column values (levels), row duals and iterations."""
         h = self.highs
         J = self.n_agents
         h.clearSolver()  # every instance from scratch: results do not depend on the order of the batch
-        h.changeColsCost(J, self.cols, cost)
-        h.changeColsBounds(J, self.cols, lower, upper)
+        scale = column_scale(slope) if self.scaled else self.scale
+        for j in np.flatnonzero(scale != self.scale).tolist():
+            rows, values = self.col_entries[j]
+            for row, value in zip(rows.tolist(), (values * scale[j]).tolist(), strict=True):
+                h.changeCoeff(row, j, value)
+        self.scale = scale
+        h.changeColsCost(J, self.cols, cost * scale)
+        h.changeColsBounds(J, self.cols, lower / scale, upper / scale)
         if len(self.rows):
             h.changeRowsBounds(len(self.rows), self.rows, row_lower, row_upper)  # type: ignore[attr-defined]
         h.passHessian(  # type: ignore[call-overload]  # highspy's stubs lag its API
-            J, J, highspy.HessianFormat.kTriangular, self.hessian_start, self.hessian_index, slope
+            J, J, highspy.HessianFormat.kTriangular, self.hessian_start, self.hessian_index, slope * scale * scale
         )
         h.run()
         status = h.getModelStatus()
         solution = h.getSolution()
-        col = np.array(solution.col_value, dtype=np.float64)
+        col = np.array(solution.col_value, dtype=np.float64) * self.scale
         dual = np.array(solution.row_dual, dtype=np.float64)
         iterations = int(h.getInfo().qp_iteration_count)
         return status, col, dual, iterations
+
+
+def _polish(
+    topology: Topology, matrix: FloatArray, one: InstanceData, price: FloatArray, level: FloatArray, rent: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray, float]:
+    """Solve the KKT system of the active set of one instance's answer ``(1, N)``, ``(1, J)``, ``(1, K)``.
+
+    Returns polished prices, levels (the agents' responses to those prices) and rents, and their largest
+    residual. Up to three rounds, each taking the active set from the levels of the round before.
+    """
+    N = topology.n_nodes
+    ps, qs = float(one.price_scale[0]), float(one.quantity_scale[0])
+    cost, slope = one.cost[0] / ps, one.slope[0] * qs / ps
+    lower, upper = one.lower[0] / qs, one.upper[0] / qs
+    injection, rhs = one.injection[0] / qs, one.rhs[0] / qs
+    E, A = matrix[:N], matrix[N:]
+    margin = 1e-8
+    best = (price, level, rent, float(residuals(topology, one, price, level, rent).worst()[0]))
+    for _ in range(3):
+        v = best[1][0] / qs
+        with np.errstate(invalid="ignore"):  # infinite bounds: inf - inf compares as False
+            at_lower = v <= lower + margin * (1.0 + np.abs(lower))
+            at_upper = v >= upper - margin * (1.0 + np.abs(upper))
+        free = ~at_lower & ~at_upper
+        bound_level = np.where(at_lower, lower, upper)
+        with np.errstate(invalid="ignore"):
+            binding = np.flatnonzero(np.isfinite(rhs) & (rhs - A @ v <= margin * (1.0 + np.abs(rhs))))
+        M = np.vstack([E, -A[binding]])  # rows: node prices, then the binding rents
+        x = np.concatenate([best[0][0], best[2][0, binding]]) / ps
+        inv = np.where(free, 1.0 / slope, 0.0)
+        levels = np.where(free, inv * (M.T @ x - cost), bound_level)
+        gradient = M @ levels + np.concatenate([injection, rhs[binding]])
+        hessian = (M * inv) @ M.T
+        x = x + np.linalg.lstsq(hessian, -gradient, rcond=None)[0]
+        new_price = x[None, :N] * ps
+        new_rent = np.zeros_like(rent)
+        new_rent[0, binding] = x[N:] * ps
+        new_level = agent_response(topology, one, new_price, new_rent)
+        worst = float(residuals(topology, one, new_price, new_level, new_rent, response=new_level).worst()[0])
+        if not worst < best[3]:
+            break
+        best = (new_price, new_level, new_rent, worst)
+    return best
 
 
 class HighsSolver:
@@ -119,7 +198,11 @@ class HighsSolver:
     Parameters
     ----------
     solver_tolerance:
-        HiGHS's primal, dual and optimality tolerances (on the scaled problem).
+        HiGHS's primal, dual and optimality tolerances (on the problem in price and quantity scales), for
+        the unscaled attempt.
+    scaled_tolerance:
+        The same for the attempt with scaled columns: with entries of the constraint matrix up to ``2**10``
+        (free disposal), HiGHS stops with a solve error on some default-world instances at ``1e-10``.
     time_limit:
         Seconds HiGHS may spend on one instance (with a QP iteration limit of ``20 (J + N + K)``); beyond
         either the solve fails with :class:`~critmin.core.errors.SolveError`.
@@ -127,17 +210,21 @@ class HighsSolver:
 
     name = "highs"
 
-    def __init__(self, solver_tolerance: float = 1e-10, time_limit: float = 60.0) -> None:
+    def __init__(
+        self, solver_tolerance: float = 1e-10, scaled_tolerance: float = 1e-8, time_limit: float = 60.0
+    ) -> None:
         self.solver_tolerance = solver_tolerance
+        self.scaled_tolerance = scaled_tolerance
         self.time_limit = time_limit
-        self._models: dict[int, tuple[weakref.ref[Topology], _HighsModel]] = {}
+        self._models: dict[tuple[int, bool], tuple[weakref.ref[Topology], _HighsModel]] = {}
 
-    def _model(self, topology: Topology) -> _HighsModel:
-        key = id(topology)
+    def _model(self, topology: Topology, scaled: bool = True) -> _HighsModel:
+        key = (id(topology), scaled)
         hit = self._models.get(key)
         if hit is not None and hit[0]() is topology:
             return hit[1]
-        model = _HighsModel(topology, self.solver_tolerance, self.time_limit)
+        tolerance = self.scaled_tolerance if scaled else self.solver_tolerance
+        model = _HighsModel(topology, tolerance, self.time_limit, scaled)
         self._models = {k: val for k, val in self._models.items() if val[0]() is not None}
         self._models[key] = (weakref.ref(topology), model)
         return model
@@ -160,24 +247,28 @@ class HighsSolver:
         warm_start, warm_rents:
             Accepted for interface compatibility and ignored: each instance is solved from scratch.
         tol:
-            Required largest relative residual; HiGHS's QP duals are accurate to about ``1e-7``.
+            Required largest relative residual (HiGHS's own answers on the default world are accurate to
+            ``1e-5`` to ``1e-9``; polishing brings them to about ``1e-12``).
 
         Returns
         -------
         Solution
             ``solver="highs"``; ``iterations`` counts HiGHS QP iterations.
 
+        Each instance is solved with its columns scaled (see the module's notes); an answer that misses ``tol``
+        is polished; where HiGHS does not reach an optimum, or the polished answer still misses ``tol``, the
+        instance is solved again unscaled (and polished if need be).
+
         Raises
         ------
         InfeasibleError
-            Conflicting bounds, or HiGHS finds the instance infeasible.
+            Conflicting bounds, or HiGHS finds the instance infeasible (scaled and unscaled).
         SolveError
-            HiGHS stops for another reason, or the residuals exceed ``tol``.
+            HiGHS stops for another reason, or the residuals exceed ``tol``, both ways.
         """
         del warm_start, warm_rents
         data.validate(topology)
         check_bounds(topology, data)
-        model = self._model(topology)
         B, N, K, J = data.n_instances, topology.n_nodes, topology.n_cons, topology.n_agents
         price = np.zeros((B, N))
         rent = np.zeros((B, K))
@@ -188,28 +279,44 @@ class HighsSolver:
             qs = float(data.quantity_scale[b])
             row_lower = np.concatenate([-data.injection[b] / qs, np.full(K, -np.inf)])
             row_upper = np.concatenate([-data.injection[b] / qs, data.rhs[b] / qs])
-            status, col, dual, its = model.solve(
-                data.cost[b] / ps,
-                data.slope[b] * qs / ps,
-                data.lower[b] / qs,
-                data.upper[b] / qs,
-                row_lower,
-                row_upper,
-            )
-            if status in _INFEASIBLE:
-                raise InfeasibleError(data.label(b), f"HiGHS reports the QP {model.highs.modelStatusToString(status)}")
-            if status != highspy.HighsModelStatus.kOptimal:
-                raise SolveError(data.label(b), f"HiGHS stopped with status {model.highs.modelStatusToString(status)}")
-            level[b] = col * qs
-            price[b] = dual[:N] * ps
-            rent[b] = -dual[N:] * ps
-            iterations[b] = its
+            one = data.take(slice(b, b + 1))
+            failures: list[str] = []
+            infeasible = 0
+            for scaled in (True, False):
+                model = self._model(topology, scaled)
+                status, col, dual, its = model.solve(
+                    data.cost[b] / ps,
+                    data.slope[b] * qs / ps,
+                    data.lower[b] / qs,
+                    data.upper[b] / qs,
+                    row_lower,
+                    row_upper,
+                )
+                how = "with scaled columns" if scaled else "unscaled"
+                if status != highspy.HighsModelStatus.kOptimal:
+                    infeasible += status in _INFEASIBLE
+                    failures.append(f"{how}, HiGHS stopped with status {model.highs.modelStatusToString(status)}")
+                    continue
+                level[b] = col * qs
+                price[b] = dual[:N] * ps
+                rent[b] = -dual[N:] * ps
+                iterations[b] += its
+                worst = float(residuals(topology, one, price[b : b + 1], level[b : b + 1], rent[b : b + 1]).worst()[0])
+                if worst <= tol:
+                    break
+                polished = _polish(topology, model.matrix, one, price[b : b + 1], level[b : b + 1], rent[b : b + 1])
+                if polished[3] <= tol:
+                    price[b], level[b], rent[b] = polished[0][0], polished[1][0], polished[2][0]
+                    break
+                failures.append(
+                    f"{how}, HiGHS's solution has residual {worst:.3g} above tolerance {tol:g} "
+                    f"({polished[3]:.3g} polished)"
+                )
+            else:
+                if infeasible == 2:
+                    raise InfeasibleError(data.label(b), "HiGHS reports the QP infeasible")
+                raise SolveError(data.label(b), "; ".join(failures))
         res = residuals(topology, data, price, level, rent)
-        worst = res.worst()
-        bad = np.flatnonzero(~(worst <= tol))
-        if len(bad):
-            b = int(bad[0])
-            raise SolveError(data.label(b), f"HiGHS solution has residual {worst[b]:.3g} above tolerance {tol:g}")
         return Solution(
             price=price,
             level=level,
