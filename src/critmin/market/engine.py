@@ -50,7 +50,7 @@ from critmin.market.problem import (
     residuals,
 )
 
-__all__ = ["BatchedNewtonSolver", "PreparedTopology", "clear_prepared_cache", "prepare_topology"]
+__all__ = ["BatchedNewtonSolver", "PreparedTopology", "canonical_prices", "clear_prepared_cache", "prepare_topology"]
 
 #: Kernel outcome codes (mirrored by :class:`~critmin.market.problem.Status`).
 _CONVERGED = 0
@@ -1782,13 +1782,7 @@ class BatchedNewtonSolver:
             )
         prepared = self.prepare(topology)
         ps = data.price_scale[:, None]
-        qs = data.quantity_scale[:, None]
-        cost = np.ascontiguousarray(data.cost / ps)
-        slope = np.ascontiguousarray(data.slope * qs / ps)
-        lower = np.ascontiguousarray(data.lower / qs)
-        upper = np.ascontiguousarray(data.upper / qs)
-        injection = np.ascontiguousarray(data.injection / qs)
-        rhs = np.ascontiguousarray(data.rhs / qs)
+        batch = _scaled_batch(data)
         x = np.empty((B, N + K))
         x[:, :N] = 1.0 if warm_start is None else warm_start / ps
         x[:, N:] = 0.0 if warm_rents is None else np.maximum(warm_rents / ps, 0.0)
@@ -1798,7 +1792,6 @@ class BatchedNewtonSolver:
         stats = np.zeros((B, 4), dtype=np.int64)
         raw = np.empty((B, N + K))
         source = np.full(B, -1, dtype=np.int64)
-        batch = (cost, slope, lower, upper, injection, rhs, np.ascontiguousarray(data.price_scale, dtype=float))
         sweeps = _CRASH_SWEEPS if warm_start is None and warm_rents is None else 0
         share = _SHARED_CANDIDATES if self.share_starts and B > 1 else 0
         args = (prepared.as_tuple(), N, batch, x, 0.5 * tol, self.max_iter, sweeps, self.canonical_prices, share)
@@ -1878,6 +1871,44 @@ class BatchedNewtonSolver:
             start_price=raw[:, :N] * ps if self.canonical_prices else None,
             start_rent=raw[:, N:] * ps if self.canonical_prices else None,
         )
+
+
+def _scaled_batch(data: InstanceData) -> tuple[FloatArray, ...]:
+    """The kernel's batch: ``(cost, slope, lower, upper, injection, rhs, price_scale)``, scaled per instance."""
+    ps = data.price_scale[:, None]
+    qs = data.quantity_scale[:, None]
+    return (
+        np.ascontiguousarray(data.cost / ps),
+        np.ascontiguousarray(data.slope * qs / ps),
+        np.ascontiguousarray(data.lower / qs),
+        np.ascontiguousarray(data.upper / qs),
+        np.ascontiguousarray(data.injection / qs),
+        np.ascontiguousarray(data.rhs / qs),
+        np.ascontiguousarray(data.price_scale, dtype=float),
+    )
+
+
+def canonical_prices(topology: Topology, data: InstanceData, price: FloatArray, rent: FloatArray) -> FloatArray:
+    """``price`` ``(B, N)`` with the prices that the equilibrium leaves open made canonical, as the engine
+    reports them (docs/engine.md); for another solver's answers (the reference solver's).
+
+    ``rent`` ``(B, K)`` are the side constraints' rents. Each group of nodes that no free agent pins takes its
+    canonical value where that keeps every agent's level; otherwise the prices are returned as given.
+    """
+    N, K = topology.n_nodes, topology.n_cons
+    ps = data.price_scale[:, None]
+    x = np.empty((data.n_instances, N + K))
+    x[:, :N] = price / ps
+    x[:, N:] = np.maximum(rent / ps, 0.0)
+    _canonicalise_batch(_prepared_by_content(topology).as_tuple(), N, _scaled_batch(data), x)
+    return x[:, :N] * ps
+
+
+@nb.njit(cache=True)
+def _canonicalise_batch(st, n_nodes, batch, x):  # type: ignore[no-untyped-def]
+    """:func:`_canonicalise` for every instance of a scaled batch (``x`` in place)."""
+    for b in range(x.shape[0]):
+        _canonicalise(st, _instance(b, batch), n_nodes, x[b])
 
 
 @nb.njit(cache=True)

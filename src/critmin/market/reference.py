@@ -43,6 +43,7 @@ import numpy as np
 
 from critmin.core.arrays import FloatArray
 from critmin.core.errors import InfeasibleError, SolveError
+from critmin.market.engine import canonical_prices
 from critmin.market.problem import (
     InstanceData,
     Solution,
@@ -205,12 +206,20 @@ class HighsSolver:
     time_limit:
         Seconds HiGHS may spend on one instance (with a QP iteration limit of ``20 (J + N + K)``); beyond
         either the solve fails with :class:`~critmin.core.errors.SolveError`.
+    canonical_prices:
+        Report the prices that the equilibrium leaves open (a node no free agent pins, such as a region that
+        produces nothing) as the engine does (:func:`~critmin.market.engine.canonical_prices`), rather than
+        wherever HiGHS left them (often 0). On by default: instruments read such prices (a project tranche
+        starts on its region's price), and with HiGHS's values a run's path leaves the engine's.
     """
 
     name = "highs"
 
-    def __init__(self, solver_tolerance: float = 1e-10, time_limit: float = 60.0) -> None:
+    def __init__(
+        self, solver_tolerance: float = 1e-10, time_limit: float = 60.0, canonical_prices: bool = True
+    ) -> None:
         self.solver_tolerance = solver_tolerance
+        self.canonical_prices = canonical_prices
         self.time_limit = time_limit
         self._models: dict[tuple[int, bool], tuple[weakref.ref[Topology], _HighsModel]] = {}
         #: Labels of the instances of the last batch solved again unscaled, and of those whose polished
@@ -315,6 +324,8 @@ class HighsSolver:
                 if infeasible == 2:
                     raise InfeasibleError(data.label(b), "HiGHS reports the QP infeasible")
                 raise SolveError(data.label(b), "; ".join(failures))
+        if self.canonical_prices:
+            price = canonical_prices(topology, data, price, rent)
         res = residuals(topology, data, price, level, rent)
         return Solution(
             price=price,
