@@ -80,7 +80,7 @@ def _highs_one_by_one(highs: HighsSolver, topology: Topology, data: InstanceData
     N, K, J, B = topology.n_nodes, topology.n_cons, topology.n_agents, data.n_instances
     price, rent, level = np.zeros((B, N)), np.zeros((B, K)), np.zeros((B, J))
     ok = np.zeros(B, dtype=bool)
-    unscaled, polished = [], []
+    repeated, polished = [], []
     start = time.perf_counter()
     for b in range(B):
         try:
@@ -89,12 +89,12 @@ def _highs_one_by_one(highs: HighsSolver, topology: Topology, data: InstanceData
             print(f"  HiGHS failed on {data.label(b)}: {error.reason}")
             continue
         finally:
-            unscaled += highs.last_unscaled
+            repeated += highs.last_repeated
             polished += highs.last_polished
         price[b], rent[b], level[b], ok[b] = one.price[0], one.rent[0], one.level[0], True
     elapsed = time.perf_counter() - start
-    if unscaled or polished:
-        print(f"  HiGHS solved {len(unscaled)} instances again unscaled and polished {len(polished)}")
+    if repeated or polished:
+        print(f"  HiGHS solved {len(repeated)} instances more than once and kept {len(polished)} polished answers")
     solution = Solution(price, level, rent, np.zeros(B, dtype=np.int64), residuals(topology, data, price, level, rent))
     return elapsed, solution, ok
 

@@ -1,4 +1,5 @@
-"""The reference solver on the default world: column scaling, the unscaled fallback and polishing.
+"""The reference solver on the default world: column scaling, further attempts and polishing; and every
+built-in scenario run with it against the engine's run.
 
 Before column scaling, HiGHS's active-set QP cycled on cobalt 2024 of the default world and returned row
 duals that missed stationarity by 1e-3 on 40 of its 251 baseline period problems (graphite 2033 among them);
@@ -15,7 +16,7 @@ from critmin.market.engine import BatchedNewtonSolver
 from critmin.market.problem import residuals
 from critmin.market.reference import HighsSolver, _polish, column_scale
 from critmin.simulate.run import run_scenario
-from critmin.simulate.scenario import load_scenario
+from critmin.simulate.scenario import builtin_names, load_scenario
 
 
 def test_column_scale_is_a_power_of_two_that_brings_steep_agents_hessian_entries_near_one() -> None:
@@ -77,11 +78,12 @@ def test_polishing_recovers_the_exact_answer_from_a_perturbed_one(world_instance
     assert np.abs(polished_price[0, pinned] - exact.price[0, pinned]).max() / ps <= 1e-9
 
 
-def test_baseline_run_with_the_reference_solver_follows_the_engines_path() -> None:
-    # 17 years of all eleven minerals, with the baseline's instruments and projects: every period problem
-    # solved by HiGHS, and the path (projects started, reserves bought, prices read by instruments) the same
-    engine = run_scenario(load_scenario("baseline"))
-    reference = run_scenario(load_scenario("baseline").model_copy(update={"solver": "highs"}))
+@pytest.mark.parametrize("name", builtin_names())
+def test_a_builtin_scenario_run_with_the_reference_solver_follows_the_engines_path(name) -> None:
+    # 17 years of all eleven minerals with the scenario's instruments: every period problem solved by HiGHS,
+    # and the path (projects started, reserves bought, caps and licences, prices read by instruments) the same
+    engine = run_scenario(load_scenario(name))
+    reference = run_scenario(load_scenario(name).model_copy(update={"solver": "highs"}))
     assert reference.solver == "highs"
     for mineral, path in reference.minerals.items():
         assert float(path.residual.max()) <= 1e-6
