@@ -2,7 +2,7 @@
 built-in scenario run with it against the engine's run.
 
 Before column scaling, HiGHS's active-set QP cycled on cobalt 2024 of the default world and returned row
-duals that missed stationarity by 1e-3 on 40 of its 251 baseline period problems (graphite 2033 among them);
+duals that missed stationarity by 1e-3 on 39 of its 187 baseline period problems (graphite 2033 among them);
 nickel 2024 missed the tolerance until its answer was polished.
 """
 
