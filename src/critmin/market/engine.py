@@ -1893,15 +1893,19 @@ def canonical_prices(topology: Topology, data: InstanceData, price: FloatArray, 
     reports them (docs/engine.md); for another solver's answers (the reference solver's).
 
     ``rent`` ``(B, K)`` are the side constraints' rents. Each group of nodes that no free agent pins takes its
-    canonical value where that keeps every agent's level; otherwise the prices are returned as given.
+    canonical value where that keeps every agent's level; the other prices are returned as given.
     """
     N, K = topology.n_nodes, topology.n_cons
     ps = data.price_scale[:, None]
     x = np.empty((data.n_instances, N + K))
     x[:, :N] = price / ps
     x[:, N:] = np.maximum(rent / ps, 0.0)
+    start = x[:, :N].copy()
     _canonicalise_batch(_prepared_by_content(topology).as_tuple(), N, _scaled_batch(data), x)
-    return x[:, :N] * ps
+    moved = x[:, :N] != start
+    out = price.copy()
+    out[moved] = (x[:, :N] * ps)[moved]
+    return out
 
 
 @nb.njit(cache=True)

@@ -167,7 +167,7 @@ def _polish(
     lower, upper = one.lower[0] / qs, one.upper[0] / qs
     injection, rhs = one.injection[0] / qs, one.rhs[0] / qs
     E, A = matrix[:N], matrix[N:]
-    margin = 1e-8
+    margin = 1e-8  # a level this close to a bound (in quantity scales) is on it: HiGHS's own tolerances are finer
     best = (price, level, rent, float(residuals(topology, one, price, level, rent).worst()[0]))
     for _ in range(3):
         v = best[1][0] / qs
@@ -267,8 +267,10 @@ class HighsSolver:
         Returns
         -------
         Solution
-            ``solver="highs"``; ``iterations`` counts HiGHS QP iterations.
+            ``solver="highs"``; ``iterations`` counts HiGHS QP iterations (of every attempt).
 
+        Notes
+        -----
         Each instance is solved with its columns scaled and its answer polished (see the module's notes);
         where HiGHS does not reach an optimum, or the answer still misses ``tol``, the instance is solved
         again at a tolerance a hundred times looser (HiGHS's QP stops with a solve error on some instances of
