@@ -361,34 +361,28 @@ def _responses(st, inst, x, u, v):  # type: ignore[no-untyped-def]
 
 @nb.njit(cache=True)
 def _gradient(st, inst, n_nodes, v, G):  # type: ignore[no-untyped-def]
-    """Gradient of the dual: node excess ``E v + injection`` and constraint slack ``rhs - A v``."""
-    ent_ptr, ent_idx, ent_val = st[0], st[1], st[2]
-    _gradient_start(inst, n_nodes, G)
-    for j in range(v.shape[0]):
-        vj = v[j]
-        for e in range(ent_ptr[j], ent_ptr[j + 1]):
-            G[ent_idx[e]] += ent_val[e] * vj
-    _gradient_finish(inst, n_nodes, G)
+    """Gradient of the dual: node excess ``E v + injection`` and constraint slack ``rhs - A v``.
 
-
-@nb.njit(cache=True)
-def _gradient_start(inst, n_nodes, G):  # type: ignore[no-untyped-def]
-    """The gradient's constant part (injections, right-hand sides of the rows that bind), before the agents'
-    levels are added agent by agent."""
+    Each variable's sum is gathered over its agents in increasing order, starting from its constant: the
+    same additions in the same order as scattering agent by agent would make, without storing to and
+    reloading the same entry of ``G`` for consecutive agents of one node.
+    """
+    var_ptr, var_agent, var_coef = st[3], st[4], st[5]
     injection, rhs, mu_on = inst[5], inst[6], inst[7]
-    for n in range(n_nodes):
-        G[n] = injection[n]
+    for i in range(n_nodes):
+        acc = injection[i]
+        for idx in range(var_ptr[i], var_ptr[i + 1]):
+            acc += var_coef[idx] * v[var_agent[idx]]
+        G[i] = acc
     for k in range(rhs.shape[0]):
-        G[n_nodes + k] = rhs[k] if mu_on[k] else 0.0
-
-
-@nb.njit(cache=True)
-def _gradient_finish(inst, n_nodes, G):  # type: ignore[no-untyped-def]
-    """Rows that never bind have no gradient (their rent stays at zero)."""
-    mu_on = inst[7]
-    for k in range(mu_on.shape[0]):
-        if not mu_on[k]:
-            G[n_nodes + k] = 0.0
+        i = n_nodes + k
+        if mu_on[k]:
+            acc = rhs[k]
+            for idx in range(var_ptr[i], var_ptr[i + 1]):
+                acc += var_coef[idx] * v[var_agent[idx]]
+            G[i] = acc
+        else:
+            G[i] = 0.0
 
 
 @nb.njit(cache=True)
@@ -464,9 +458,6 @@ def _trial(st, inst, n_nodes, t, x, d, u, G, xt, dx, ut, vt, Gt):  # type: ignor
             term = rhs[k] * dx[n_nodes + k]
             change += term
             noise += abs(term)
-    # The gradient at the trial point is accumulated in the same pass (in the order of _gradient, so the
-    # sums are the same to the last bit).
-    _gradient_start(inst, n_nodes, Gt)
     for j in range(cost.shape[0]):
         du = 0.0
         acc = -cost[j]
@@ -478,11 +469,8 @@ def _trial(st, inst, n_nodes, t, x, d, u, G, xt, dx, ut, vt, Gt):  # type: ignor
         change += inc
         noise += abs(inc)
         ut[j] = acc
-        level = _clip(acc * inv_slope[j], lower[j], upper[j])
-        vt[j] = level
-        for e in range(ent_ptr[j], ent_ptr[j + 1]):
-            Gt[ent_idx[e]] += ent_val[e] * level
-    _gradient_finish(inst, n_nodes, Gt)
+        vt[j] = _clip(acc * inv_slope[j], lower[j], upper[j])
+    _gradient(st, inst, n_nodes, vt, Gt)
     return change, gdx, noise
 
 
@@ -1541,18 +1529,14 @@ def _dual_value(st, inst, n_nodes, x, u, v, G):  # type: ignore[no-untyped-def]
     for k in range(mu_on.shape[0]):
         if mu_on[k]:
             total += rhs[k] * x[n_nodes + k]
-    _gradient_start(inst, n_nodes, G)
     for j in range(cost.shape[0]):
         acc = -cost[j]
         for e in range(ent_ptr[j], ent_ptr[j + 1]):
             acc += ent_val[e] * x[ent_idx[e]]
         total += _phi_increment(0.0, acc, slope[j], lower[j], upper[j])
-        level = _clip(acc * inv_slope[j], lower[j], upper[j])
         u[j] = acc
-        v[j] = level
-        for e in range(ent_ptr[j], ent_ptr[j + 1]):
-            G[ent_idx[e]] += ent_val[e] * level
-    _gradient_finish(inst, n_nodes, G)
+        v[j] = _clip(acc * inv_slope[j], lower[j], upper[j])
+    _gradient(st, inst, n_nodes, v, G)
     return total, _residual(x, G, n_nodes, mu_on)
 
 
