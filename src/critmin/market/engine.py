@@ -1516,10 +1516,10 @@ def _instance(b, batch):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True)
-def _dual_value(st, inst, n_nodes, x, u, v, G):  # type: ignore[no-untyped-def]
-    """The dual objective ``g(x)`` (scaled) and the largest residual there (:func:`_residual`), for comparing
-    starting points of one instance; ``u``, ``v`` and ``G`` receive what :func:`_responses` and
-    :func:`_gradient` would (the same operations in the same order), for the start finally chosen."""
+def _dual_value(st, inst, n_nodes, x, u, v):  # type: ignore[no-untyped-def]
+    """The dual objective ``g(x)`` (scaled), for comparing starting points of one instance; ``u`` and ``v``
+    receive what :func:`_responses` would (the same operations in the same order), for the start finally
+    chosen (whose gradient :func:`_gradient` then gives)."""
     ent_ptr, ent_idx, ent_val = st[0], st[1], st[2]
     cost, slope, inv_slope, lower, upper = inst[0], inst[1], inst[2], inst[3], inst[4]
     injection, rhs, mu_on = inst[5], inst[6], inst[7]
@@ -1536,8 +1536,7 @@ def _dual_value(st, inst, n_nodes, x, u, v, G):  # type: ignore[no-untyped-def]
         total += _phi_increment(0.0, acc, slope[j], lower[j], upper[j])
         u[j] = acc
         v[j] = _clip(acc * inv_slope[j], lower[j], upper[j])
-    _gradient(st, inst, n_nodes, v, G)
-    return total, _residual(x, G, n_nodes, mu_on)
+    return total
 
 
 @nb.njit(cache=True)
@@ -1586,7 +1585,9 @@ def _shared_start(b, solved, candidates, st, n_nodes, batch, x, tol, sweeps, out
     # the best start's evaluation, and a second set of arrays for the candidate being evaluated
     u_best, v_best, G_best = np.empty(J), np.empty(J), np.empty(n_all)
     u_try, v_try, G_try = np.empty(J), np.empty(J), np.empty(n_all)
-    best, balance = _dual_value(st, inst, n_nodes, y, u_best, v_best, G_best)
+    best = _dual_value(st, inst, n_nodes, y, u_best, v_best)
+    _gradient(st, inst, n_nodes, v_best, G_best)
+    balance = _residual(y, G_best, n_nodes, mu_on)
     pick = -1
     for c in range(solved - 1, max(0, solved - candidates) - 1, -1):
         if outcome[c] != _CONVERGED:
@@ -1595,8 +1596,11 @@ def _shared_start(b, solved, candidates, st, n_nodes, batch, x, tol, sweeps, out
         for i in range(n_all):
             y[i] = raw[c, i] * ratio
         _admissible_rents(y, n_nodes, mu_on)
-        value, worst = _dual_value(st, inst, n_nodes, y, u_try, v_try, G_try)
-        if value < best and worst < balance:
+        value = _dual_value(st, inst, n_nodes, y, u_try, v_try)
+        if not value < best:
+            continue  # its gradient is not needed
+        _gradient(st, inst, n_nodes, v_try, G_try)
+        if _residual(y, G_try, n_nodes, mu_on) < balance:
             best = value
             pick = c
             u_best, u_try = u_try, u_best
