@@ -40,6 +40,7 @@ import weakref
 
 import highspy
 import numpy as np
+from scipy.sparse import csc_matrix, csr_matrix
 
 from critmin.core.arrays import FloatArray
 from critmin.core.errors import InfeasibleError, SolveError
@@ -88,29 +89,21 @@ class _HighsModel:
         h.addVars(J, np.zeros(J), np.zeros(J))
         rows = np.vstack([topology.incidence_dense(), topology.constraints_dense()])
         self.matrix = rows  # [E; A], unscaled, for polishing
-        # each column's entries (row, value), unscaled, for rescaling a column
-        self.col_entries = [
-            (np.flatnonzero(rows[:, j]).astype(np.int32), rows[np.flatnonzero(rows[:, j]), j].astype(np.float64))
-            for j in range(J)
-        ]
+        # the columns' entries, unscaled, for rescaling a column (column j: rows and values in
+        # col_index/col_value[col_start[j]:col_start[j + 1]]); only a scaled model rescales
+        columns = csc_matrix(rows if scaled else np.zeros((N + K, J)))
+        self.col_start, self.col_index, self.col_value = columns.indptr, columns.indices, columns.data
         self.scale = np.ones(J)  # the columns' current scales
-        start = np.zeros(N + K + 1, dtype=np.int32)
-        index: list[int] = []
-        value: list[float] = []
-        for i in range(N + K):
-            nz = np.flatnonzero(rows[i])
-            index.extend(int(c) for c in nz)
-            value.extend(float(x) for x in rows[i, nz])
-            start[i + 1] = len(index)
         if N + K:
+            by_row = csr_matrix(rows)
             h.addRows(
                 N + K,
                 np.zeros(N + K),
                 np.zeros(N + K),
-                len(index),
-                start[:-1],
-                np.array(index, dtype=np.int32),
-                np.array(value, dtype=np.float64),
+                by_row.nnz,
+                by_row.indptr[:-1].astype(np.int32),
+                by_row.indices.astype(np.int32),
+                by_row.data.astype(np.float64),
             )
         self.highs = h
         self.cols = np.arange(J, dtype=np.int32)
@@ -133,9 +126,9 @@ class _HighsModel:
         h.clearSolver()  # every instance from scratch: results do not depend on the order of the batch
         scale = column_scale(slope) if self.scaled else self.scale
         for j in np.flatnonzero(scale != self.scale).tolist():
-            rows, values = self.col_entries[j]
-            for row, value in zip(rows.tolist(), (values * scale[j]).tolist(), strict=True):
-                h.changeCoeff(row, j, value)
+            entries = slice(self.col_start[j], self.col_start[j + 1])
+            for row, value in zip(self.col_index[entries].tolist(), self.col_value[entries].tolist(), strict=True):
+                h.changeCoeff(row, j, value * scale[j])
         self.scale = scale
         h.changeColsCost(J, self.cols, cost * scale)
         h.changeColsBounds(J, self.cols, lower / scale, upper / scale)
