@@ -591,7 +591,8 @@ def test_export_of_an_incomplete_run_says_so(store, tmp_path):
 
 @pytest.fixture
 def cli(monkeypatch) -> typer.Typer:
-    monkeypatch.setattr(cli_store, "console", Console(width=250))  # no truncated cells in the checks
+    # what a pipe or a CI log gets: not a terminal, 80 columns by default (tables must still be whole)
+    monkeypatch.setattr(cli_store, "console", Console(width=80))
     app = typer.Typer()
     register(app)
     return app
@@ -602,6 +603,7 @@ def test_runs_command_lists_runs(store, cli):
     result = CliRunner().invoke(cli, ["runs", "--store", str(store.path)])
     assert result.exit_code == 0, result.output
     assert run_id in result.output and "complete" in result.output and "6/6" in result.output
+    assert "\u2026" not in result.output
 
 
 def test_show_command_prints_metadata_and_risk(store, cli):
@@ -612,6 +614,7 @@ def test_show_command_prints_metadata_and_risk(store, cli):
     assert "peak shortfall_share [1]" in result.output and "total fiscal_cost [USD]" in result.output
     assert "peak recovery_periods [periods]" in result.output  # units are text, not rich markup
     assert "CVaR95" in result.output and "P(>0.1)" in result.output
+    assert "\u2026" not in result.output  # no cell cut short with an ellipsis
 
 
 def test_export_command_and_errors(store, cli, tmp_path):

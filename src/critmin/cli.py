@@ -5,12 +5,12 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from critmin.cli_tables import frame_table, print_table
 from critmin.core.errors import CritminError
 
 app = typer.Typer(
@@ -25,21 +25,6 @@ err_console = Console(stderr=True)
 def _fail(err: Exception) -> None:
     err_console.print(f"[bold red]error:[/] {err}")
     raise typer.Exit(code=2)
-
-
-def _table(df: Any, title: str, *, floatfmt: str = "{:,.4g}") -> Table:
-    table = Table(title=title, title_justify="left", header_style="bold")
-    for col in df.columns:
-        table.add_column(str(col), justify="right" if df[col].dtype.kind in "fi" else "left")
-    for row in df.itertuples(index=False):
-        cells = []
-        for v in row:
-            if isinstance(v, float):
-                cells.append("" if v != v else floatfmt.format(v))
-            else:
-                cells.append(str(v))
-        table.add_row(*cells)
-    return table
 
 
 @app.command()
@@ -78,13 +63,15 @@ def data(
                 )
                 shown["share %"] = 100.0 * shown["share %"]
                 shown["price USD/kg"] = shown.pop("price_usd_per_t") / 1000.0
-                console.print(_table(shown, f"{m} / {stage} (base year {w.base_year})", floatfmt="{:,.3g}"))
+                print_table(console, frame_table(shown, f"{m} / {stage} (base year {w.base_year})", floatfmt="{:,.3g}"))
         if check and world == "default":
             from critmin.data.crosscheck import compare_mine_output
 
             cmp = compare_mine_output(w)
             flagged = cmp[cmp["flag"]] if "flag" in cmp.columns else cmp
-            console.print(_table(flagged, "Mine output: USGS (model) vs World Mining Data, differences above 10%"))
+            print_table(
+                console, frame_table(flagged, "Mine output: USGS (model) vs World Mining Data, differences above 10%")
+            )
         if sources:
             src = w.sources
             if mineral:
@@ -96,7 +83,9 @@ def data(
                 .sort_values("numbers", ascending=False)
             )
             counts["citation"] = counts["citation"].str.slice(0, 110)
-            console.print(_table(counts, "Sources: every number's citation or assumption label (count of numbers)"))
+            print_table(
+                console, frame_table(counts, "Sources: every number's citation or assumption label (count of numbers)")
+            )
     except CritminError as err:
         _fail(err)
 
@@ -125,7 +114,7 @@ def run(
             from critmin.metrics import compute_all
 
             metrics_ds = compute_all(ds)
-        console.print(_table(summary_table(ds), f"{spec.name}: headline by mineral (last stage)"))
+        print_table(console, frame_table(summary_table(ds), f"{spec.name}: headline by mineral (last stage)"))
         console.print(
             f"{len(record.periods)} periods x {len(record.minerals)} minerals solved by {record.solver} in "
             f"{record.solve_time_s:.3f} s of solving ({elapsed:.2f} s with set-up); worst relative residual "
@@ -167,7 +156,9 @@ def compare(
             table = table[table["mineral"] == mineral]
         for other in labels[1:]:
             table[f"{other} - {labels[0]}"] = table[other] - table[labels[0]]
-        console.print(_table(table, f"Headline metrics: {' vs '.join(labels)} (differences from {labels[0]})"))
+        print_table(
+            console, frame_table(table, f"Headline metrics: {' vs '.join(labels)} (differences from {labels[0]})")
+        )
         if export is not None:
             table.to_csv(export, index=False)
             console.print(f"wrote {len(table):,} rows to {export}")
@@ -261,7 +252,7 @@ def ensemble(
 
         metrics = Store(store).load_metrics(result.run_id)
         console.print(f"run [bold]{result.run_id}[/]: {len(result.draws)} draws stored; `critmin show {result.run_id}`")
-        console.print(risk_view(risk_table(result.draws, metrics)))
+        print_table(console, risk_view(risk_table(result.draws, metrics)))
     except CritminError as err:
         _fail(err)
 

@@ -12,13 +12,14 @@ import math
 import os
 import socket
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from critmin.cli_tables import frame_table, print_table
 from critmin.core.errors import CritminError
 
 console = Console()
@@ -34,28 +35,6 @@ RunArgument = Annotated[str, typer.Argument(help="A run id, or the start of exac
 def _fail(err: Exception) -> None:
     err_console.print(f"[bold red]error:[/] {err}")
     raise typer.Exit(code=2)
-
-
-def _cell(value: Any, floatfmt: str) -> str:
-    import pandas as pd
-
-    if value is None or value is pd.NA:
-        return ""
-    if isinstance(value, float):
-        return "" if math.isnan(value) else floatfmt.format(value)
-    return escape(str(value))  # labels such as "[t/yr]" are text, not rich markup
-
-
-def _table(rows: Any, title: str, *, floatfmt: str = "{:,.4g}", whole: tuple[str, ...] = ()) -> Table:
-    """A rich table of a DataFrame: numbers to the right, NaN as blank, the ``whole`` columns never cut."""
-    table = Table(title=title, title_justify="left", header_style="bold")
-    for col in rows.columns:
-        width = max([len(str(col)), *(len(str(v)) for v in rows[col])]) if col in whole else None
-        justify: Literal["left", "right"] = "right" if rows[col].dtype.kind in "fiu" else "left"
-        table.add_column(str(col), justify=justify, no_wrap=col in whole, min_width=width)
-    for row in rows.itertuples(index=False):
-        table.add_row(*[_cell(v, floatfmt) for v in row])
-    return table
 
 
 def _duration(seconds: float) -> str:
@@ -88,7 +67,8 @@ def _status(run: dict[str, Any]) -> str:
 
 
 def risk_view(table: Any, level: float = 0.95) -> Table:
-    """The risk table of :func:`critmin.results.risk.risk_table` as a rich table narrowed for a terminal.
+    """The risk table of :func:`critmin.results.risk.risk_table` as a rich table (for
+    :func:`~critmin.cli_tables.print_table`, which never cuts a number).
 
     Parameters
     ----------
@@ -128,14 +108,15 @@ def risk_view(table: Any, level: float = 0.95) -> Table:
         shown["threshold"] = table["threshold"]
         shown["P(>threshold)"] = table["p_exceed"]
     shown["driver (rho)"] = [
-        "" if d is None else f"{d} ({r:+.2f})" for d, r in zip(table["driver"], table["driver_rho"], strict=True)
+        "" if pd.isna(d) or pd.isna(r) else f"{d} ({r:+.2f})"
+        for d, r in zip(table["driver"], table["driver_rho"], strict=True)
     ]
     title = (
         f"Risk over {int(table['n'].max())} draws: each outcome is a metric summed (total) or peaked over the "
         f"periods; CVaR{pct} is the mean of the worst {100 - 100 * level:g}% of draws; driver: the uncertain "
         "input with the strongest Spearman rank correlation"
     )
-    return _table(shown, title)
+    return frame_table(shown, title)
 
 
 def runs(store: StoreOption = None) -> None:
@@ -169,7 +150,7 @@ def runs(store: StoreOption = None) -> None:
                 "wall time": [_duration(float(w)) for w in table["wall_time_s"]],
             }
         )
-        console.print(_table(shown, f"Runs in {st.path}", whole=("id",)))
+        print_table(console, frame_table(shown, f"Runs in {st.path}", whole=("id",)))
     except CritminError as err:
         _fail(err)
 
@@ -206,14 +187,14 @@ def show(
             ("created (UTC)", f"{info['created']:%Y-%m-%d %H:%M:%S}"),
             ("finished (UTC)", f"{finished:%Y-%m-%d %H:%M:%S}" if finished is not None else ""),
             ("wall time", _duration(float(info["wall_time_s"]))),
-            ("uncertain inputs", ", ".join(info["draw_paths"]) or "none"),
+            ("uncertain inputs", "\n".join(info["draw_paths"]) or "none"),
         ]
         meta = Table(title=f"Run {info['run_id']}", title_justify="left", show_header=False)
         meta.add_column("field", style="bold")
         meta.add_column("value")
         for name, value in fields:
             meta.add_row(name, escape(str(value)))
-        console.print(meta)
+        print_table(console, meta)
         if metrics.empty:
             console.print("no metrics yet: no chunk of this run is complete")
             return
@@ -223,7 +204,7 @@ def show(
         if table.empty:
             console.print("no metrics match the selection")
             return
-        console.print(risk_view(table, level))
+        print_table(console, risk_view(table, level))
     except CritminError as err:
         _fail(err)
 

@@ -1,0 +1,63 @@
+"""Command-line tables: no number is cut, whatever the width of the console."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+
+from critmin.cli_tables import frame_table, print_table
+
+ELLIPSIS = "\u2026"
+
+
+def wide_frame() -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    return pd.DataFrame(
+        {
+            "outcome": [f"peak shortfall_share of sector {i} [1]" for i in range(4)],
+            **{f"quantile {q}": rng.normal(1e6, 3e5, 4) for q in ("P5", "P25", "P50", "P75", "P95")},
+            "driver": ["instruments.cn-ban-on-club.leakage_share (-0.69)"] * 4,
+        }
+    )
+
+
+def printed(console: Console, df: pd.DataFrame) -> str:
+    print_table(console, frame_table(df, "a wide table", floatfmt="{:,.6g}"))
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_a_console_that_is_not_a_terminal_gets_the_natural_width():
+    df = wide_frame()
+    out = printed(Console(file=io.StringIO(), width=80), df)
+    body = [line for line in out.splitlines() if line.startswith("\u2502")]  # the rows' lines
+    assert len(body) == len(df)  # one line per row: nothing wrapped
+    assert ELLIPSIS not in out
+    for value in df["quantile P50"]:
+        assert f"{value:,.6g}" in out
+    assert df["driver"][0] in out
+
+
+def test_a_narrow_terminal_wraps_text_but_keeps_every_number_whole():
+    df = wide_frame()
+    out = printed(Console(file=io.StringIO(), width=60, force_terminal=True, color_system=None), df)
+    assert ELLIPSIS not in out
+    for column in [c for c in df.columns if c.startswith("quantile")]:
+        for value in df[column]:
+            assert f"{value:,.6g}" in out
+    assert max(len(line) for line in out.splitlines()) > 60  # wider than the terminal where it must be
+
+
+def test_a_table_that_fits_is_printed_as_usual():
+    df = pd.DataFrame({"mineral": ["ndpr", "dy"], "price": [142.4, 378.4]})
+    out = printed(Console(file=io.StringIO(), width=80, force_terminal=True, color_system=None), df)
+    assert "142.4" in out and "378.4" in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+
+
+def test_labels_are_text_not_markup():
+    df = pd.DataFrame({"outcome": ["peak price [USD/t]", "total fiscal_cost [bold]"], "value": [1.0, 2.0]})
+    out = printed(Console(file=io.StringIO(), width=80), df)
+    assert "[USD/t]" in out and "[bold]" in out
