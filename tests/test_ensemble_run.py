@@ -151,6 +151,8 @@ def test_killed_ensemble_resumes_to_the_uninterrupted_result(tmp_path, scenario_
             "inline",
             "--store",
             str(store),
+            "--region",
+            "club",
         ],
         env=env,
         capture_output=True,
@@ -158,6 +160,9 @@ def test_killed_ensemble_resumes_to_the_uninterrupted_result(tmp_path, scenario_
         timeout=600,
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    printed = [line for line in resumed.stdout.splitlines() if line.startswith("\u2502")]  # the risk table's rows
+    assert printed and all(" club " in line for line in printed)  # --region selects what is printed
+    assert "\u2026" not in resumed.stdout  # and nothing in it is cut short
     assert Store(store).get_run(run_id)["status"] == "complete"
     assert Store(store).completed_draws(run_id) == set(range(12))
     whole = tmp_path / "whole.duckdb"

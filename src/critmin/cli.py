@@ -203,8 +203,15 @@ def ensemble(
     store: Annotated[Path | None, typer.Option(help="Results store (DuckDB file)")] = None,
     chunk: Annotated[int, typer.Option(help="Draws per chunk (fixed per run)")] = 50,
     resume: Annotated[str | None, typer.Option(help="Resume an interrupted run by id")] = None,
+    mineral: Annotated[
+        list[str] | None, typer.Option("--mineral", "-m", help="Print the risk table of these minerals only")
+    ] = None,
+    region: Annotated[
+        list[str] | None, typer.Option("--region", "-r", help="Print the risk table of these regions or blocs only")
+    ] = None,
 ) -> None:
-    """Run many draws of a scenario's uncertain inputs, store them, and print the risk table."""
+    """Run many draws of a scenario's uncertain inputs, store them, and print the risk table (every draw's
+    metrics are stored whatever ``--mineral`` and ``--region`` select for printing)."""
     try:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -251,8 +258,15 @@ def ensemble(
         from critmin.results.store import Store
 
         metrics = Store(store).load_metrics(result.run_id)
-        console.print(f"run [bold]{result.run_id}[/]: {len(result.draws)} draws stored; `critmin show {result.run_id}`")
-        print_table(console, risk_view(risk_table(result.draws, metrics)))
+        console.print(
+            f"run [bold]{result.run_id}[/]: {len(result.draws)} draws stored; `critmin show {result.run_id}`",
+            soft_wrap=True,  # the id on one line, whatever the width
+        )
+        table = risk_table(result.draws, metrics, minerals=mineral, regions=region)
+        if table.empty:
+            console.print("no metrics match the selection")
+        else:
+            print_table(console, risk_view(table))
     except CritminError as err:
         _fail(err)
 
