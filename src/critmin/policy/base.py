@@ -113,8 +113,31 @@ class Instrument(BaseModel):
         for instrument, pctx in zip(instruments, contexts, strict=True):
             instrument.apply(pctx)
 
+    @staticmethod
+    def alike(instruments: Sequence[Instrument], contexts: Sequence[PeriodContext]) -> bool:
+        """Whether every draw of a batch holds the same instrument (no value of it drawn) in the same
+        market (the same calibrated mineral, regions and blocs): what it builds from those alone is then
+        the same for every draw."""
+        first, mctx = instruments[0], contexts[0].mineral
+        fields, cal, content = first.__dict__, mctx.cal, mctx.content_id()
+        return all(
+            inst.__dict__ == fields and pctx.mineral.cal is cal and pctx.mineral.content_id() == content
+            for inst, pctx in zip(instruments, contexts, strict=True)
+        )
+
     def refine(self, pctx: PeriodContext, outcome: MineralOutcome) -> float:
         return 0.0
+
+    @classmethod
+    def refine_batch(
+        cls, instruments: Sequence[Instrument], contexts: Sequence[PeriodContext], outcomes: Sequence[MineralOutcome]
+    ) -> FloatArray:
+        """``refine`` for the draws of a batch (``instruments[b]`` refines ``contexts[b]`` on ``outcomes[b]``),
+        as :meth:`apply_batch` is to ``apply``; returns each draw's change (0 where it has settled)."""
+        return np.array(
+            [inst.refine(pctx, outcome) for inst, pctx, outcome in zip(instruments, contexts, outcomes, strict=True)],
+            dtype=np.float64,
+        )
 
     def settle(self, pctx: PeriodContext, outcome: MineralOutcome) -> None:
         return None
@@ -211,6 +234,13 @@ class MineralContext:
             return list(range(len(self.cal.sectors)))
         return [self.cal.sectors.index(s) for s in sectors if s in self.cal.sectors]
 
+    def content_id(self) -> int:
+        """A number for the content of this context's regions and blocs: two contexts with the same number
+        resolve every selector alike (found once per context)."""
+        if self._content is None:
+            self._content = _content_id((self.cal.regions, _blocs_content(self.blocs)))
+        return self._content
+
     def regions_at(self, selector: Selector, date: dt.date) -> list[int]:
         """Indices of the regions ``selector`` names on ``date`` (a fresh list; resolved once per date)."""
         key = (selector if isinstance(selector, str) else tuple(selector), date)
@@ -218,9 +248,7 @@ class MineralContext:
         if hit is None:
             # every draw of an ensemble and every instrument has its own context, but their blocs are
             # mostly the same: share what was resolved by content
-            if self._content is None:
-                self._content = _content_id((self.cal.regions, _blocs_content(self.blocs)))
-            shared = (key, self._content)
+            shared = (key, self.content_id())
             hit = _RESOLVED.get(shared)
             if hit is None:
                 hit = resolve(selector, self.cal.regions, self.blocs, date)

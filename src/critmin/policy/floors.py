@@ -19,16 +19,17 @@ accrues to the importing member.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
 
-from critmin.core.arrays import FloatArray, block_index
+from critmin.core.arrays import FloatArray, block_index, stack_rows
 from critmin.core.specs import Money, PricePerT, TonnesPerYear
 from critmin.policy.base import Instrument, PeriodContext
 from critmin.policy.blocs import Selector
-from critmin.policy.effects import MineralOutcome
+from critmin.policy.effects import MineralOutcome, PeriodInputs, whole_batch_field
 
 #: Default tolerance of the reference-price fixed point, relative to the floor.
 LEVY_TOLERANCE = 1e-6
@@ -172,49 +173,91 @@ class ReferencePriceFloor(Instrument):
     def selectors(self) -> dict[str, Selector]:
         return {"bloc": self.bloc}
 
-    def _levy(self, pctx: PeriodContext, origin_price: FloatArray) -> FloatArray:
+    def _levied(self, pctx: PeriodContext) -> tuple[Any, ...]:
+        """Which routes are levied and their transport costs: ``(members, outside, block, stages, route
+        costs)``, the same while membership is (found once per draw and membership)."""
         cal = pctx.mineral.cal
-        S, R = cal.n_stages, cal.n_regions
-        levy = np.zeros((S, R, R))
-        share = self.active_share(pctx.start, pctx.end)
-        if share == 0.0:
-            return levy
         members = pctx.regions_at(self.bloc)
-        assert pctx.inputs.route_cost_shift is not None
-        # which routes are levied, and their transport costs: the same while membership is (found once)
         state = pctx.my_state()
         key = tuple(members)
         found = state.get("levied")
         if found is None or found[0] != key:
-            outside = [o for o in range(R) if o not in members]
+            outside = [o for o in range(cal.n_regions) if o not in members]
             block = block_index(outside, members)
             stages = pctx.mineral.stage_indices(self.stages)
             found = (key, outside, block, stages, [cal.route_cost[s][block] for s in stages])
             state["levied"] = found
-        _, outside, block, stages, route_cost = found
+        return found
+
+    def _levies(self, levied: tuple[Any, ...], origin_price: FloatArray, shift: FloatArray, share: float) -> FloatArray:
+        """The levy ``(B, S, R, R)`` of draws with origin prices ``(B, S, R)`` and route cost shifts
+        ``(B, S, R, R)`` (one draw, or the draws of a batch with the same levied routes)."""
+        _, outside, block, stages, route_cost = levied
+        levy = np.zeros(shift.shape)
+        rows = (slice(None), *block)  # every draw, the levied (origin, destination) block
         floor = float(self.floor)
         for s, cost in zip(stages, route_cost, strict=True):
-            delivered = origin_price[s][outside][:, None] + cost + pctx.inputs.route_cost_shift[s][block]
-            levy[s][block] = np.maximum(0.0, floor - delivered)
+            delivered = origin_price[:, s][:, outside][:, :, None] + cost + shift[:, s][rows]
+            levy[:, s][rows] = np.maximum(0.0, floor - delivered)
         return levy * share
 
-    def apply(self, pctx: PeriodContext) -> None:
+    def _levy(self, pctx: PeriodContext, origin_price: FloatArray) -> FloatArray:
+        cal = pctx.mineral.cal
+        share = self.active_share(pctx.start, pctx.end)
+        if share == 0.0:
+            return np.zeros((cal.n_stages, cal.n_regions, cal.n_regions))
+        assert pctx.inputs.route_cost_shift is not None
+        return self._levies(self._levied(pctx), origin_price[None], pctx.inputs.route_cost_shift[None], share)[0]
+
+    def _start(self, pctx: PeriodContext, levy: FloatArray) -> None:
+        """A period's first levy (from the last prices) written to the draw's state and route wedges."""
         state = pctx.my_state()
-        guess = pctx.previous.origin_price if pctx.previous is not None else pctx.mineral.cal.base_origin_price
-        levy = self._levy(pctx, guess)
         state["levy"] = levy
         state["iterations"] = 0
         state["residual"] = 0.0
         state["step"] = None  # the last round's plain step, and the relaxation it was taken with
         state["relaxation"] = 1.0
+
+    def apply(self, pctx: PeriodContext) -> None:
+        guess = pctx.previous.origin_price if pctx.previous is not None else pctx.mineral.cal.base_origin_price
+        levy = self._levy(pctx, guess)
+        self._start(pctx, levy)
         assert pctx.inputs.route_wedge is not None
         pctx.inputs.route_wedge += levy
 
-    def refine(self, pctx: PeriodContext, outcome: MineralOutcome) -> float:
+    @classmethod
+    def apply_batch(cls, instruments: Sequence[Instrument], contexts: Sequence[PeriodContext]) -> None:
+        """:meth:`apply` for a batch: where every draw holds the same floor in the same market, the levies of
+        all draws from one block of last prices (the same numbers, element for element); else draw by draw."""
+        first = instruments[0]
+        assert isinstance(first, ReferencePriceFloor)
+        pctx0 = contexts[0]
+        share = first.active_share(pctx0.start, pctx0.end)
+        if share == 0.0 or not cls.alike(instruments, contexts):
+            super().apply_batch(instruments, contexts)
+            return
+        inputs = [pctx.inputs for pctx in contexts]
+        guess = np.stack(
+            [p.previous.origin_price if p.previous is not None else p.mineral.cal.base_origin_price for p in contexts]
+        )
+        levied = first._levied(pctx0)
+        for pctx in contexts[1:]:
+            pctx.my_state()["levied"] = levied
+        levies = first._levies(levied, guess, _route_cost_shifts(inputs), share)
+        for pctx, levy in zip(contexts, levies, strict=True):
+            first._start(pctx, levy)
+        whole = whole_batch_field(inputs, "route_wedge")
+        if whole is not None:
+            whole += levies
+            return
+        for inp, levy in zip(inputs, levies, strict=True):
+            assert inp.route_wedge is not None
+            inp.route_wedge += levy
+
+    def _relax(self, pctx: PeriodContext, old: FloatArray, target: FloatArray, change: float) -> float:
+        """One round of the fixed point from the levy this round's prices call for (``target``): the
+        relaxed step written to the state and the route wedges; returns ``change`` (0 once settled)."""
         state = pctx.my_state()
-        old = state["levy"]
-        target = self._levy(pctx, outcome.origin_price)
-        change = float(np.abs(target - old).max(initial=0.0)) / float(self.floor)
         state["iterations"] += 1
         state["residual"] = change
         if change <= self.tolerance:
@@ -240,14 +283,68 @@ class ReferencePriceFloor(Instrument):
         state["levy"] = new
         return change
 
-    def settle(self, pctx: PeriodContext, outcome: MineralOutcome) -> None:
+    def refine(self, pctx: PeriodContext, outcome: MineralOutcome) -> float:
+        old = pctx.my_state()["levy"]
+        target = self._levy(pctx, outcome.origin_price)
+        change = float(np.abs(target - old).max(initial=0.0)) / float(self.floor)
+        return self._relax(pctx, old, target, change)
+
+    @classmethod
+    def refine_batch(
+        cls, instruments: Sequence[Instrument], contexts: Sequence[PeriodContext], outcomes: Sequence[MineralOutcome]
+    ) -> FloatArray:
+        """:meth:`refine` for a batch: where every draw holds the same floor in the same market, the levies
+        this round's prices call for from one block (the same numbers); the relaxation draw by draw."""
+        first = instruments[0]
+        assert isinstance(first, ReferencePriceFloor)
+        pctx0 = contexts[0]
+        share = first.active_share(pctx0.start, pctx0.end)
+        if share == 0.0 or not cls.alike(instruments, contexts):
+            return super().refine_batch(instruments, contexts, outcomes)
+        levied = first._levied(pctx0)
+        shift = _route_cost_shifts([pctx.inputs for pctx in contexts])
+        targets = first._levies(levied, stack_rows([o.origin_price for o in outcomes]), shift, share)
+        olds = [pctx.my_state()["levy"] for pctx in contexts]
+        floor = float(first.floor)
+        moved = np.zeros(len(contexts))
+        for b, (pctx, old, target) in enumerate(zip(contexts, olds, targets, strict=True)):
+            pctx.my_state()["levied"] = levied
+            change = float(np.abs(target - old).max(initial=0.0)) / floor
+            moved[b] = first._relax(pctx, old, target, change)
+        return moved
+
+    def _book(self, pctx: PeriodContext, revenue: FloatArray) -> None:
         state = pctx.my_state()
-        levy = state.get("levy")
-        if levy is None:
-            return
-        revenue = (levy * outcome.flow).sum(axis=(0, 1)) * pctx.years
         cal = pctx.mineral.cal
         for d, region in enumerate(cal.regions):
             pctx.ledger.add("levy_revenue", revenue[d], region=region)
         pctx.ledger.set("levy_iterations", float(state.get("iterations", 0)), region=self.bloc)
         pctx.ledger.set("levy_residual", float(state.get("residual", 0.0)), region=self.bloc)
+
+    def settle(self, pctx: PeriodContext, outcome: MineralOutcome) -> None:
+        levy = pctx.my_state().get("levy")
+        if levy is None:
+            return
+        self._book(pctx, (levy * outcome.flow).sum(axis=(0, 1)) * pctx.years)
+
+    @classmethod
+    def settle_batch(
+        cls, instruments: Sequence[Instrument], contexts: Sequence[PeriodContext], outcomes: Sequence[MineralOutcome]
+    ) -> None:
+        """:meth:`settle` for a batch: every draw's levy revenue in one product (the same numbers)."""
+        levies = [pctx.my_state().get("levy") for pctx in contexts]
+        if any(levy is None for levy in levies) or any(p.years != contexts[0].years for p in contexts):
+            super().settle_batch(instruments, contexts, outcomes)
+            return
+        flows = stack_rows([o.flow for o in outcomes])
+        revenue = (np.stack(levies) * flows).sum(axis=(1, 2)) * contexts[0].years  # type: ignore[arg-type]
+        for inst, pctx, row in zip(instruments, contexts, revenue, strict=True):
+            assert isinstance(inst, ReferencePriceFloor)
+            inst._book(pctx, row)
+
+
+def _route_cost_shifts(inputs: Sequence[PeriodInputs]) -> FloatArray:
+    """The draws' route cost shifts ``(B, S, R, R)``, for reading (their batch's array where they are its rows)."""
+    shifts = [inp.route_cost_shift for inp in inputs]
+    assert all(shift is not None for shift in shifts)
+    return stack_rows(shifts)  # type: ignore[arg-type]

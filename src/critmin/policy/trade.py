@@ -9,16 +9,17 @@ fiscal cost. Domestic routes are never taxed. Revenue accrues to the importer (t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
-from critmin.core.arrays import block_index
+from critmin.core.arrays import block_index, stack_rows
 from critmin.core.specs import PricePerT, Rate
 from critmin.policy.base import Instrument, PeriodContext
 from critmin.policy.blocs import Selector
-from critmin.policy.effects import MineralOutcome
+from critmin.policy.effects import MineralOutcome, whole_batch_field
 
 
 class _RouteWedge(Instrument):
@@ -114,6 +115,58 @@ class _RouteWedge(Instrument):
         assert pctx.inputs.route_wedge is not None
         pctx.inputs.route_wedge += w
 
+    @classmethod
+    def apply_batch(cls, instruments: Sequence[Instrument], contexts: Sequence[PeriodContext]) -> None:
+        """:meth:`apply` for a batch: where every draw holds the same instrument in the same market (its rates
+        not drawn, the usual case) the wedge is built once and added to every draw's row of the batch's
+        array at once (the same numbers); else draw by draw."""
+        if not cls.alike(instruments, contexts):
+            super().apply_batch(instruments, contexts)
+            return
+        first = instruments[0]
+        assert isinstance(first, _RouteWedge)
+        w = first.wedge(contexts[0])
+        for pctx in contexts:
+            pctx.my_state()["wedge"] = w
+        whole = whole_batch_field([pctx.inputs for pctx in contexts], "route_wedge")
+        if whole is not None:
+            whole += w
+            return
+        for pctx in contexts:
+            assert pctx.inputs.route_wedge is not None
+            pctx.inputs.route_wedge += w
+
+    @classmethod
+    def _revenue(cls, wedge: np.ndarray, flow: np.ndarray) -> np.ndarray:
+        """Per-region revenue per year of ``wedge`` on ``flow`` (``(..., S, R, R)``, any leading axes)."""
+        raise NotImplementedError
+
+    def _book(self, pctx: PeriodContext, revenue: np.ndarray) -> None:
+        """Write a period's per-region revenue (negative: a subsidy's cost) to the ledger."""
+        raise NotImplementedError
+
+    def settle(self, pctx: PeriodContext, outcome: MineralOutcome) -> None:
+        w = pctx.my_state().get("wedge")
+        if w is None:
+            return
+        self._book(pctx, self._revenue(w, outcome.flow) * pctx.years)
+
+    @classmethod
+    def settle_batch(
+        cls, instruments: Sequence[Instrument], contexts: Sequence[PeriodContext], outcomes: Sequence[MineralOutcome]
+    ) -> None:
+        """:meth:`settle` for a batch: where every draw's wedge is the one :meth:`apply_batch` shared, the
+        revenue of all draws in one product (the same numbers); else draw by draw."""
+        wedges = [pctx.my_state().get("wedge") for pctx in contexts]
+        first = wedges[0]
+        if first is None or any(w is not first for w in wedges) or any(p.years != contexts[0].years for p in contexts):
+            super().settle_batch(instruments, contexts, outcomes)
+            return
+        revenue = cls._revenue(first, stack_rows([o.flow for o in outcomes])) * contexts[0].years
+        for inst, pctx, row in zip(instruments, contexts, revenue, strict=True):
+            assert isinstance(inst, _RouteWedge)
+            inst._book(pctx, row)
+
 
 class Tariff(_RouteWedge):
     """An import tariff: importers pay per tonne on routes from the exporters (revenue to the importer)."""
@@ -124,11 +177,11 @@ class Tariff(_RouteWedge):
         cal = pctx.mineral.cal
         return np.broadcast_to(cal.base_price[:, None, :], (cal.n_stages, cal.n_regions, cal.n_regions))
 
-    def settle(self, pctx: PeriodContext, outcome: MineralOutcome) -> None:
-        w = pctx.my_state().get("wedge")
-        if w is None:
-            return
-        revenue = (w * outcome.flow).sum(axis=(0, 1)) * pctx.years
+    @classmethod
+    def _revenue(cls, wedge: np.ndarray, flow: np.ndarray) -> np.ndarray:
+        return np.asarray((wedge * flow).sum(axis=(-3, -2)))  # by importer
+
+    def _book(self, pctx: PeriodContext, revenue: np.ndarray) -> None:
         regions = pctx.mineral.regions
         for d in np.flatnonzero(revenue):  # the ledger keeps no zeros
             pctx.ledger.add("tariff_revenue", revenue[d], region=regions[d])
@@ -143,11 +196,11 @@ class ExportTax(_RouteWedge):
         cal = pctx.mineral.cal
         return np.broadcast_to(cal.base_origin_price[:, :, None], (cal.n_stages, cal.n_regions, cal.n_regions))
 
-    def settle(self, pctx: PeriodContext, outcome: MineralOutcome) -> None:
-        w = pctx.my_state().get("wedge")
-        if w is None:
-            return
-        revenue = (w * outcome.flow).sum(axis=(0, 2)) * pctx.years
+    @classmethod
+    def _revenue(cls, wedge: np.ndarray, flow: np.ndarray) -> np.ndarray:
+        return np.asarray((wedge * flow).sum(axis=(-3, -1)))  # by exporter
+
+    def _book(self, pctx: PeriodContext, revenue: np.ndarray) -> None:
         regions = pctx.mineral.regions
         for o in np.flatnonzero(revenue):  # the ledger keeps no zeros
             region = regions[o]

@@ -429,23 +429,32 @@ def _step(
         iterations[active] = solution.iterations
         worst[active] = solution.residuals.worst()
         rounds[active] += 1
-        moving = []
-        largest = 0.0
         read = read_outcomes(first.layout, solution, [runs[k].cal.yields for k in active])
         for i, k in enumerate(active):
-            run, pctx = runs[k], contexts[k]
-            outcome = read[i]
-            outcomes[k] = outcome
-            moved = 0.0
-            for iid, inst, mctx in run.instruments:
-                if not type(inst).acts_after_solving()[0]:
+            outcomes[k] = read[i]
+        # each instrument refines every active draw (a draw's instruments in their order, as a single run)
+        moved = np.zeros(len(active))
+        if uniform:
+            for position, (_, kind) in enumerate(kinds):
+                if not kind.acts_after_solving()[0]:
                     continue
-                pctx.mineral = mctx
-                pctx.instrument_id = iid
-                moved = max(moved, inst.refine(pctx, outcome))
-            if moved > 0.0:
-                moving.append(int(k))
-                largest = max(largest, moved)
+                group = [runs[k].instruments[position] for k in active]
+                now = [contexts[k] for k in active]
+                for (iid, _, mctx), pctx in zip(group, now, strict=True):
+                    pctx.mineral = mctx
+                    pctx.instrument_id = iid
+                moved = np.maximum(moved, kind.refine_batch([inst for _, inst, _ in group], now, read))
+        else:
+            for i, k in enumerate(active):
+                pctx = contexts[k]
+                for iid, inst, mctx in runs[k].instruments:
+                    if not type(inst).acts_after_solving()[0]:
+                        continue
+                    pctx.mineral = mctx
+                    pctx.instrument_id = iid
+                    moved[i] = max(moved[i], inst.refine(pctx, read[i]))
+        moving = [int(k) for k, change in zip(active, moved, strict=True) if change > 0.0]
+        largest = float(moved.max(initial=0.0))
         if not moving:
             break
         if rounds[moving[0]] >= scenarios[0].dynamics.fixed_point_iterations:
