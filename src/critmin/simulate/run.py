@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from critmin.core.arrays import FloatArray, IntArray
+from critmin.core.arrays import FloatArray, IntArray, stack_rows
 from critmin.core.errors import ScenarioError, SolveError
 from critmin.data.calibrate import CalibratedMineral, calibrate
 from critmin.market.build import MarketLayout, build_instances, read_outcomes, topology_with_yields
@@ -643,11 +643,17 @@ def _stack_paths(runs: list[dict[str, _MineralRun]]) -> list[dict[str, dict[str,
     for m in runs[0]:
         mineral_runs = [draw_runs[m] for draw_runs in runs]  # one per draw
         B, P = len(mineral_runs), len(mineral_runs[0].outcomes)
-        columns: dict[str, list[FloatArray]] = {
-            name: [getattr(o, name) for run in mineral_runs for o in run.outcomes] for name in _PATH_FIELDS
+        for name in _PATH_FIELDS:
+            # a period's outcomes are usually the rows of one array (read for the whole batch at once): stack
+            # those arrays, one per period, rather than every draw's row on its own
+            periods = [stack_rows([getattr(run.outcomes[p], name) for run in mineral_runs]) for p in range(P)]
+            block = np.stack(periods, axis=1)  # (draw, period, ...)
+            for b in range(B):
+                out[b][m][name] = block[b]
+        columns = {
+            "capacity": [c for run in mineral_runs for c in run.capacity],
+            "reference_demand": [d for run in mineral_runs for d in run.demand],
         }
-        columns["capacity"] = [c for run in mineral_runs for c in run.capacity]
-        columns["reference_demand"] = [d for run in mineral_runs for d in run.demand]
         for name, rows in columns.items():
             block = np.stack(rows)  # draw after draw, period after period
             block = block.reshape(B, P, *block.shape[1:])
