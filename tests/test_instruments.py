@@ -523,13 +523,15 @@ def test_extraterritorial_cap_follows_content_and_approval(mode: str) -> None:
     assert pctx.inputs.route_upper[s, jpn, usa] == pytest.approx((1.0 - denied) * cal.base_flow[s, jpn, usa])
 
 
+@pytest.mark.parametrize("targets_differ", [False, True])
 @pytest.mark.parametrize("rows_of_one_batch", [False, True])
 @pytest.mark.parametrize("mode", ["ban", "licensing", "quota"])
-def test_export_control_batch_matches_one_draw_at_a_time(mode: str, rows_of_one_batch: bool) -> None:
+def test_export_control_batch_matches_one_draw_at_a_time(mode: str, rows_of_one_batch: bool, targets_differ) -> None:
     """A batch of draws (different leakage, markup, approval, cost, de minimis and end dates; some draws with
-    the control not in force) gets exactly the bounds and wedges that applying the control draw by draw
-    gives: with each draw's arrays its own, and with every draw's inputs and last flows rows of one array
-    (as an ensemble chunk sets them up, where the batch writes its inputs in place)."""
+    the control not in force; with ``targets_differ`` one draw's control aimed at other targets) gets exactly
+    the bounds and wedges that applying the control draw by draw gives: with each draw's arrays its own, and
+    with every draw's inputs and last flows rows of one array (as an ensemble chunk sets them up, where the
+    batch writes its inputs in place)."""
     cal = calibrate(resolve_world("default"))["dy"]
     blocs = {"club": Bloc(members=["USA", "JPN", "KOR"])}
     rng = np.random.default_rng(5)
@@ -541,7 +543,7 @@ def test_export_control_batch_matches_one_draw_at_a_time(mode: str, rows_of_one_
             kind="export_control",
             mode=mode,
             exporter="CHN",
-            targets="club",
+            targets=["USA", "KOR"] if targets_differ and b == 4 else "club",
             approval_share=float(rng.uniform(0.2, 0.8)) if mode == "licensing" else None,
             cost_rate=float(rng.uniform(0.0, 0.2)) if mode == "licensing" else None,
             quota_share=0.5 if mode == "quota" else None,

@@ -114,16 +114,21 @@ class Instrument(BaseModel):
             instrument.apply(pctx)
 
     @staticmethod
-    def alike(instruments: Sequence[Instrument], contexts: Sequence[PeriodContext]) -> bool:
-        """Whether every draw of a batch holds the same instrument (no value of it drawn) in the same
-        market (the same calibrated mineral, regions and blocs): what it builds from those alone is then
-        the same for every draw."""
+    def alike(
+        instruments: Sequence[Instrument], contexts: Sequence[PeriodContext], fields: tuple[str, ...] | None = None
+    ) -> bool:
+        """Whether every draw of a batch holds the same instrument (no value of it drawn; or only the named
+        ``fields`` the same) in the same market (the same calibrated mineral, regions and blocs): what it
+        builds from those alone is then the same for every draw."""
         first, mctx = instruments[0], contexts[0].mineral
-        fields, cal, content = first.__dict__, mctx.cal, mctx.content_id()
-        return all(
-            inst.__dict__ == fields and pctx.mineral.cal is cal and pctx.mineral.content_id() == content
-            for inst, pctx in zip(instruments, contexts, strict=True)
-        )
+        cal, content = mctx.cal, mctx.content_id()
+        if not all(pctx.mineral.cal is cal and pctx.mineral.content_id() == content for pctx in contexts):
+            return False
+        if fields is None:
+            values = first.__dict__
+            return all(inst.__dict__ == values for inst in instruments)
+        chosen = [getattr(first, name) for name in fields]
+        return all([getattr(inst, name) for name in fields] == chosen for inst in instruments)
 
     def refine(self, pctx: PeriodContext, outcome: MineralOutcome) -> float:
         return 0.0

@@ -185,16 +185,22 @@ class ExportControl(Instrument):
         same exporters, targets and stages are done in one block (draw x stage x exporter x target); quotas and
         draws that stand alone go through :meth:`apply`."""
         groups: dict[tuple[str, bool, tuple[int, ...], tuple[int, ...], tuple[int, ...]], list[int]] = defaultdict(list)
+        # where every draw bans or licenses the same stages from the same exporters to the same targets in the
+        # same market (what is drawn, if anything, is a share, markup, approval or date), the group is found once
+        same = cls.alike(instruments, contexts, ("mode", "extraterritorial", "stages", "exporter", "targets"))
+        group = None
         for b, (inst, pctx) in enumerate(zip(instruments, contexts, strict=True)):
             assert isinstance(inst, ExportControl)
             share = inst.active_share(pctx.start, pctx.end)
             if share == 0.0 or inst.mode == "quota":
                 inst.apply(pctx)
                 continue
-            exporters = pctx.regions_at(inst.exporter)
-            targets = tuple(d for d in pctx.regions_at(inst.targets) if d not in exporters)
-            covered = tuple(pctx.mineral.stage_indices(inst.stages))
-            groups[(inst.mode, inst.extraterritorial, covered, tuple(exporters), targets)].append(b)
+            if group is None or not same:
+                exporters = pctx.regions_at(inst.exporter)
+                targets = tuple(d for d in pctx.regions_at(inst.targets) if d not in exporters)
+                covered = tuple(pctx.mineral.stage_indices(inst.stages))
+                group = (inst.mode, inst.extraterritorial, covered, tuple(exporters), targets)
+            groups[group].append(b)
         for (mode, extraterritorial, stages, exp, tgt), members in groups.items():
             if len(members) == 1:
                 b = members[0]
