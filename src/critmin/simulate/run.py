@@ -46,7 +46,7 @@ from critmin.policy.base import (
     period_years,
 )
 from critmin.policy.blocs import midpoint
-from critmin.policy.effects import ConstraintSpec, MineralOutcome, SegmentSpec
+from critmin.policy.effects import ConstraintSpec, MineralOutcome, PeriodInputs, SegmentSpec, batch_rows
 from critmin.policy.reserve import Reserve
 from critmin.simulate.scenario import Scenario
 
@@ -481,15 +481,19 @@ def _step(
                 pctx.mineral = mctx
                 pctx.instrument_id = iid
                 inst.settle(pctx, outcome)
+    capacity = _capacities(runs, [pctx.inputs for pctx in contexts])
+    demand: dict[int, FloatArray] = {}  # reference demand by calibrated mineral (the draws mostly share one)
     for b, (run, pctx, outcome) in enumerate(zip(runs, contexts, outcomes, strict=True)):
         cal = run.cal
-        inputs = pctx.inputs
         run.warm = wprice[b]
         run.warm_rents = wrent[b]
         run.previous = outcome
-        assert inputs.capacity is not None
-        run.capacity.append(inputs.capacity + _project_capacity(run, inputs))
-        run.demand.append(cal.base_consumption * cal.demand_index[cal.years.index(period_year(year))])
+        run.capacity.append(capacity[b])
+        reference = demand.get(id(cal))
+        if reference is None:
+            reference = demand[id(cal)] = cal.base_consumption * cal.demand_index[cal.years.index(period_year(year))]
+            reference.flags.writeable = False  # one array for every draw that shares it
+        run.demand.append(reference)
         run.outcomes.append(outcome)
         run.iterations.append(int(iterations[b]))
         run.residual.append(float(worst[b]))
@@ -553,6 +557,27 @@ def _project_capacity(run: _MineralRun, inputs: Any) -> FloatArray:
         if seg.node == "origin" and seg.side in ("sell", "process"):
             extra[seg.stage, seg.region] += inputs.segment_quantity[i]
     return extra
+
+
+def _capacities(runs: list[_MineralRun], inputs: list[PeriodInputs]) -> list[FloatArray] | FloatArray:
+    """Each draw's capacity this period with what its project segments add (:func:`_project_capacity`, the
+    same additions in the same order), for a batch of draws sharing a layout: one block where every draw's
+    inputs are rows of the batch's arrays."""
+    capacity = batch_rows(inputs, "capacity")
+    quantity = batch_rows(inputs, "segment_quantity")
+    if capacity is None or quantity is None:
+        out = []
+        for run, inp in zip(runs, inputs, strict=True):
+            assert inp.capacity is not None
+            out.append(inp.capacity + _project_capacity(run, inp))
+        return out
+    whole, rows = capacity
+    extra = np.zeros(whole[rows].shape)
+    qty = quantity[0][quantity[1]]
+    for i, seg in enumerate(runs[0].layout.segments):
+        if seg.node == "origin" and seg.side in ("sell", "process"):
+            extra[:, seg.stage, seg.region] += qty[:, i]
+    return whole[rows] + extra
 
 
 def run_scenario(scenario: Scenario, world: World | None = None) -> RunRecord:
