@@ -646,3 +646,28 @@ def test_stack_rows_reads_one_block_without_a_copy_only_when_it_is_one() -> None
         stacked = stack_rows(other)
         assert stacked is not block
         np.testing.assert_array_equal(stacked, np.stack(other))
+
+
+def test_stack_outcomes_hands_out_the_batch_array_only_for_the_whole_batch_in_order() -> None:
+    """Outcomes read together carry their batch's arrays: all of them, in order, give those arrays back
+    (no copy); a subset, another order, or outcomes made one by one give a stack of the same numbers."""
+    from critmin.market.build import read_outcomes
+    from critmin.market.engine import BatchedNewtonSolver
+    from critmin.policy.effects import stack_outcomes
+
+    cal = two_region_market(t=T)
+    layout = MarketLayout.for_mineral(cal)
+    inputs = [PeriodInputs(demand_scale=np.full((2, 1), f)) for f in (0.8, 1.0, 1.2)]
+    data = build_instances(layout, [cal] * 3, inputs)
+    solution = BatchedNewtonSolver().solve(layout.topology, data)
+    read = read_outcomes(layout, solution, [cal.yields] * 3)
+    for name in ("flow", "origin_price", "price"):
+        whole = stack_outcomes(read, name)
+        assert whole is read[0].batch[0][name]  # type: ignore[index]
+        np.testing.assert_array_equal(whole, np.stack([getattr(o, name) for o in read]))
+        for other in (read[::-1], read[:2]):
+            stacked = stack_outcomes(other, name)
+            assert stacked is not whole
+            np.testing.assert_array_equal(stacked, np.stack([getattr(o, name) for o in other]))
+    alone = [read_outcomes(layout, solution, [cal.yields] * 3)[b] for b in range(3)]  # three separate batches
+    assert stack_outcomes(alone, "flow") is not alone[0].batch[0]["flow"]  # type: ignore[index]

@@ -362,6 +362,17 @@ def read_outcomes(layout: MarketLayout, solution: Solution, yields: Sequence[Flo
     consumption = v[:, layout.demand_agent]
     disposal = v[:, layout.disposal_agent]
     rent = solution.rent if len(layout.constraints) else np.zeros((B, 0))
+    arrays = {
+        "price": price,
+        "origin_price": origin_price,
+        "production": production,
+        "processing_input": processing_input,
+        "flow": flow,
+        "consumption": consumption,
+        "segment": segment,
+        "disposal": disposal,
+        "rent": rent,
+    }
     return [
         MineralOutcome(
             price=price[b],
@@ -373,6 +384,7 @@ def read_outcomes(layout: MarketLayout, solution: Solution, yields: Sequence[Flo
             segment=segment[b],
             disposal=disposal[b],
             rent=rent[b],
+            batch=(arrays, b),  # each field is row b of arrays[field]
         )
         for b in range(B)
     ]

@@ -36,7 +36,7 @@ from critmin.core.arrays import FloatArray, block_index, stack_rows
 from critmin.core.specs import PricePerT, Rate, Share, TonnesPerYear
 from critmin.policy.base import Instrument, MineralContext, PeriodContext
 from critmin.policy.blocs import Selector
-from critmin.policy.effects import ConstraintSpec, MineralOutcome, SegmentSpec, whole_batch_field
+from critmin.policy.effects import ConstraintSpec, MineralOutcome, SegmentSpec, stack_outcomes, whole_batch_field
 
 
 def reference_flow(pctx: PeriodContext) -> FloatArray:
@@ -263,7 +263,11 @@ def _ban_or_licence_block(
         wedge = np.stack([inp.route_wedge for inp in inputs])  # type: ignore[misc]
         in_place = False
     cals = [p.mineral.cal for p in contexts]
-    last = stack_rows([p.last_flow() for p in contexts])  # read only
+    previous = [p.previous for p in contexts]
+    if all(o is not None for o in previous):  # read only
+        last = stack_outcomes(previous, "flow")  # type: ignore[arg-type]
+    else:
+        last = stack_rows([p.last_flow() for p in contexts])
     base_flow = np.stack([cal.base_flow for cal in cals]) if any(c is not cals[0] for c in cals) else cals[0].base_flow
     ref = np.maximum(base_flow, last)  # reference_flow of each draw
     st = np.asarray(stages, dtype=np.intp)

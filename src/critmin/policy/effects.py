@@ -7,13 +7,13 @@ for a run; numbers (``PeriodInputs``) change every period and draw.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
-from critmin.core.arrays import FloatArray, IntArray
+from critmin.core.arrays import FloatArray, IntArray, stack_rows
 
 NodeKind = Literal["origin", "use"]
 
@@ -124,7 +124,25 @@ class MineralOutcome:
     segment: FloatArray  # (n_segments,) levels of the segments
     disposal: FloatArray  # (S, R) product disposed of (stored or discarded) at a zero price
     rent: FloatArray  # (n_constraints,) side-constraint duals, USD/t
+    #: ``(arrays, b)`` where the outcome was read with its batch (``arrays[name][b]`` is field ``name``):
+    #: lets :func:`stack_outcomes` hand out the batch's array instead of stacking its rows again
+    batch: tuple[Mapping[str, FloatArray], int] | None = field(default=None, compare=False, repr=False)
 
     def use(self) -> FloatArray:
         """Deliveries into each use node ``(S, R)``: the sum over origins of the flows."""
         return np.asarray(self.flow.sum(axis=1))
+
+
+def stack_outcomes(outcomes: Sequence[MineralOutcome], name: str) -> FloatArray:
+    """Field ``name`` of ``outcomes`` as one array with the outcomes first, for reading (do not write into
+    it): where the outcomes are every instance of one batch read together, in order, the batch's own array
+    (found from their ``batch`` tags, without looking at memory); else :func:`stack_rows` of the fields."""
+    first = outcomes[0].batch
+    if first is not None:
+        arrays = first[0]
+        whole = arrays[name]
+        if whole.shape[0] == len(outcomes) and all(
+            o.batch is not None and o.batch[0] is arrays and o.batch[1] == b for b, o in enumerate(outcomes)
+        ):
+            return whole
+    return stack_rows([getattr(o, name) for o in outcomes])

@@ -25,11 +25,18 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from critmin.core.arrays import FloatArray, block_index, stack_rows
+from critmin.core.arrays import FloatArray, block_index
 from critmin.core.specs import Money, PricePerT, TonnesPerYear
 from critmin.policy.base import Instrument, PeriodContext
 from critmin.policy.blocs import Selector
-from critmin.policy.effects import MineralOutcome, PeriodInputs, whole_batch_field
+from critmin.policy.effects import (
+    MineralOutcome,
+    PeriodInputs,
+    batch_rows,
+    rows_in_order,
+    stack_outcomes,
+    whole_batch_field,
+)
 
 #: Default tolerance of the reference-price fixed point, relative to the floor.
 LEVY_TOLERANCE = 1e-6
@@ -303,7 +310,7 @@ class ReferencePriceFloor(Instrument):
             return super().refine_batch(instruments, contexts, outcomes)
         levied = first._levied(pctx0)
         shift = _route_cost_shifts([pctx.inputs for pctx in contexts])
-        targets = first._levies(levied, stack_rows([o.origin_price for o in outcomes]), shift, share)
+        targets = first._levies(levied, stack_outcomes(outcomes, "origin_price"), shift, share)
         olds = [pctx.my_state()["levy"] for pctx in contexts]
         floor = float(first.floor)
         moved = np.zeros(len(contexts))
@@ -336,7 +343,7 @@ class ReferencePriceFloor(Instrument):
         if any(levy is None for levy in levies) or any(p.years != contexts[0].years for p in contexts):
             super().settle_batch(instruments, contexts, outcomes)
             return
-        flows = stack_rows([o.flow for o in outcomes])
+        flows = stack_outcomes(outcomes, "flow")
         revenue = (np.stack(levies) * flows).sum(axis=(1, 2)) * contexts[0].years  # type: ignore[arg-type]
         for inst, pctx, row in zip(instruments, contexts, revenue, strict=True):
             assert isinstance(inst, ReferencePriceFloor)
@@ -345,6 +352,10 @@ class ReferencePriceFloor(Instrument):
 
 def _route_cost_shifts(inputs: Sequence[PeriodInputs]) -> FloatArray:
     """The draws' route cost shifts ``(B, S, R, R)``, for reading (their batch's array where they are its rows)."""
+    found = batch_rows(inputs, "route_cost_shift")
+    if found is not None:
+        whole, rows = found
+        return whole if rows_in_order(whole, rows) else whole[rows]
     shifts = [inp.route_cost_shift for inp in inputs]
     assert all(shift is not None for shift in shifts)
-    return stack_rows(shifts)  # type: ignore[arg-type]
+    return np.stack(shifts)  # type: ignore[arg-type]

@@ -15,11 +15,11 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from critmin.core.arrays import block_index, stack_rows
+from critmin.core.arrays import block_index
 from critmin.core.specs import PricePerT, Rate
 from critmin.policy.base import Instrument, PeriodContext
 from critmin.policy.blocs import Selector
-from critmin.policy.effects import MineralOutcome, whole_batch_field
+from critmin.policy.effects import MineralOutcome, stack_outcomes, whole_batch_field
 
 
 class _RouteWedge(Instrument):
@@ -162,7 +162,7 @@ class _RouteWedge(Instrument):
         if first is None or any(w is not first for w in wedges) or any(p.years != contexts[0].years for p in contexts):
             super().settle_batch(instruments, contexts, outcomes)
             return
-        revenue = cls._revenue(first, stack_rows([o.flow for o in outcomes])) * contexts[0].years
+        revenue = cls._revenue(first, stack_outcomes(outcomes, "flow")) * contexts[0].years
         for inst, pctx, row in zip(instruments, contexts, revenue, strict=True):
             assert isinstance(inst, _RouteWedge)
             inst._book(pctx, row)

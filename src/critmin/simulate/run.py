@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from critmin.core.arrays import FloatArray, IntArray, stack_rows
+from critmin.core.arrays import FloatArray, IntArray
 from critmin.core.errors import ScenarioError, SolveError
 from critmin.data.calibrate import CalibratedMineral, calibrate
 from critmin.market.build import MarketLayout, build_instances, read_outcomes, topology_with_yields
@@ -46,7 +46,7 @@ from critmin.policy.base import (
     period_years,
 )
 from critmin.policy.blocs import midpoint
-from critmin.policy.effects import ConstraintSpec, MineralOutcome, PeriodInputs, SegmentSpec, batch_rows
+from critmin.policy.effects import ConstraintSpec, MineralOutcome, PeriodInputs, SegmentSpec, batch_rows, stack_outcomes
 from critmin.policy.reserve import Reserve
 from critmin.simulate.scenario import Scenario
 
@@ -671,7 +671,7 @@ def _stack_paths(runs: list[dict[str, _MineralRun]]) -> list[dict[str, dict[str,
         for name in _PATH_FIELDS:
             # a period's outcomes are usually the rows of one array (read for the whole batch at once): stack
             # those arrays, one per period, rather than every draw's row on its own
-            periods = [stack_rows([getattr(run.outcomes[p], name) for run in mineral_runs]) for p in range(P)]
+            periods = [stack_outcomes([run.outcomes[p] for run in mineral_runs], name) for p in range(P)]
             block = np.stack(periods, axis=1)  # (draw, period, ...)
             for b in range(B):
                 out[b][m][name] = block[b]
