@@ -217,7 +217,7 @@ class ReferencePriceFloor(Instrument):
         return self._levies(self._levied(pctx), origin_price[None], pctx.inputs.route_cost_shift[None], share)[0]
 
     def _start(self, pctx: PeriodContext, levy: FloatArray) -> None:
-        """A period's first levy (from the last prices) written to the draw's state and route wedges."""
+        """A period's first levy (from the last prices) and its fixed point's counters in the draw's state."""
         state = pctx.my_state()
         state["levy"] = levy
         state["iterations"] = 0

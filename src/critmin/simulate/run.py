@@ -46,7 +46,15 @@ from critmin.policy.base import (
     period_years,
 )
 from critmin.policy.blocs import midpoint
-from critmin.policy.effects import ConstraintSpec, MineralOutcome, PeriodInputs, SegmentSpec, batch_rows, stack_outcomes
+from critmin.policy.effects import (
+    ConstraintSpec,
+    MineralOutcome,
+    PeriodInputs,
+    SegmentSpec,
+    batch_rows,
+    rows_in_order,
+    stack_outcomes,
+)
 from critmin.policy.reserve import Reserve
 from critmin.simulate.scenario import Scenario
 
@@ -571,13 +579,13 @@ def _capacities(runs: list[_MineralRun], inputs: list[PeriodInputs]) -> list[Flo
             assert inp.capacity is not None
             out.append(inp.capacity + _project_capacity(run, inp))
         return out
-    whole, rows = capacity
-    extra = np.zeros(whole[rows].shape)
-    qty = quantity[0][quantity[1]]
+    base = capacity[0] if rows_in_order(*capacity) else capacity[0][capacity[1]]  # read only
+    qty = quantity[0] if rows_in_order(*quantity) else quantity[0][quantity[1]]
+    extra = np.zeros(base.shape)
     for i, seg in enumerate(runs[0].layout.segments):
         if seg.node == "origin" and seg.side in ("sell", "process"):
             extra[:, seg.stage, seg.region] += qty[:, i]
-    return whole[rows] + extra
+    return base + extra
 
 
 def run_scenario(scenario: Scenario, world: World | None = None) -> RunRecord:
