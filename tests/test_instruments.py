@@ -671,3 +671,98 @@ def test_stack_outcomes_hands_out_the_batch_array_only_for_the_whole_batch_in_or
             np.testing.assert_array_equal(stacked, np.stack([getattr(o, name) for o in other]))
     alone = [read_outcomes(layout, solution, [cal.yields] * 3)[b] for b in range(3)]  # three separate batches
     assert stack_outcomes(alone, "flow") is not alone[0].batch[0]["flow"]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("trigger", ["price", "shortfall"])
+def test_reserve_batch_matches_one_draw_at_a_time(monkeypatch: pytest.MonkeyPatch, trigger: str) -> None:
+    """A batch of draws whose reserves sit alike but differ in their numbers (rates, triggers, band, dates)
+    and in their state (stock, spending, last shortfall) gets exactly the segments, rows and state that
+    applying each draw's reserve alone gives, in one pass; a draw whose release has the other kind of
+    trigger sends the batch draw by draw, with the same numbers."""
+    from critmin.policy.reserve import Reserve
+
+    cal = calibrate(resolve_world("default"))["ndpr"]
+    blocs = {"club": Bloc(members=["USA", "JPN"])}
+    rng = np.random.default_rng(11)
+
+    def reserve(b: int, kind: str) -> Reserve:
+        release: dict[str, object] = {"rate": float(rng.uniform(100, 400))}
+        if kind == "price":
+            release["trigger_price"] = float(rng.uniform(60_000, 90_000))
+        else:
+            release["shortfall_trigger"] = float(rng.uniform(0.02, 0.1))
+        return Reserve(
+            kind="reserve",
+            owner="USA",
+            stage="refine",
+            draw="club",
+            sectors=["defense"],
+            target_tonnes=float(rng.uniform(500, 2000)),
+            budget=float(rng.uniform(1e7, 1e8)),
+            buy={"rate": float(rng.uniform(50, 300)), "trigger_price": float(rng.uniform(50_000, 80_000))},
+            release=release,
+            band=float(rng.uniform(0.01, 0.05)),
+            end=dt.date(2027, 3, 1) if b == 2 else None,
+        )
+
+    def contexts(reserves: list[Reserve], batched: bool) -> list[PeriodContext]:
+        mctx = MineralContext(cal=cal, blocs=blocs, instrument_id="vault")
+        segs, cons = reserves[0].structure(mctx)
+        n_seg, n_con = len(segs), len(cons)
+        inputs = full_inputs_batch([cal] * len(reserves), n_seg, n_con)
+        if not batched:
+            inputs = [full_inputs(cal, n_seg, n_con) for _ in reserves]
+        made = []
+        for b, inp in enumerate(inputs):
+            assert inp.demand_scale is not None
+            inp.demand_scale[:] = 1.0 + 0.1 * b
+            state = {"vault": {"stock": 100.0 * b, "spent": 1e6 * b, "budget": 5e7, "last_shortfall": 0.03 * b}}
+            state["vault"]["last_sector_gap"] = 20.0 * b
+            made.append(
+                PeriodContext(
+                    mineral=MineralContext(cal=cal, blocs=blocs, instrument_id="vault"),
+                    period=2027,
+                    start=dt.date(2027, 1, 1),
+                    end=dt.date(2028, 1, 1),
+                    inputs=inp,
+                    previous=None,
+                    state=state,
+                    segment_index={s.name: i for i, s in enumerate(segs)},
+                    constraint_index={c.name: i for i, c in enumerate(cons)},
+                    ledger=Ledger(),
+                    expected_price=cal.base_price.copy(),
+                    instrument_id="vault",
+                )
+            )
+        return made
+
+    other = "shortfall" if trigger == "price" else "price"
+    alone_calls: list[int] = []
+    apply = Reserve.apply
+
+    def counted(self, pctx):  # type: ignore[no-untyped-def]
+        alone_calls.append(1)
+        return apply(self, pctx)
+
+    for kinds in ([trigger] * 4, [trigger, trigger, other, trigger]):
+        reserves = [reserve(b, kind) for b, kind in enumerate(kinds)]
+        one_by_one, batch = contexts(reserves, False), contexts(reserves, True)
+        for r, pctx in zip(reserves, one_by_one, strict=True):
+            r.apply(pctx)
+        alone_calls.clear()
+        with monkeypatch.context() as m:
+            m.setattr(Reserve, "apply", counted)
+            Reserve.apply_batch(reserves, batch)
+        assert len(alone_calls) == (0 if len(set(kinds)) == 1 else 4)  # one pass, or draw by draw
+        for alone, together in zip(one_by_one, batch, strict=True):
+            for name in ("segment_quantity", "segment_price_low", "segment_price_high", "constraint_rhs"):
+                np.testing.assert_array_equal(getattr(together.inputs, name), getattr(alone.inputs, name))
+            a, t = alone.state["vault"], together.state["vault"]
+            assert a.keys() == t.keys()
+            for key in a:
+                if key == "reference_demand":
+                    np.testing.assert_array_equal(t[key], a[key])
+                elif key != "layout":
+                    assert t[key] == a[key], key
+        quantities = np.stack([p.inputs.segment_quantity for p in batch])
+        assert np.count_nonzero(quantities) > 0  # something is bought or released

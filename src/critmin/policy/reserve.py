@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -34,7 +34,7 @@ from critmin.core.arrays import block_index
 from critmin.core.specs import Days, Money, PricePerT, Rate, Share, Tonnes, TonnesPerYear
 from critmin.policy.base import Instrument, MineralContext, PeriodContext
 from critmin.policy.blocs import Selector
-from critmin.policy.effects import ConstraintSpec, MineralOutcome, SegmentSpec
+from critmin.policy.effects import ConstraintSpec, MineralOutcome, SegmentSpec, whole_batch_field
 
 
 class BuyRule(BaseModel):
@@ -190,14 +190,19 @@ class Reserve(Instrument):
             )
         return segments, constraints
 
-    def apply(self, pctx: PeriodContext) -> None:
-        mctx = pctx.mineral
-        cal = mctx.cal
+    def _state(self, pctx: PeriodContext) -> dict[str, Any]:
+        """The draw's state, with the stock, spending and budget set up on first use."""
         state = pctx.my_state()
         if "stock" not in state:
             state["stock"] = float(self.initial_stock)
             state["spent"] = 0.0
             state["budget"] = self._budget_share(pctx)
+        return state
+
+    def apply(self, pctx: PeriodContext) -> None:
+        mctx = pctx.mineral
+        cal = mctx.cal
+        state = self._state(pctx)
         share = self.active_share(pctx.start, pctx.end)
         years = pctx.years
         inputs = pctx.inputs
@@ -233,6 +238,76 @@ class Reserve(Instrument):
             inputs.constraint_rhs[layout.release_total] = available
         assert inputs.demand_scale is not None
         state["reference_demand"] = cal.base_consumption * inputs.demand_scale
+
+    @classmethod
+    def apply_batch(cls, instruments: Sequence[Instrument], contexts: Sequence[PeriodContext]) -> None:
+        """:meth:`apply` for a batch: where every draw's reserve sits alike (the same place, segments and kinds
+        of rule in the same market; its numbers and state may differ) and the draws' inputs are the rows of
+        the batch's arrays, on arrays with the draws first (element for element the same arithmetic); else
+        draw by draw."""
+        reserves: list[Reserve] = [r for r in instruments if isinstance(r, Reserve)]
+        inputs = [pctx.inputs for pctx in contexts]
+        names = ("segment_quantity", "segment_price_low", "segment_price_high", "constraint_rhs", "demand_scale")
+        arrays = [a for a in (whole_batch_field(inputs, name) for name in names) if a is not None]
+        first, pctx0 = reserves[0], contexts[0]
+        layout = first._layout(pctx0)
+
+        def kinds(r: Reserve, pctx: PeriodContext) -> tuple[object, ...]:
+            """What must agree for one pass: the kinds of rule and the place (the target is a number)."""
+            at = r._layout(pctx)
+            where = (at.stage, at.location, at.buy, at.drawers, at.release, at.release_total)
+            return (r.buy is None, r.release is None, r.release is None or r.release.trigger_price is None, where)
+
+        if (
+            len(reserves) != len(contexts)
+            or len(arrays) != len(names)
+            or not cls.alike(reserves, contexts, ("sectors",))
+            or any(p.years != pctx0.years for p in contexts)
+            or any(kinds(r, p) != kinds(first, pctx0) for r, p in zip(reserves, contexts, strict=True))
+        ):
+            super().apply_batch(instruments, contexts)
+            return
+        quantity, price_low, price_high, rhs, demand_scale = arrays
+        states = [r._state(p) for r, p in zip(reserves, contexts, strict=True)]
+        share = np.array([r.active_share(p.start, p.end) for r, p in zip(reserves, contexts, strict=True)])
+        years = pctx0.years
+        band = np.array([float(r.band) for r in reserves])
+        stock = np.array([state["stock"] for state in states])
+        if first.buy is not None:
+            j = layout.buy
+            trigger = np.array([float(r.buy.trigger_price) for r in reserves])  # type: ignore[union-attr]
+            target = np.array([r._layout(p).target for r, p in zip(reserves, contexts, strict=True)])
+            room = np.maximum(target - stock, 0.0) / years
+            budget = np.array([state["budget"] for state in states])
+            spent = np.array([state["spent"] for state in states])
+            money = np.where(np.isfinite(budget), budget - spent, np.inf)
+            affordable = np.maximum(money, 0.0) / np.maximum(trigger, 1e-9) / years
+            rate = np.array([float(r.buy.rate) for r in reserves])  # type: ignore[union-attr]
+            quantity[:, j] = share * np.minimum(np.minimum(rate, room), affordable)
+            price_high[:, j] = trigger
+            price_low[:, j] = trigger * (1.0 - band)
+        if first.release is not None:
+            rate = np.array([float(r.release.rate) for r in reserves])  # type: ignore[union-attr]
+            available = share * np.minimum(rate, stock / years)
+            if first.release.trigger_price is not None:
+                lo = np.array([float(r.release.trigger_price) for r in reserves])  # type: ignore[union-attr, arg-type]
+                hi = lo * (1.0 + band)
+            else:
+                shortfall = np.array([state.get("last_shortfall", 0.0) for state in states])
+                threshold = np.array([float(r.release.shortfall_trigger or 0.0) for r in reserves])  # type: ignore[union-attr]
+                available = np.where(shortfall < threshold, 0.0, available)
+                lo = np.zeros(len(reserves))
+                hi = np.full(len(reserves), 0.01 * pctx0.mineral.cal.price_scale)
+            if first.sectors is not None:
+                available = np.minimum(available, np.array([state.get("last_sector_gap", 0.0) for state in states]))
+            for j in layout.release:
+                quantity[:, j] = available
+                price_low[:, j] = lo
+                price_high[:, j] = hi
+            rhs[:, layout.release_total] = available
+        reference = pctx0.mineral.cal.base_consumption * demand_scale
+        for state, row in zip(states, reference, strict=True):
+            state["reference_demand"] = row
 
     def _budget_share(self, pctx: PeriodContext) -> float:
         if self.budget is None:
