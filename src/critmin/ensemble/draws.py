@@ -93,11 +93,15 @@ def _set(data: Any, keys: list[str], value: Any, path: str) -> None:
 
 
 def apply_draw(scenario: Scenario, values: Mapping[str, Any], minerals: list[str]) -> tuple[Scenario, WorldOverrides]:
-    """The scenario of one draw (validated again) and the world changes it asks for."""
-    data = scenario.model_dump(mode="python")
+    """The scenario of one draw and the world changes it asks for.
+
+    The instruments and dynamics that a drawn value touches are validated again (as a scenario file's are);
+    the rest of the scenario is the given one's, shared (scenarios are not changed once validated).
+    """
     over = WorldOverrides()
-    changed = False
-    names = [inst.get("name") for inst in data["instruments"]]
+    names = [inst.name for inst in scenario.instruments]
+    touched: dict[int, dict[str, Any]] = {}  # instrument index -> its fields, with the drawn values
+    dynamics: dict[str, Any] | None = None
     for path, value in values.items():
         if isinstance(value, dt.datetime):
             value = value.date()
@@ -115,21 +119,34 @@ def apply_draw(scenario: Scenario, values: Mapping[str, Any], minerals: list[str
                     raise ScenarioError(
                         "uncertainty", path, f"no instrument named {ref!r}; named: {', '.join(n for n in names if n)}"
                     ) from None
+                if not 0 <= index < len(names):
+                    raise ScenarioError("uncertainty", path, f"index {index} is out of range")
             if not field_path:
                 raise ScenarioError("uncertainty", path, "name a field of the instrument")
-            _set(data["instruments"], [str(index), *field_path.split(".")], value, path)
-            changed = True
+            fields = touched.get(index)
+            if fields is None:
+                fields = touched[index] = scenario.instruments[index].model_dump(mode="python")
+            _set(fields, field_path.split("."), value, path)
         elif head == "dynamics":
-            _set(data["dynamics"], rest.split("."), value, path)
-            changed = True
+            if dynamics is None:
+                dynamics = scenario.dynamics.model_dump(mode="python")
+            _set(dynamics, rest.split("."), value, path)
         else:
             raise ScenarioError("uncertainty", path, "paths start with instruments., dynamics. or world.")
-    if not changed:
+    if not touched and dynamics is None:
         return scenario, over
-    data["uncertainty"] = None
+    instruments = list(scenario.instruments)
+    update: dict[str, Any] = {"instruments": instruments, "uncertainty": None}
+    where = ""
     try:
-        return Scenario.model_validate(data), over
+        for index, fields in sorted(touched.items()):
+            where = f"instruments.{index}"
+            instruments[index] = type(scenario.instruments[index]).model_validate(fields)
+        if dynamics is not None:
+            where = "dynamics"
+            update["dynamics"] = type(scenario.dynamics).model_validate(dynamics)
     except ValidationError as err:
         first = err.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
+        where = ".".join([where, *(str(x) for x in first["loc"])])
         raise ScenarioError("uncertainty", where, f"a drawn value is invalid: {first['msg']}") from None
+    return scenario.model_copy(update=update), over

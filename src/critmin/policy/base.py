@@ -126,9 +126,9 @@ class Instrument(BaseModel):
             return False
         if fields is None:
             values = first.__dict__
-            return all(inst.__dict__ == values for inst in instruments)
+            return all(inst is first or inst.__dict__ == values for inst in instruments)
         chosen = [getattr(first, name) for name in fields]
-        return all([getattr(inst, name) for name in fields] == chosen for inst in instruments)
+        return all(inst is first or [getattr(inst, name) for name in fields] == chosen for inst in instruments)
 
     def refine(self, pctx: PeriodContext, outcome: MineralOutcome) -> float:
         return 0.0
