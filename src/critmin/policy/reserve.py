@@ -22,7 +22,6 @@ payer's fiscal cost.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -30,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from critmin.core.arrays import block_index
+from critmin.core.arrays import FloatArray, block_index
 from critmin.core.specs import Days, Money, PricePerT, Rate, Share, Tonnes, TonnesPerYear
 from critmin.policy.base import Instrument, MineralContext, PeriodContext
 from critmin.policy.blocs import Selector
@@ -200,57 +199,20 @@ class Reserve(Instrument):
         return state
 
     def apply(self, pctx: PeriodContext) -> None:
-        mctx = pctx.mineral
-        cal = mctx.cal
-        state = self._state(pctx)
-        share = self.active_share(pctx.start, pctx.end)
-        years = pctx.years
         inputs = pctx.inputs
-        assert inputs.segment_quantity is not None and inputs.segment_price_low is not None
-        assert inputs.segment_price_high is not None and inputs.constraint_rhs is not None
-        stock = state["stock"]
-        layout = self._layout(pctx)
-        if self.buy is not None:
-            j = layout.buy
-            trigger = float(self.buy.trigger_price)
-            room = max(layout.target - stock, 0.0) / years
-            money = state["budget"] - state["spent"] if math.isfinite(state["budget"]) else np.inf
-            affordable = max(money, 0.0) / max(trigger, 1e-9) / years
-            inputs.segment_quantity[j] = share * min(float(self.buy.rate), room, affordable)
-            inputs.segment_price_high[j] = trigger
-            inputs.segment_price_low[j] = trigger * (1.0 - self.band)
-        if self.release is not None:
-            available = share * min(float(self.release.rate), stock / years)
-            if self.release.trigger_price is not None:
-                lo = float(self.release.trigger_price)
-                hi = lo * (1.0 + self.band)
-            else:
-                shortfall = state.get("last_shortfall", 0.0)
-                if shortfall < float(self.release.shortfall_trigger or 0.0):
-                    available = 0.0
-                lo, hi = 0.0, 0.01 * cal.price_scale
-            if self.sectors is not None:
-                available = min(available, state.get("last_sector_gap", 0.0))
-            for j in layout.release:
-                inputs.segment_quantity[j] = available
-                inputs.segment_price_low[j] = lo
-                inputs.segment_price_high[j] = hi
-            inputs.constraint_rhs[layout.release_total] = available
-        assert inputs.demand_scale is not None
-        state["reference_demand"] = cal.base_consumption * inputs.demand_scale
+        fields = [getattr(inputs, name) for name in _APPLIED]
+        assert all(field is not None for field in fields)
+        _apply_alike([self], [pctx], [field[None] for field in fields])  # one draw: views of its own arrays
 
     @classmethod
     def apply_batch(cls, instruments: Sequence[Instrument], contexts: Sequence[PeriodContext]) -> None:
         """:meth:`apply` for a batch: where every draw's reserve sits alike (the same place, segments and kinds
         of rule in the same market; its numbers and state may differ) and the draws' inputs are the rows of
-        the batch's arrays, on arrays with the draws first (element for element the same arithmetic); else
-        draw by draw."""
+        the batch's arrays, in one pass over those arrays; else draw by draw. The same numbers either way."""
         reserves: list[Reserve] = [r for r in instruments if isinstance(r, Reserve)]
         inputs = [pctx.inputs for pctx in contexts]
-        names = ("segment_quantity", "segment_price_low", "segment_price_high", "constraint_rhs", "demand_scale")
-        arrays = [a for a in (whole_batch_field(inputs, name) for name in names) if a is not None]
+        arrays = [a for a in (whole_batch_field(inputs, name) for name in _APPLIED) if a is not None]
         first, pctx0 = reserves[0], contexts[0]
-        layout = first._layout(pctx0)
 
         def kinds(r: Reserve, pctx: PeriodContext) -> tuple[object, ...]:
             """What must agree for one pass: the kinds of rule and the place (the target is a number)."""
@@ -260,54 +222,14 @@ class Reserve(Instrument):
 
         if (
             len(reserves) != len(contexts)
-            or len(arrays) != len(names)
+            or len(arrays) != len(_APPLIED)
             or not cls.alike(reserves, contexts, ("sectors",))
             or any(p.years != pctx0.years for p in contexts)
             or any(kinds(r, p) != kinds(first, pctx0) for r, p in zip(reserves, contexts, strict=True))
         ):
             super().apply_batch(instruments, contexts)
             return
-        quantity, price_low, price_high, rhs, demand_scale = arrays
-        states = [r._state(p) for r, p in zip(reserves, contexts, strict=True)]
-        share = np.array([r.active_share(p.start, p.end) for r, p in zip(reserves, contexts, strict=True)])
-        years = pctx0.years
-        band = np.array([float(r.band) for r in reserves])
-        stock = np.array([state["stock"] for state in states])
-        if first.buy is not None:
-            j = layout.buy
-            trigger = np.array([float(r.buy.trigger_price) for r in reserves])  # type: ignore[union-attr]
-            target = np.array([r._layout(p).target for r, p in zip(reserves, contexts, strict=True)])
-            room = np.maximum(target - stock, 0.0) / years
-            budget = np.array([state["budget"] for state in states])
-            spent = np.array([state["spent"] for state in states])
-            money = np.where(np.isfinite(budget), budget - spent, np.inf)
-            affordable = np.maximum(money, 0.0) / np.maximum(trigger, 1e-9) / years
-            rate = np.array([float(r.buy.rate) for r in reserves])  # type: ignore[union-attr]
-            quantity[:, j] = share * np.minimum(np.minimum(rate, room), affordable)
-            price_high[:, j] = trigger
-            price_low[:, j] = trigger * (1.0 - band)
-        if first.release is not None:
-            rate = np.array([float(r.release.rate) for r in reserves])  # type: ignore[union-attr]
-            available = share * np.minimum(rate, stock / years)
-            if first.release.trigger_price is not None:
-                lo = np.array([float(r.release.trigger_price) for r in reserves])  # type: ignore[union-attr, arg-type]
-                hi = lo * (1.0 + band)
-            else:
-                shortfall = np.array([state.get("last_shortfall", 0.0) for state in states])
-                threshold = np.array([float(r.release.shortfall_trigger or 0.0) for r in reserves])  # type: ignore[union-attr]
-                available = np.where(shortfall < threshold, 0.0, available)
-                lo = np.zeros(len(reserves))
-                hi = np.full(len(reserves), 0.01 * pctx0.mineral.cal.price_scale)
-            if first.sectors is not None:
-                available = np.minimum(available, np.array([state.get("last_sector_gap", 0.0) for state in states]))
-            for j in layout.release:
-                quantity[:, j] = available
-                price_low[:, j] = lo
-                price_high[:, j] = hi
-            rhs[:, layout.release_total] = available
-        reference = pctx0.mineral.cal.base_consumption * demand_scale
-        for state, row in zip(states, reference, strict=True):
-            state["reference_demand"] = row
+        _apply_alike(reserves, list(contexts), arrays)
 
     def _budget_share(self, pctx: PeriodContext) -> float:
         if self.budget is None:
@@ -352,6 +274,64 @@ class Reserve(Instrument):
 
     def settle(self, pctx: PeriodContext, outcome: MineralOutcome) -> None:
         _settle_alike([self], [pctx], [outcome])
+
+
+#: The period inputs a reserve writes (and the demand scale it reads), in the order :func:`_apply_alike` takes.
+_APPLIED = ("segment_quantity", "segment_price_low", "segment_price_high", "constraint_rhs", "demand_scale")
+
+
+def _apply_alike(reserves: list[Reserve], contexts: list[PeriodContext], arrays: list[FloatArray]) -> None:
+    """Apply reserves that sit alike (the same place, segments and kinds of rule, one period) to their draws,
+    on arrays with the draws first: ``arrays`` are the :data:`_APPLIED` inputs, row ``b`` draw ``b``'s.
+
+    Buying: up to the rate, the room left below the target and what the money left affords, at prices in a
+    band below the trigger. Releasing: up to the rate and the stock, at a price trigger's band, or (with a
+    shortfall trigger) at any price once last period's shortfall reached the trigger; capped by the
+    drawing sectors' last gap where sectors are named. All draws' numbers and states may differ.
+    """
+    quantity, price_low, price_high, rhs, demand_scale = arrays
+    first, pctx0 = reserves[0], contexts[0]
+    layout = first._layout(pctx0)
+    states = [r._state(p) for r, p in zip(reserves, contexts, strict=True)]
+    share = np.array([r.active_share(p.start, p.end) for r, p in zip(reserves, contexts, strict=True)])
+    years = pctx0.years
+    band = np.array([float(r.band) for r in reserves])
+    stock = np.array([state["stock"] for state in states])
+    if first.buy is not None:
+        j = layout.buy
+        trigger = np.array([float(r.buy.trigger_price) for r in reserves])  # type: ignore[union-attr]
+        target = np.array([r._layout(p).target for r, p in zip(reserves, contexts, strict=True)])
+        room = np.maximum(target - stock, 0.0) / years
+        budget = np.array([state["budget"] for state in states])
+        spent = np.array([state["spent"] for state in states])
+        money = np.where(np.isfinite(budget), budget - spent, np.inf)
+        affordable = np.maximum(money, 0.0) / np.maximum(trigger, 1e-9) / years
+        rate = np.array([float(r.buy.rate) for r in reserves])  # type: ignore[union-attr]
+        quantity[:, j] = share * np.minimum(np.minimum(rate, room), affordable)
+        price_high[:, j] = trigger
+        price_low[:, j] = trigger * (1.0 - band)
+    if first.release is not None:
+        rate = np.array([float(r.release.rate) for r in reserves])  # type: ignore[union-attr]
+        available = share * np.minimum(rate, stock / years)
+        if first.release.trigger_price is not None:
+            lo = np.array([float(r.release.trigger_price) for r in reserves])  # type: ignore[union-attr, arg-type]
+            hi = lo * (1.0 + band)
+        else:
+            shortfall = np.array([state.get("last_shortfall", 0.0) for state in states])
+            threshold = np.array([float(r.release.shortfall_trigger or 0.0) for r in reserves])  # type: ignore[union-attr]
+            available = np.where(shortfall < threshold, 0.0, available)
+            lo = np.zeros(len(reserves))
+            hi = np.full(len(reserves), 0.01 * pctx0.mineral.cal.price_scale)
+        if first.sectors is not None:
+            available = np.minimum(available, np.array([state.get("last_sector_gap", 0.0) for state in states]))
+        for j in layout.release:
+            quantity[:, j] = available
+            price_low[:, j] = lo
+            price_high[:, j] = hi
+        rhs[:, layout.release_total] = available
+    reference = pctx0.mineral.cal.base_consumption * demand_scale
+    for state, row in zip(states, reference, strict=True):
+        state["reference_demand"] = row
 
 
 def _settle_alike(reserves: list[Reserve], contexts: list[PeriodContext], outcomes: list[MineralOutcome]) -> None:

@@ -556,32 +556,21 @@ def _adjust_batch(
         runs[b].destruction = row
 
 
-def _project_capacity(run: _MineralRun, inputs: Any) -> FloatArray:
-    """Capacity added by project segments this period, by stage and region (output units)."""
-    extra = np.zeros_like(run.cal.capacity)
-    if inputs.segment_quantity is None:
-        return extra
-    for i, seg in enumerate(run.layout.segments):
-        if seg.node == "origin" and seg.side in ("sell", "process"):
-            extra[seg.stage, seg.region] += inputs.segment_quantity[i]
-    return extra
-
-
-def _capacities(runs: list[_MineralRun], inputs: list[PeriodInputs]) -> list[FloatArray] | FloatArray:
-    """Each draw's capacity this period with what its project segments add (:func:`_project_capacity`, the
-    same additions in the same order), for a batch of draws sharing a layout: one block where every draw's
-    inputs are rows of the batch's arrays."""
+def _capacities(runs: list[_MineralRun], inputs: list[PeriodInputs]) -> FloatArray:
+    """Each draw's capacity this period with what its project segments add (output units), for a batch of
+    draws sharing a layout: read as one block where every draw's inputs are rows of the batch's arrays."""
     capacity = batch_rows(inputs, "capacity")
-    quantity = batch_rows(inputs, "segment_quantity")
-    if capacity is None or quantity is None:
-        out = []
-        for run, inp in zip(runs, inputs, strict=True):
-            assert inp.capacity is not None
-            out.append(inp.capacity + _project_capacity(run, inp))
-        return out
-    base = capacity[0] if rows_in_order(*capacity) else capacity[0][capacity[1]]  # read only
-    qty = quantity[0] if rows_in_order(*quantity) else quantity[0][quantity[1]]
+    if capacity is not None:
+        base = capacity[0] if rows_in_order(*capacity) else capacity[0][capacity[1]]  # read only
+    else:
+        base = np.stack([inp.capacity for inp in inputs])  # type: ignore[misc]
     extra = np.zeros(base.shape)
+    quantity = batch_rows(inputs, "segment_quantity")
+    if quantity is not None:
+        qty = quantity[0] if rows_in_order(*quantity) else quantity[0][quantity[1]]
+    else:  # a draw without segment quantities adds nothing
+        n_seg = len(runs[0].layout.segments)
+        qty = np.stack([np.zeros(n_seg) if inp.segment_quantity is None else inp.segment_quantity for inp in inputs])
     for i, seg in enumerate(runs[0].layout.segments):
         if seg.node == "origin" and seg.side in ("sell", "process"):
             extra[:, seg.stage, seg.region] += qty[:, i]
