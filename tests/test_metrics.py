@@ -357,6 +357,22 @@ def test_processing_from_released_stock_is_attributed_to_the_processor() -> None
     assert float(metrics.processing_input(ds).sel(mineral="ndpr", stage="refine", region="B", period=2024)) == 10.0
 
 
+def test_a_blocs_origin_shares_stay_a_composition_when_its_members_receive_subnormal_flows() -> None:
+    # found by the property test below: A's magnets come from 5e-324 t of its own output, its refined input
+    # from itself, and its ore half from C and half from D. Weighting the bloc's mean by that inflow
+    # directly, 0.5 * 5e-324 underflows to 0 and the bloc's mine shares summed to 0 instead of 1.
+    ds = blank(stages=STAGES, regions=("A", "B", "C", "D"), blocs={"ab": ["A", "B"]})
+    flow = np.zeros((3, 4, 4, 2))
+    flow[0, 2, 0, 1] = flow[0, 3, 0, 1] = flow[1, 0, 0, 1] = 1.0
+    flow[2, 0, 0, 1] = 5e-324
+    ds["flow"].values[0] = flow
+    shares = metrics.origin_share(ds).sel(mineral="ndpr", stage="magnet", period=2025)
+    for user in ("A", "ab", "world"):
+        mine = shares.sel(step="mine", region=user, source=["A", "B", "C", "D"]).values
+        np.testing.assert_allclose(mine, [0.0, 0.0, 0.5, 0.5], err_msg=user)
+        assert float(shares.sel(step="magnet", region=user, source="ab")) == 1.0
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(st.floats(min_value=0.0, max_value=100.0), min_size=3 * 4 * 4 * 2, max_size=3 * 4 * 4 * 2),

@@ -334,9 +334,13 @@ def resolve(ds: xr.Dataset, selector: str | Sequence[str], groups: xr.DataArray)
 
 def _group_sum(da: xr.DataArray, groups: xr.DataArray) -> xr.DataArray:
     """(…, group, period) the sum of ``da`` over each group's members; NaN where every member is NaN."""
+    _check_groupable(da)
+    return da.where(groups).sum("region", min_count=1)
+
+
+def _check_groupable(da: xr.DataArray) -> None:
     if "period" not in da.dims or "region" not in da.dims:
         raise MetricError(f"cannot aggregate {da.name!r} by group: it needs region and period dims")
-    return da.where(groups).sum("region", min_count=1)
 
 
 def extend_sum(da: xr.DataArray, groups: xr.DataArray) -> xr.DataArray:
@@ -355,11 +359,16 @@ def extend_ratio(numerator: xr.DataArray, denominator: xr.DataArray, groups: xr.
 def extend_mean(da: xr.DataArray, weight: xr.DataArray, groups: xr.DataArray) -> xr.DataArray:
     """``da`` by region, and each group's ``weight``-weighted mean of its members' values along ``region``.
 
-    A group whose members carry no weight gets NaN.
+    A group whose members carry no weight gets NaN. Each group's weights are divided by their largest before
+    they multiply ``da``, so that the mean of members with tiny weights (subnormal flows, say) is still a mean
+    and does not underflow to 0.
     """
-    w = weight.where(da.notnull())
-    num = _group_sum(da * w, groups)
-    den = _group_sum(w, groups)
+    _check_groupable(weight)
+    w = weight.where(da.notnull()).where(groups)  # (…, region, group, period)
+    largest = w.max("region")
+    scaled = w / largest.where(largest > 0)
+    num = (da * scaled).sum("region", min_count=1)
+    den = scaled.sum("region", min_count=1)
     agg = (num / den).where(den > 0).rename(group="region")
     return xr.concat([da, agg.transpose(*da.dims)], dim="region")
 
