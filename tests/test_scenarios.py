@@ -20,6 +20,7 @@ import datetime as dt
 import math
 import subprocess
 import sys
+import tempfile
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -519,14 +520,13 @@ def test_mutated_valid_scenario_is_accepted_or_names_a_field(base: int, data: st
         _contract(lambda: scenario_from_dict(doc))
 
 
-_TMP: dict[str, Path] = {}
+_TMP: list[tempfile.TemporaryDirectory[str]] = []  # one folder for every example, removed at exit
 
 
 def _load_text(text: str) -> Scenario:
-    import tempfile
-
-    folder = _TMP.setdefault("dir", Path(tempfile.mkdtemp(prefix="critmin-fuzz-")))
-    path = folder / "fuzz.yaml"
+    if not _TMP:
+        _TMP.append(tempfile.TemporaryDirectory(prefix="critmin-fuzz-"))
+    path = Path(_TMP[0].name) / "fuzz.yaml"
     path.write_text(text, encoding="utf-8")
     return load_scenario(path)
 

@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, settings
 
 from critmin.web.app import Limits, create_app
 
-_STORE = Path(tempfile.mkdtemp(prefix="critmin-schemathesis-")) / "store.duckdb"
+_FOLDER = tempfile.TemporaryDirectory(prefix="critmin-schemathesis-")  # removed at exit
+_STORE = Path(_FOLDER.name) / "store.duckdb"
 app = create_app(_STORE, limits=Limits(max_active_runs=1, max_draws=3, max_periods=20))
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 

@@ -588,7 +588,11 @@ def create_app(
         """The run's tidy long table (CSV or Parquet), as a download."""
         api.complete(run_id)
         tmp = Path(tempfile.mkdtemp(prefix="critmin-export-"))
-        api.store.export(run_id, format, tmp / "export")
+        try:
+            api.store.export(run_id, format, tmp / "export")
+        except BaseException:
+            _remove_tree(tmp)
+            raise
         target = tmp / "export" / f"cube.{format}"
         media = "text/csv" if format == "csv" else "application/vnd.apache.parquet"
         return FileResponse(
