@@ -11,6 +11,7 @@ is retried (Dask ``retries``; the process pool resubmits it).
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -218,8 +219,15 @@ def _execute_dask(
     else:
         n = workers or max(1, os.cpu_count() or 1)
         with _single_threaded_children():
+            # Only critical logs from our own cluster: a worker whose heartbeat meets the scheduler closing at
+            # the end of a finished run logs a traceback at ERROR (a known race in distributed), and what
+            # matters to the user reaches them anyway (a failed chunk raises here, a lost worker is retried).
             cluster = LocalCluster(
-                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+                n_workers=n,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.CRITICAL,
             )
         client = Client(cluster)
     try:
