@@ -241,3 +241,54 @@ def test_a_batch_of_draws_gives_each_draw_what_it_gives_alone(monkeypatch: pytes
 
     one_by_one = pd.concat([draw_metrics(r, d) for r, d in zip(together, [5, 6, 7, 8], strict=True)], ignore_index=True)
     pd.testing.assert_frame_equal(chunk_metrics(together, [5, 6, 7, 8]), one_by_one, check_exact=True)
+
+
+def test_an_unknown_name_in_a_world_path_is_a_clear_error():
+    from critmin.data.calibrate import calibrate, with_parameters
+    from critmin.simulate.run import resolve_world
+
+    cal = calibrate(resolve_world("toy"))["lithium"]
+    for changes, words in [
+        ({"demand_elasticity": {"nosector": -0.3}}, "no sector 'nosector'"),
+        ({"supply_elasticity": {"smelt": 0.5}}, "no stage 'smelt'"),
+        ({"capacity": {("mine", "XXX"): 1.2}}, "no region 'XXX'"),
+        ({"demand_elasticity": {"ev": 0.2}}, "must be < 0"),
+    ]:
+        with pytest.raises(ValueError, match=words):
+            with_parameters(cal, **changes)
+
+
+@pytest.mark.parametrize(
+    "param, field, words",
+    [
+        (
+            {"path": "instruments.ban.leakage_shar", "dist": "uniform", "low": 0, "high": 0.3},
+            "uncertainty: instruments.ban.leakage_shar",
+            "no field 'leakage_shar'",
+        ),
+        (
+            {"path": "world.lithium.demand_elasticity.nosector", "dist": "uniform", "low": -0.5, "high": -0.1},
+            "uncertainty: world.lithium",
+            "no sector 'nosector'",
+        ),
+        (
+            # above 1 in a tenth of the draws (stratified: 3 or 4 of 40): every draw is checked, not one
+            {"path": "instruments.ban.leakage_share", "dist": "uniform", "low": 0.5, "high": 1.05},
+            "uncertainty: instruments.ban.leakage_share",
+            "a drawn value is invalid",
+        ),
+    ],
+)
+def test_an_ensemble_whose_draws_do_not_apply_stores_nothing(tmp_path, param, field, words):
+    from critmin.results.ensemble import run_ensemble
+    from critmin.results.store import Store
+
+    data = _scenario().model_dump(mode="json")
+    data["uncertainty"] = {"parameters": [param]}
+    spec = scenario_from_dict(data)
+    store = Store(tmp_path / "s.duckdb")
+    with pytest.raises(ScenarioError) as err:
+        run_ensemble(spec, draws=40, store=store, executor="inline")
+    assert err.value.field == field and words in err.value.reason
+    assert err.value.file == f"scenario {spec.name}"
+    assert store.list_runs().empty

@@ -629,3 +629,100 @@ def test_extends_a_directory_is_a_scenario_error() -> None:
 def test_zero_demand_half_life_is_a_scenario_error(half_life: Any) -> None:
     with pytest.raises(ScenarioError):
         scenario_from_dict({"name": "x", "dynamics": {"demand_half_life": half_life}})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Files that extend others: errors name the file that wrote the entry and its place there
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _chain(tmp_path: Path, middle_tariff: str, top_tariff: dict[str, Any]) -> Path:
+    (tmp_path / "middle.yaml").write_text(
+        "name: middle\nextends: club-2026\ninstruments:\n"
+        f"  - {{kind: tariff, name: m1, per_unit: {middle_tariff}, importer: USA, exporter: CHN}}\n",
+        encoding="utf-8",
+    )
+    top = tmp_path / "top.yaml"
+    top.write_text(yaml.safe_dump({"name": "top", "extends": "middle.yaml", "instruments": [top_tariff]}))
+    return top
+
+
+def test_an_invalid_instrument_of_an_extending_file_is_named_by_its_place_in_that_file(tmp_path: Path) -> None:
+    good = {"kind": "tariff", "name": "t1", "per_unit": "3 USD/t", "importer": "USA", "exporter": "CHN"}
+    top = _chain(tmp_path, "xyz", good)
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(top)
+    assert (err.value.file, err.value.field) == (str(tmp_path / "middle.yaml"), "instruments.0.per_unit")
+    top = _chain(tmp_path, "2 USD/t", {**good, "per_unit": "abc"})
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(top)
+    assert (err.value.file, err.value.field) == (str(top), "instruments.0.per_unit")
+
+
+def test_an_unknown_region_in_an_extending_file_is_named_by_its_place_in_that_file(tmp_path: Path) -> None:
+    from critmin.simulate.run import check_scenario, resolve_world
+
+    bad = {"kind": "tariff", "name": "t1", "per_unit": "3 USD/t", "importer": "XXX", "exporter": "CHN"}
+    top = _chain(tmp_path, "2 USD/t", bad)
+    spec = load_scenario(top)
+    with pytest.raises(ScenarioError) as err:
+        check_scenario(spec, resolve_world(spec.world), file=str(top))
+    assert (err.value.file, err.value.field) == (str(top), "instruments.0.importer")
+    assert "XXX" in err.value.reason
+
+
+def test_an_invalid_uncertain_input_of_an_extending_file_is_named_by_its_place_in_that_file(tmp_path: Path) -> None:
+    top = tmp_path / "top.yaml"
+    top.write_text(
+        "name: top\nextends: club-vs-ban\nuncertainty:\n  parameters:\n"
+        "    - {path: dynamics.expectation_weight, dist: uniform, low: 0.3, high: 0.8}\n"
+        "    - {path: dynamics.demand_half_life, dist: normal, mean: 3}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(top)
+    assert (err.value.file, err.value.field) == (str(top), "uncertainty.parameters.1")
+
+
+def test_an_uncertain_input_of_an_extending_file_replaces_the_parents_for_the_same_path(tmp_path: Path) -> None:
+    parent = load_scenario("club-vs-ban")
+    assert parent.uncertainty is not None
+    path = "instruments.cn-ban-on-club.leakage_share"
+    top = tmp_path / "top.yaml"
+    top.write_text(
+        f"name: top\nextends: club-vs-ban\nuncertainty:\n  parameters:\n"
+        f"    - {{path: {path}, dist: uniform, low: 0.1, high: 0.6}}\n",
+        encoding="utf-8",
+    )
+    spec = load_scenario(top)
+    assert spec.uncertainty is not None
+    drawn = [p for p in spec.uncertainty.parameters if p.path == path]
+    assert len(drawn) == 1 and drawn[0].high == 0.6
+    others = [p.path for p in parent.uncertainty.parameters if p.path != path]
+    assert [p.path for p in spec.uncertainty.parameters] == [*others, path]
+
+
+def test_the_union_member_is_not_part_of_an_instruments_field() -> None:
+    with pytest.raises(ScenarioError) as err:
+        scenario_from_dict({"name": "x", "instruments": [{"kind": "tariff", "per_unit": "abc"}]})
+    assert err.value.field == "instruments.0.per_unit"
+
+
+def test_validate_checks_the_uncertain_inputs(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from critmin.cli import app
+
+    result = CliRunner().invoke(app, ["validate", "club-vs-ban"])
+    assert result.exit_code == 0, result.output
+    assert "uncertainty: 6 inputs (lhs), every path found" in " ".join(result.output.split())
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: bad\nextends: club-vs-ban\nuncertainty:\n  parameters:\n"
+        "    - {path: world.ndpr.demand_elasticity.nosector, dist: uniform, low: -0.5, high: -0.1}\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert "bad.yaml" in text and "world.ndpr" in text and "no sector 'nosector'" in text

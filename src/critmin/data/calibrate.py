@@ -443,14 +443,19 @@ def with_parameters(
     """
     from dataclasses import replace
 
+    check_parameters(
+        cal,
+        demand_elasticity=demand_elasticity,
+        supply_elasticity=supply_elasticity,
+        demand_growth=demand_growth,
+        capacity=capacity,
+    )
     changes: dict[str, Any] = {}
     if demand_elasticity:
         slope = cal.demand_slope.copy()
         intercept = cal.demand_intercept.copy()
         eps_short = cal.demand_elasticity.copy()
         for sector, eps in demand_elasticity.items():
-            if eps >= 0:
-                raise ValueError(f"demand elasticity of {sector} must be < 0, got {eps}")
             k = cal.sectors.index(sector)
             p0 = cal.base_price[cal.sector_stage[k]]
             c0 = cal.base_consumption[:, k]
@@ -470,8 +475,6 @@ def with_parameters(
         intercept = cal.supply_intercept.copy()
         inputs = cal.processing_input()
         for stage, eps in supply_elasticity.items():
-            if eps <= 0:
-                raise ValueError(f"supply elasticity of {stage} must be > 0, got {eps}")
             s = cal.stages.index(stage)
             qty = cal.base_production[0] if s == 0 else inputs[s]
             has = qty > 0
@@ -481,8 +484,6 @@ def with_parameters(
             intercept[s] = np.where(has, value - b * qty, intercept[s])
         changes.update(supply_slope=slope, supply_intercept=intercept)
     if demand_growth is not None:
-        if demand_growth < 0:
-            raise ValueError(f"a demand growth multiplier must be >= 0, got {demand_growth}")
         changes["demand_index"] = 1.0 + demand_growth * (cal.demand_index - 1.0)
     if capacity:
         cap = cal.capacity.copy()
@@ -492,3 +493,34 @@ def with_parameters(
             cap[s, cols] = np.maximum(cap[s, cols] * factor, 0.0)
         changes["capacity"] = cap
     return replace(cal, **changes) if changes else cal
+
+
+def check_parameters(
+    cal: CalibratedMineral,
+    *,
+    demand_elasticity: dict[str, float] | None = None,
+    supply_elasticity: dict[str, float] | None = None,
+    demand_growth: float | None = None,
+    capacity: dict[tuple[str, str], float] | None = None,
+) -> None:
+    """Raise ``ValueError`` with the reason if :func:`with_parameters` cannot apply these changes to ``cal``:
+    a sector, stage or region the mineral does not have, or an elasticity or growth of the wrong sign."""
+
+    def known(name: str, what: str, names: tuple[str, ...] | list[str]) -> None:
+        if name not in names:
+            raise ValueError(f"{cal.mineral} has no {what} {name!r}; its {what}s: {', '.join(names)}")
+
+    for sector, eps in (demand_elasticity or {}).items():
+        known(sector, "sector", cal.sectors)
+        if not eps < 0:
+            raise ValueError(f"demand elasticity of {sector} must be < 0, got {eps}")
+    for stage, eps in (supply_elasticity or {}).items():
+        known(stage, "stage", cal.stages)
+        if not eps > 0:
+            raise ValueError(f"supply elasticity of {stage} must be > 0, got {eps}")
+    if demand_growth is not None and not demand_growth >= 0:
+        raise ValueError(f"a demand growth multiplier must be >= 0, got {demand_growth}")
+    for stage, region in capacity or {}:  # a negative multiplier leaves no capacity (a drawn outage)
+        known(stage, "stage", cal.stages)
+        if region != "*":
+            known(region, "region", cal.regions)

@@ -7,10 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
 from pydantic import ValidationError
 
 from critmin.core.errors import ScenarioError
-from critmin.data.calibrate import CalibratedMineral, with_parameters
+from critmin.data.calibrate import CalibratedMineral, check_parameters, with_parameters
 from critmin.simulate.scenario import Scenario
 
 
@@ -23,17 +24,57 @@ class WorldOverrides:
     demand_growth: dict[str, float] = field(default_factory=dict)
     capacity: dict[str, dict[tuple[str, str], float]] = field(default_factory=dict)
 
+    def _changes(self, m: str) -> dict[str, Any]:
+        return {
+            "demand_elasticity": self.demand_elasticity.get(m),
+            "supply_elasticity": self.supply_elasticity.get(m),
+            "demand_growth": self.demand_growth.get(m),
+            "capacity": self.capacity.get(m),
+        }
+
     def apply(self, cals: Mapping[str, CalibratedMineral]) -> dict[str, CalibratedMineral]:
-        out = {}
+        return {m: with_parameters(cal, **self._changes(m)) for m, cal in cals.items()}
+
+    def check(self, cals: Mapping[str, CalibratedMineral]) -> None:
+        """Raise :class:`ScenarioError` (field ``world.MINERAL``) if :meth:`apply` would fail."""
         for m, cal in cals.items():
-            out[m] = with_parameters(
-                cal,
-                demand_elasticity=self.demand_elasticity.get(m),
-                supply_elasticity=self.supply_elasticity.get(m),
-                demand_growth=self.demand_growth.get(m),
-                capacity=self.capacity.get(m),
-            )
-        return out
+            try:
+                check_parameters(cal, **self._changes(m))
+            except ValueError as err:
+                raise ScenarioError("uncertainty", f"world.{m}", str(err)) from None
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item") and not isinstance(value, str):
+        return value.item()
+    if isinstance(value, pd.Timestamp):
+        return value.date()
+    return value
+
+
+def table_rows(table: pd.DataFrame) -> list[tuple[int, dict[str, Any]]]:
+    """``(draw, {path: value})`` for each row of a table of draws, the values as plain Python (dates)."""
+    paths = [c for c in table.columns if c != "draw"]
+    rows = []
+    for row in table.itertuples(index=False):
+        rows.append((int(row[0]), {p: _plain(v) for p, v in zip(paths, row[1:], strict=True)}))
+    return rows
+
+
+def check_draws(scenario: Scenario, table: pd.DataFrame, cals: Mapping[str, CalibratedMineral], *, file: str) -> None:
+    """Check that every row of the table of draws applies to the scenario and its calibrated world, before
+    anything is computed or stored: each path names a field that exists, and each drawn value passes the
+    validation of the instrument, the dynamics or the world parameter it sets.
+
+    Raises :class:`ScenarioError` naming ``file``, the path and the first draw that fails, with the reason.
+    """
+    minerals = list(cals)
+    for draw, values in table_rows(table):
+        try:
+            _, over = apply_draw(scenario, values, minerals)
+            over.check(cals)
+        except ScenarioError as err:
+            raise ScenarioError(file, f"uncertainty: {err.field}", f"draw {draw}: {err.reason}") from None
 
 
 def _number(value: Any, path: str) -> float:
@@ -101,6 +142,7 @@ def apply_draw(scenario: Scenario, values: Mapping[str, Any], minerals: list[str
     over = WorldOverrides()
     names = [inst.name for inst in scenario.instruments]
     touched: dict[int, dict[str, Any]] = {}  # instrument index -> its fields, with the drawn values
+    drawn_at: dict[tuple[str, ...], str] = {}  # (instrument index, field path...) -> the path as written
     dynamics: dict[str, Any] | None = None
     for path, value in values.items():
         if isinstance(value, dt.datetime):
@@ -127,10 +169,12 @@ def apply_draw(scenario: Scenario, values: Mapping[str, Any], minerals: list[str
             if fields is None:
                 fields = touched[index] = scenario.instruments[index].model_dump(mode="python")
             _set(fields, field_path.split("."), value, path)
+            drawn_at[(f"instruments.{index}", *field_path.split("."))] = path
         elif head == "dynamics":
             if dynamics is None:
                 dynamics = scenario.dynamics.model_dump(mode="python")
             _set(dynamics, rest.split("."), value, path)
+            drawn_at[("dynamics", *rest.split("."))] = path
         else:
             raise ScenarioError("uncertainty", path, "paths start with instruments., dynamics. or world.")
     if not touched and dynamics is None:
@@ -147,6 +191,8 @@ def apply_draw(scenario: Scenario, values: Mapping[str, Any], minerals: list[str
             update["dynamics"] = type(scenario.dynamics).model_validate(dynamics)
     except ValidationError as err:
         first = err.errors()[0]
-        where = ".".join([where, *(str(x) for x in first["loc"])])
+        loc = (where, *(str(x) for x in first["loc"]))
+        # name the drawn path where the error is about a field that was drawn
+        where = next((p for key, p in drawn_at.items() if loc[: len(key)] == key), ".".join(loc))
         raise ScenarioError("uncertainty", where, f"a drawn value is invalid: {first['msg']}") from None
     return scenario.model_copy(update=update), over

@@ -88,12 +88,11 @@ def make_chunks(
     """Payloads for the draws of ``table`` not in ``skip``, in fixed chunks of ``chunk_size`` draw indices."""
     if chunk_size < 1:
         raise CritminError("chunk size must be at least 1")
+    from critmin.ensemble.draws import table_rows
+
     done = set(skip)
-    paths = [c for c in table.columns if c != "draw"]
     by_chunk: dict[int, list[tuple[int, dict[str, Any]]]] = {}
-    for row in table.itertuples(index=False):
-        draw = int(row[0])
-        values = {p: _plain(v) for p, v in zip(paths, row[1:], strict=True)}
+    for draw, values in table_rows(table):
         by_chunk.setdefault(draw // chunk_size, []).append((draw, values))
     payloads = []
     for chunk, items in sorted(by_chunk.items()):
@@ -102,14 +101,6 @@ def make_chunks(
             continue
         payloads.append(ChunkPayload(chunk, tuple(draws), scenario, tuple(v for _, v in items), world))
     return payloads
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "item") and not isinstance(value, str):
-        return value.item()
-    if isinstance(value, pd.Timestamp):
-        return value.date()
-    return value
 
 
 #: One thread per worker process: the workers already fill the cores, and threads beyond them only contend.

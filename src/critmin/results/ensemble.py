@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import xarray as xr
@@ -27,10 +28,14 @@ import yaml
 
 import critmin
 from critmin.core.errors import CritminError
+from critmin.ensemble.draws import check_draws
 from critmin.ensemble.runner import ChunkResult, Executor, execute, make_chunks
 from critmin.ensemble.sampling import draw_table
 from critmin.results.store import Store
 from critmin.simulate.scenario import Scenario, load_scenario, scenario_from_dict
+
+if TYPE_CHECKING:
+    from critmin.data.calibrate import CalibratedMineral
 
 #: Draws per chunk: fixed by the run (never by the number of workers), so results do not depend on them.
 DEFAULT_CHUNK_SIZE = 50
@@ -102,7 +107,8 @@ def run_ensemble(
         if scenario is None:
             raise CritminError("name a scenario to run, or a run to resume")
         spec = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
-        run_id = register_ensemble(spec, db, draws=draws, seed=seed, chunk_size=chunk_size)
+        file = None if isinstance(scenario, Scenario) else str(scenario)
+        run_id = register_ensemble(spec, db, draws=draws, seed=seed, chunk_size=chunk_size, file=file)
         table = db.load_draws(run_id)
         n = draws
     base = spec.model_dump(mode="json")
@@ -136,17 +142,40 @@ def run_ensemble(
 
 
 def register_ensemble(
-    spec: Scenario, store: Store, *, draws: int, seed: int = 0, chunk_size: int = DEFAULT_CHUNK_SIZE
+    spec: Scenario,
+    store: Store,
+    *,
+    draws: int,
+    seed: int = 0,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    file: str | None = None,
 ) -> str:
     """Register an ensemble in the store (status ``running``) with its table of draws; return its run id.
 
     Nothing is computed: ``run_ensemble(resume=RUN_ID)`` computes the draws (the web application registers
-    first, so that a request can answer with the run id at once, and computes in the background).
+    first, so that a request can answer with the run id at once, and computes in the background). Every
+    draw is first checked against the scenario and its world (:func:`~critmin.ensemble.draws.check_draws`):
+    a path that names nothing, or a drawn value that an instrument would refuse, is a
+    :class:`~critmin.core.errors.ScenarioError` naming ``file`` (default: the scenario's name), and nothing
+    is stored.
     """
     if draws < 1:
         raise CritminError("an ensemble needs at least one draw")
     sampler = spec.uncertainty.sampler if spec.uncertainty else "none"
-    return _register(spec, store, draw_table(spec.uncertainty, draws, seed), seed, sampler, "ensemble", chunk_size)
+    table = draw_table(spec.uncertainty, draws, seed)
+    check_draws(spec, table, calibrated(spec), file=file or f"scenario {spec.name}")
+    return _register(spec, store, table, seed, sampler, "ensemble", chunk_size)
+
+
+def calibrated(spec: Scenario) -> dict[str, CalibratedMineral]:
+    """The calibrated minerals of the scenario's world that it runs."""
+    from critmin.data.calibrate import calibrate
+    from critmin.simulate.run import check_scenario, resolve_world
+
+    world = resolve_world(spec.world)
+    check_scenario(spec, world)
+    cals = calibrate(world)
+    return {m: cals[m] for m in (spec.minerals or list(world.minerals))}
 
 
 def register_single(spec: Scenario, store: Store) -> str:

@@ -181,22 +181,30 @@ def check_scenario(scenario: Scenario, world: World, file: str | None = None) ->
     for i, inst in enumerate(scenario.instruments):
         problem = inst.check(regions, scenario.blocs, stages)
         if problem is not None:
-            raise ScenarioError(file, f"instruments.{i}.{problem[0]}", problem[1])
+            raise ScenarioError(*scenario.locate(file, f"instruments.{i}.{problem[0]}"), problem[1])
         for fname in ("buyer", "seller", "region", "location", "payer"):
             value = getattr(inst, fname, None)
             if isinstance(value, str) and value not in regions and fname != "payer":
-                raise ScenarioError(file, f"instruments.{i}.{fname}", f"{value!r} is not a region of the world")
+                raise ScenarioError(
+                    *scenario.locate(file, f"instruments.{i}.{fname}"), f"{value!r} is not a region of the world"
+                )
         projects = getattr(inst, "projects", None)
         if projects:
             for j, p in enumerate(projects):
                 if p.mineral not in stages:
-                    raise ScenarioError(file, f"instruments.{i}.projects.{j}.mineral", f"unknown mineral {p.mineral!r}")
+                    raise ScenarioError(
+                        *scenario.locate(file, f"instruments.{i}.projects.{j}.mineral"),
+                        f"unknown mineral {p.mineral!r}",
+                    )
                 if p.stage not in stages[p.mineral]:
                     raise ScenarioError(
-                        file, f"instruments.{i}.projects.{j}.stage", f"{p.mineral} has no stage {p.stage!r}"
+                        *scenario.locate(file, f"instruments.{i}.projects.{j}.stage"),
+                        f"{p.mineral} has no stage {p.stage!r}",
                     )
                 if p.region not in regions:
-                    raise ScenarioError(file, f"instruments.{i}.projects.{j}.region", f"unknown region {p.region!r}")
+                    raise ScenarioError(
+                        *scenario.locate(file, f"instruments.{i}.projects.{j}.region"), f"unknown region {p.region!r}"
+                    )
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from critmin.core.errors import ScenarioError
 from critmin.core.specs import Rate, Years
@@ -65,11 +65,50 @@ class Scenario(BaseModel):
     dynamics: Dynamics = Field(default_factory=lambda: Dynamics(), description="Dynamics settings")
     uncertainty: Uncertainty | None = Field(default=None, description="Uncertain inputs for ensembles")
 
+    #: Where each instrument and uncertain parameter was written, for a scenario loaded from a file that
+    #: extends another (see :func:`locate`); None when every entry is the loaded file's own.
+    _origins: Origins | None = PrivateAttr(default=None)
+
+    def locate(self, file: str, field: str) -> tuple[str, str]:
+        """The file and field to name in an error about ``field`` of this scenario (see :func:`locate`)."""
+        return locate(self._origins, file, field)
+
     @model_validator(mode="after")
     def _check_years(self) -> Scenario:
         if self.start is not None and self.end is not None and self.end < self.start:
             raise ValueError(f"end ({self.end}) is before start ({self.start})")
         return self
+
+
+#: For the lists that ``extends`` concatenates, the file and the position in that file of each entry.
+Origins = dict[str, list[tuple[str, int]]]
+_LISTS = {"instruments": ("instruments",), "uncertainty.parameters": ("uncertainty", "parameters")}
+
+
+def locate(origins: Origins | None, file: str, field: str) -> tuple[str, str]:
+    """Map a field of a merged scenario (``instruments.40.per_unit``) to the file that wrote the entry and
+    its position there (``child.yaml``, ``instruments.0.per_unit``); unchanged without origins."""
+    if origins is None:
+        return file, field
+    for key, where in origins.items():
+        head, _, rest = field.partition(key + ".")
+        if head or not rest:
+            continue
+        index, _, tail = rest.partition(".")
+        if index.isdigit() and int(index) < len(where):
+            source, position = where[int(index)]
+            return source, ".".join(x for x in (key, str(position), tail) if x)
+    return file, field
+
+
+def _own_origins(data: Any, file: str) -> Origins:
+    out: Origins = {}
+    for key, keys in _LISTS.items():
+        node = data
+        for k in keys:
+            node = node.get(k) if isinstance(node, dict) else None
+        out[key] = [(file, i) for i in range(len(node))] if isinstance(node, list) else []
+    return out
 
 
 def builtin_names() -> list[str]:
@@ -78,21 +117,32 @@ def builtin_names() -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def _format_validation(err: ValidationError) -> tuple[str, str]:
+def _format_validation(err: ValidationError, data: dict[str, Any]) -> tuple[str, str]:
     first = err.errors()[0]
-    field = ".".join(str(x) for x in first["loc"]) or "(top level)"
+    loc = list(first["loc"])
+    if len(loc) > 2 and loc[0] == "instruments" and isinstance(loc[1], int):
+        entry = data["instruments"][loc[1]] if isinstance(data.get("instruments"), list) else None
+        if isinstance(entry, dict) and loc[2] == entry.get("kind"):
+            del loc[2]  # the instrument's kind, which pydantic names as the member of the union it tried
+    field = ".".join(str(x) for x in loc) or "(top level)"
     return field, first["msg"]
 
 
-def scenario_from_dict(data: Any, *, file: str = "<scenario>") -> Scenario:
-    """Validate a mapping as a scenario, raising :class:`ScenarioError` naming file, field and reason."""
+def scenario_from_dict(data: Any, *, file: str = "<scenario>", origins: Origins | None = None) -> Scenario:
+    """Validate a mapping as a scenario, raising :class:`ScenarioError` naming file, field and reason.
+
+    ``origins`` (from a file that extends another) says which file wrote each instrument and uncertain
+    parameter: errors then name that file and the entry's position in it.
+    """
     if not isinstance(data, dict):
         raise ScenarioError(file, "(top level)", "a scenario must be a mapping of fields")
     try:
-        return Scenario.model_validate(data)
+        spec = Scenario.model_validate(data)
     except ValidationError as err:
-        field, reason = _format_validation(err)
-        raise ScenarioError(file, field, reason) from None
+        field, reason = _format_validation(err, data)
+        raise ScenarioError(*locate(origins, file, field), reason) from None
+    spec._origins = origins
+    return spec
 
 
 def _read(name_or_path: str | Path, base: Path | None = None, *, files: bool = True) -> tuple[Any, str, Path | None]:
@@ -129,7 +179,13 @@ def _parse(text: str, file: str) -> Any:
         raise ScenarioError(file, "(syntax)", f"not valid YAML: {err}") from None
 
 
-def _merge(parent: dict[str, Any], child: dict[str, Any], file: str = "<scenario>") -> dict[str, Any]:
+def _merge(
+    parent: dict[str, Any], child: dict[str, Any], file: str = "<scenario>", origins: Origins | None = None
+) -> dict[str, Any]:
+    """``child`` over ``parent`` (docs/scenarios.md, section 5); ``origins``, the parent's on entry, become
+    the merged scenario's."""
+    origins = origins if origins is not None else _own_origins(parent, "<parent>")
+    mine_at = _own_origins(child, file)
     out = dict(parent)
     kinds = {"instruments": list, "sources": list, "blocs": dict, "dynamics": dict}
     for key, value in child.items():
@@ -139,6 +195,7 @@ def _merge(parent: dict[str, Any], child: dict[str, Any], file: str = "<scenario
             raise ScenarioError(file, key, f"must be {what} in a file that extends another")
         if key == "instruments":
             out["instruments"] = list(parent.get("instruments", [])) + list(value or [])
+            origins["instruments"] = origins["instruments"] + mine_at["instruments"]
         elif key == "blocs":
             out["blocs"] = {**parent.get("blocs", {}), **(value or {})}
         elif key == "dynamics":
@@ -148,18 +205,33 @@ def _merge(parent: dict[str, Any], child: dict[str, Any], file: str = "<scenario
             mine, theirs = value.get("parameters", []), parent["uncertainty"].get("parameters", [])
             if not isinstance(mine, list) or not isinstance(theirs, list):
                 raise ScenarioError(file, "uncertainty.parameters", "must be a list")
-            merged["parameters"] = list(theirs) + list(mine)
+            # a parameter of this file replaces the parent's for the same path (a narrower or wider range)
+            paths = {p.get("path") for p in mine if isinstance(p, dict)}
+            keep = [not (isinstance(p, dict) and p.get("path") in paths) for p in theirs]
+            merged["parameters"] = [p for p, k in zip(theirs, keep, strict=True) if k] + list(mine)
+            where = origins["uncertainty.parameters"]
+            kept_at = [o for o, k in zip(where, keep, strict=False) if k] if len(where) == len(theirs) else []
+            origins["uncertainty.parameters"] = kept_at + mine_at["uncertainty.parameters"]
             out["uncertainty"] = merged
         elif key == "sources":
             out["sources"] = list(parent.get("sources", [])) + list(value or [])
         else:
             out[key] = value
+            if key == "uncertainty":
+                origins["uncertainty.parameters"] = mine_at["uncertainty.parameters"]
     return out
 
 
 def _resolve_extends(data: Any, file: str, folder: Path | None, depth: int = 0, *, files: bool = True) -> Any:
+    return _resolve(data, file, folder, depth, files=files)[0]
+
+
+def _resolve(
+    data: Any, file: str, folder: Path | None, depth: int = 0, *, files: bool = True
+) -> tuple[Any, Origins | None]:
+    """``data`` with ``extends`` followed, and the origins of its list entries (None without ``extends``)."""
     if not isinstance(data, dict) or "extends" not in data:
-        return data
+        return data, None
     if depth > 8:
         raise ScenarioError(file, "extends", "scenarios extend each other in a cycle or too deeply")
     parent_name = data["extends"]
@@ -168,11 +240,13 @@ def _resolve_extends(data: Any, file: str, folder: Path | None, depth: int = 0, 
     if not files and parent_name not in builtin_names():
         raise ScenarioError(file, "extends", f"may name a built-in scenario only ({', '.join(builtin_names())})")
     parent, pfile, pfolder = _read(parent_name, folder, files=files)
-    parent = _resolve_extends(parent, pfile, pfolder, depth + 1, files=files)
+    parent, origins = _resolve(parent, pfile, pfolder, depth + 1, files=files)
     if not isinstance(parent, dict):
         raise ScenarioError(pfile, "(top level)", "a scenario must be a mapping of fields")
     child = {k: v for k, v in data.items() if k != "extends"}
-    return _merge(parent, child, file)
+    origins = origins if origins is not None else _own_origins(parent, pfile)
+    merged = _merge(parent, child, file, origins)
+    return merged, origins
 
 
 def scenario_data_from_text(text: str, *, file: str = "<scenario>", files: bool = True) -> Any:
@@ -185,8 +259,8 @@ def scenario_data_from_text(text: str, *, file: str = "<scenario>", files: bool 
 def load_scenario(name_or_path: str | Path) -> Scenario:
     """Load a built-in scenario by name, or a YAML file by path (following ``extends``)."""
     data, file, folder = _read(name_or_path)
-    data = _resolve_extends(data, file, folder)
-    return scenario_from_dict(data, file=file)
+    data, origins = _resolve(data, file, folder)
+    return scenario_from_dict(data, file=file, origins=origins)
 
 
 def scenario_data(spec: Scenario) -> dict[str, Any]:
