@@ -726,3 +726,12 @@ def test_validate_checks_the_uncertain_inputs(tmp_path: Path) -> None:
     assert result.exit_code == 2
     text = " ".join(result.output.split())
     assert "bad.yaml" in text and "world.ndpr" in text and "no sector 'nosector'" in text
+
+
+def test_where_entries_were_written_is_not_part_of_a_scenarios_content(tmp_path: Path) -> None:
+    from critmin.simulate.scenario import scenario_data
+
+    good = {"kind": "tariff", "name": "t1", "per_unit": "3 USD/t", "importer": "USA", "exporter": "CHN"}
+    spec = load_scenario(_chain(tmp_path, "2 USD/t", good))
+    assert spec.locate("top.yaml", "instruments.0.rate") != ("top.yaml", "instruments.0.rate")
+    assert scenario_from_dict(scenario_data(spec)) == spec

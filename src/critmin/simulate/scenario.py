@@ -65,13 +65,11 @@ class Scenario(BaseModel):
     dynamics: Dynamics = Field(default_factory=lambda: Dynamics(), description="Dynamics settings")
     uncertainty: Uncertainty | None = Field(default=None, description="Uncertain inputs for ensembles")
 
-    #: Where each instrument and uncertain parameter was written, for a scenario loaded from a file that
-    #: extends another (see :func:`locate`); None when every entry is the loaded file's own.
-    _origins: Origins | None = PrivateAttr(default=None)
+    _provenance: Provenance = PrivateAttr(default_factory=lambda: Provenance())
 
     def locate(self, file: str, field: str) -> tuple[str, str]:
         """The file and field to name in an error about ``field`` of this scenario (see :func:`locate`)."""
-        return locate(self._origins, file, field)
+        return locate(self._provenance.origins, file, field)
 
     @model_validator(mode="after")
     def _check_years(self) -> Scenario:
@@ -82,6 +80,24 @@ class Scenario(BaseModel):
 
 #: For the lists that ``extends`` concatenates, the file and the position in that file of each entry.
 Origins = dict[str, list[tuple[str, int]]]
+
+
+class Provenance:
+    """Where a scenario loaded from a file that extends another had each instrument and uncertain input
+    written (``origins``; None when every entry is the loaded file's own). It is not part of what the
+    scenario is: any two compare equal, so that scenarios still compare by their content alone."""
+
+    __slots__ = ("origins",)
+
+    def __init__(self, origins: Origins | None = None) -> None:
+        self.origins = origins
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Provenance)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 _LISTS = {"instruments": ("instruments",), "uncertainty.parameters": ("uncertainty", "parameters")}
 
 
@@ -141,7 +157,7 @@ def scenario_from_dict(data: Any, *, file: str = "<scenario>", origins: Origins 
     except ValidationError as err:
         field, reason = _format_validation(err, data)
         raise ScenarioError(*locate(origins, file, field), reason) from None
-    spec._origins = origins
+    spec._provenance = Provenance(origins)
     return spec
 
 
@@ -179,12 +195,9 @@ def _parse(text: str, file: str) -> Any:
         raise ScenarioError(file, "(syntax)", f"not valid YAML: {err}") from None
 
 
-def _merge(
-    parent: dict[str, Any], child: dict[str, Any], file: str = "<scenario>", origins: Origins | None = None
-) -> dict[str, Any]:
+def _merge(parent: dict[str, Any], child: dict[str, Any], file: str, origins: Origins) -> dict[str, Any]:
     """``child`` over ``parent`` (docs/scenarios.md, section 5); ``origins``, the parent's on entry, become
     the merged scenario's."""
-    origins = origins if origins is not None else _own_origins(parent, "<parent>")
     mine_at = _own_origins(child, file)
     out = dict(parent)
     kinds = {"instruments": list, "sources": list, "blocs": dict, "dynamics": dict}
@@ -209,8 +222,7 @@ def _merge(
             paths = {p.get("path") for p in mine if isinstance(p, dict)}
             keep = [not (isinstance(p, dict) and p.get("path") in paths) for p in theirs]
             merged["parameters"] = [p for p, k in zip(theirs, keep, strict=True) if k] + list(mine)
-            where = origins["uncertainty.parameters"]
-            kept_at = [o for o, k in zip(where, keep, strict=False) if k] if len(where) == len(theirs) else []
+            kept_at = [o for o, k in zip(origins["uncertainty.parameters"], keep, strict=True) if k]
             origins["uncertainty.parameters"] = kept_at + mine_at["uncertainty.parameters"]
             out["uncertainty"] = merged
         elif key == "sources":
