@@ -61,3 +61,15 @@ def test_labels_are_text_not_markup():
     df = pd.DataFrame({"outcome": ["peak price [USD/t]", "total fiscal_cost [bold]"], "value": [1.0, 2.0]})
     out = printed(Console(file=io.StringIO(), width=80), df)
     assert "[USD/t]" in out and "[bold]" in out
+
+
+def test_compare_shows_differences_within_the_solvers_tolerance_as_zero() -> None:
+    from critmin.cli import with_differences
+
+    table = pd.DataFrame(
+        {"a": [0.4146, 1.0e12, 5.0, float("nan"), 0.0], "b": [0.4146 - 1.1e-16, 1.0e12 + 3.0, 5.1, 1.0, 0.0]}
+    )
+    out = with_differences(table, ["a", "b"])
+    diff = out["b - a"].tolist()
+    assert diff[0] == 0.0 and diff[1] == 0.0  # rounding, and 3e-12 relative
+    assert abs(diff[2] - 0.1) < 1e-12 and pd.isna(diff[3]) and diff[4] == 0.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -154,16 +154,33 @@ def compare(
         table = table.reset_index()
         if mineral is not None:
             table = table[table["mineral"] == mineral]
-        for other in labels[1:]:
-            table[f"{other} - {labels[0]}"] = table[other] - table[labels[0]]
-        print_table(
-            console, frame_table(table, f"Headline metrics: {' vs '.join(labels)} (differences from {labels[0]})")
+        table = with_differences(table, labels)
+        title = (
+            f"Headline metrics: {' vs '.join(labels)} (differences from {labels[0]}; differences within the "
+            f"solver's tolerance are 0; a blank recovery_periods has not recovered by the last period)"
         )
+        print_table(console, frame_table(table, title))
         if export is not None:
             table.to_csv(export, index=False)
             console.print(f"wrote {len(table):,} rows to {export}")
     except CritminError as err:
         _fail(err)
+
+
+#: Relative difference between two scenarios' headline values that ``compare`` shows as 0 (the solver's
+#: tolerance on relative residuals).
+_SAME = 1e-9
+
+
+def with_differences(table: Any, labels: list[str]) -> Any:
+    """``table`` with a column ``OTHER - FIRST`` for each run after the first; a difference within the
+    solver's tolerance (:data:`_SAME` of the larger value) is 0, not rounding noise such as 1e-16."""
+    ref = table[labels[0]]
+    for other in labels[1:]:
+        diff = table[other] - ref
+        noise = diff.abs() <= _SAME * table[[other, labels[0]]].abs().max(axis=1)
+        table[f"{other} - {labels[0]}"] = diff.where(~noise, 0.0)
+    return table
 
 
 #: Draws of the uncertain inputs that ``validate`` checks (an ensemble checks all of its own before it starts).

@@ -727,7 +727,7 @@ class _Loader:
             return WorldSpec.model_validate(raw)
         except pydantic.ValidationError as err:
             first = err.errors()[0]
-            loc = ".".join(str(p) for p in first["loc"]) or "world.yaml"
+            loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
             raise DataError(str(path), loc, first["msg"]) from err
 
     def read(self, name: str) -> _Table | None:
