@@ -73,3 +73,12 @@ def test_compare_shows_differences_within_the_solvers_tolerance_as_zero() -> Non
     diff = out["b - a"].tolist()
     assert diff[0] == 0.0 and diff[1] == 0.0  # rounding, and 3e-12 relative
     assert abs(diff[2] - 0.1) < 1e-12 and pd.isna(diff[3]) and diff[4] == 0.0
+
+
+def test_the_reports_differences_within_the_solvers_tolerance_are_zero() -> None:
+    from critmin.report.html import fmt_diff
+
+    assert fmt_diff(0.4146, 0.4146 - 1.1e-16, "1") == "+0.0 pp"
+    assert fmt_diff(0.25, 0.2, "1") == "-5.0 pp"
+    assert fmt_diff(2.0e9, 2.0e9 + 1e-3, "USD") == "+0.0 M USD"
+    assert fmt_diff(None, 1.0, "1") == "–"

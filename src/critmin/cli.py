@@ -167,19 +167,13 @@ def compare(
         _fail(err)
 
 
-#: Relative difference between two scenarios' headline values that ``compare`` shows as 0 (the solver's
-#: tolerance on relative residuals).
-_SAME = 1e-9
-
-
 def with_differences(table: Any, labels: list[str]) -> Any:
     """``table`` with a column ``OTHER - FIRST`` for each run after the first; a difference within the
-    solver's tolerance (:data:`_SAME` of the larger value) is 0, not rounding noise such as 1e-16."""
-    ref = table[labels[0]]
+    solver's tolerance is 0, not rounding noise such as 1e-16 (:func:`critmin.metrics.headline.difference`)."""
+    from critmin.metrics.headline import difference
+
     for other in labels[1:]:
-        diff = table[other] - ref
-        noise = diff.abs() <= _SAME * table[[other, labels[0]]].abs().max(axis=1)
-        table[f"{other} - {labels[0]}"] = diff.where(~noise, 0.0)
+        table[f"{other} - {labels[0]}"] = difference(table[labels[0]].to_numpy(), table[other].to_numpy())
     return table
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 import xarray as xr
+from numpy.typing import ArrayLike
 
 from critmin.metrics.core import (
     ALL_SECTORS,
@@ -29,6 +31,19 @@ HEADLINE_STAGE = "refine"
 #: Supplier whose dependence the headline reports.
 HEADLINE_SUPPLIER = "CHN"
 HEADLINE_COLUMNS = ["metric", "mineral", "bloc", "unit", "value"]
+
+#: Relative difference below which two runs' headline values count as the same: the solver's tolerance on
+#: relative residuals (a smaller difference is rounding, such as -1.1e-16).
+SAME_RELATIVE = 1e-9
+
+
+def difference(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+    """``b - a``, with 0 where the two differ by at most :data:`SAME_RELATIVE` of the larger; NaN stays NaN."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    d = b - a
+    with np.errstate(invalid="ignore"):
+        return np.where(np.abs(d) <= SAME_RELATIVE * np.maximum(np.abs(a), np.abs(b)), 0.0, d)
+
 
 #: Headline rows: name -> (unit, definition). ``bloc`` is a bloc of the run or ``world``.
 HEADLINE_DEFINITIONS: dict[str, tuple[str, str]] = {

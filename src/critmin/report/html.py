@@ -90,10 +90,13 @@ def fmt_value(value: Any, unit: str) -> str:
 
 
 def fmt_diff(a: Any, b: Any, unit: str) -> str:
-    """The difference ``b - a`` of two headline values (shares in percentage points)."""
+    """The difference ``b - a`` of two headline values (shares in percentage points; 0 within the solver's
+    tolerance, :func:`critmin.metrics.headline.difference`)."""
+    from critmin.metrics.headline import difference
+
     if a is None or b is None:
         return "–"
-    d = float(b) - float(a)
+    d = float(difference(float(a), float(b)))
     if unit == "1":
         return f"{100 * d:+.1f} pp"
     return ("+" if d >= 0 else "") + fmt_value(d, unit)
