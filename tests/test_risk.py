@@ -283,3 +283,17 @@ def test_risk_table_without_uncertain_inputs_has_no_driver():
     metrics = one_metric(np.arange(10.0))
     out = risk_table(pd.DataFrame({"draw": np.arange(10)}), metrics)
     assert out["driver"].tolist() == [None] and np.isnan(out["driver_rho"].item())
+
+
+@pytest.mark.parametrize("method", ["spearman", "prcc"])
+def test_an_outcome_that_moves_only_by_rounding_has_no_driver(method):
+    draws = _draws(50)
+    # a shortfall of 0.2671327 in every draw, off by rounding (1e-14 relative) in the same order as the
+    # elasticity: its ranks would follow the elasticity perfectly, but the outcome does not move
+    rounding = 0.2671327 * (1.0 + 1e-14 * draws["elasticity"].rank().to_numpy())
+    out = sensitivity(draws, one_metric(rounding, metric="shortfall_share", unit="1"), method=method)
+    assert out.empty
+    # a real move, however small next to the value (1e-6 relative), has its driver
+    real = 0.2671327 * (1.0 + 1e-6 * draws["elasticity"].rank().to_numpy())
+    out = sensitivity(draws, one_metric(real, metric="shortfall_share", unit="1"), method=method)
+    assert out.iloc[0]["input"] == "elasticity"

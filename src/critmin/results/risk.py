@@ -39,6 +39,7 @@ import pandas as pd
 from scipy import stats
 
 from critmin.core.errors import CritminError
+from critmin.metrics.headline import SAME_RELATIVE
 
 Aggregate = Literal["sum", "max"]
 Method = Literal["spearman", "prcc"]
@@ -451,6 +452,15 @@ def _numeric_inputs(draws: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return pd.DataFrame(out, index=table.index), skipped
 
 
+def _within_tolerance(y: np.ndarray) -> bool:
+    """Whether the present values of ``y`` differ by no more than the solver's tolerance
+    (:data:`~critmin.metrics.headline.SAME_RELATIVE` of the largest): the same outcome in every draw."""
+    present = y[~np.isnan(y)]
+    if present.size == 0:
+        return True
+    return bool(present.max() - present.min() <= SAME_RELATIVE * np.abs(present).max())
+
+
 def _standard_ranks(x: np.ndarray) -> np.ndarray | None:
     """Ranks (ties averaged) centred and scaled to unit variance; ``None`` if the values do not vary."""
     r = stats.rankdata(x)
@@ -565,7 +575,9 @@ def _sensitivity(draws: pd.DataFrame, outcomes: pd.DataFrame, method: Method) ->
         known = ~np.isnan(where)
         y[where[known].astype(np.int64)] = values[rows_of][known]
         found: list[tuple[str, float, int, int]] = []  # input, rho, n, inputs controlled for
-        if method == "prcc" and varying:
+        if _within_tolerance(y):
+            pass  # an outcome that moves only by rounding has no driver (its ranks would be noise)
+        elif method == "prcc" and varying:
             rho, n = _partial_rank_corr(x, y)
             found = [(c, float(r), n, len(varying) - 1) for c, r in zip(varying, rho, strict=True)]
         else:
