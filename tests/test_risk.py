@@ -261,6 +261,7 @@ def test_risk_table_summarises_each_outcome():
         "p_exceed",
         "driver",
         "driver_rho",
+        "driver_p",
     ]
     assert out["metric"].tolist() == ["shortfall_share", "fiscal_cost", "price"]  # order of first appearance
     short = out.iloc[0]
@@ -272,6 +273,7 @@ def test_risk_table_summarises_each_outcome():
     assert np.isnan(cost["threshold"]) and np.isnan(cost["p_exceed"])
     price = out.iloc[2]
     assert (price["driver"], price["driver_rho"]) == ("elasticity", pytest.approx(1.0))
+    assert price["driver_p"] < 1e-12
     only_world = risk_table(draws, table(rows), regions=["world"])
     assert only_world["metric"].tolist() == ["price"]
     custom = risk_table(draws, table(rows), exceed={"fiscal_cost": 90.0}, level=0.9)
@@ -297,3 +299,12 @@ def test_an_outcome_that_moves_only_by_rounding_has_no_driver(method):
     real = 0.2671327 * (1.0 + 1e-6 * draws["elasticity"].rank().to_numpy())
     out = sensitivity(draws, one_metric(real, metric="shortfall_share", unit="1"), method=method)
     assert out.iloc[0]["input"] == "elasticity"
+
+
+def test_a_driver_that_could_be_chance_is_shown_with_its_p_value():
+    from critmin.results.risk import driver_label
+
+    assert driver_label("instruments.ban.end", 0.91, 1e-9) == "instruments.ban.end (+0.91)"
+    assert driver_label("instruments.ban.end", -0.40, 0.0531) == "instruments.ban.end (-0.40, p=0.053)"
+    assert driver_label("x", 0.5, 0.2, symbol="ρ ") == "x (ρ +0.50, p=0.2)"
+    assert driver_label(None, float("nan"), float("nan")) == ""

@@ -85,6 +85,8 @@ def risk_view(table: Any, level: float = 0.95) -> Table:
     """
     import pandas as pd
 
+    from critmin.results.risk import WEAK_DRIVER_P, driver_label
+
     pct = f"{100 * level:g}"
     thresholds = sorted({float(t) for t in table["threshold"].dropna()})
     shown = pd.DataFrame(
@@ -108,13 +110,13 @@ def risk_view(table: Any, level: float = 0.95) -> Table:
         shown["threshold"] = table["threshold"]
         shown["P(>threshold)"] = table["p_exceed"]
     shown["driver (rho)"] = [
-        "" if pd.isna(d) or pd.isna(r) else f"{d} ({r:+.2f})"
-        for d, r in zip(table["driver"], table["driver_rho"], strict=True)
+        driver_label(d, r, p) for d, r, p in zip(table["driver"], table["driver_rho"], table["driver_p"], strict=True)
     ]
     title = (
         f"Risk over {int(table['n'].max())} draws: each outcome is a metric summed (total) or peaked over the "
         f"periods; CVaR{pct} is the mean of the worst {100 - 100 * level:g}% of draws; driver: the uncertain "
-        "input with the strongest Spearman rank correlation"
+        f"input with the strongest Spearman rank correlation, with its p-value where it could be chance "
+        f"(p >= {WEAK_DRIVER_P:g})"
     )
     return frame_table(shown, title)
 

@@ -207,7 +207,7 @@ def _headline_rows(runs: Sequence[ReportRun]) -> tuple[list[str], list[dict[str,
 def ensemble_rows(draws: pd.DataFrame, metrics: pd.DataFrame, mineral: str | None = None) -> list[dict[str, Any]]:
     """The ensemble's risk table (:func:`critmin.results.risk.risk_table`) for price, shortfall and fiscal
     cost, in the units a reader expects (USD/kg, %, M USD)."""
-    from critmin.results.risk import risk_table
+    from critmin.results.risk import driver_label, risk_table
 
     table = risk_table(draws, metrics, minerals=None if mineral is None else [mineral])
     rows = []
@@ -226,7 +226,7 @@ def ensemble_rows(draws: pd.DataFrame, metrics: pd.DataFrame, mineral: str | Non
                     "bloc": str(r["region"]),
                     "unit": unit,
                     **{key: show(key) for key in ("p5", "p50", "p95", "mean", "cvar")},
-                    "driver": "" if driver is None else f"{driver} (ρ {float(r['driver_rho']):+.2f})",
+                    "driver": driver_label(driver, float(r["driver_rho"]), float(r["driver_p"]), symbol="ρ "),
                 }
             )
     return rows

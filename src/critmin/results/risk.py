@@ -630,10 +630,10 @@ def risk_table(
     -------
     pd.DataFrame
         Columns ``metric, mineral, region, aggregate, unit, n, mean, p5, p50, p95, cvar, threshold,
-        p_exceed, driver, driver_rho``, one row per outcome in the order the metrics first appear: the
+        p_exceed, driver, driver_rho, driver_p``, one row per outcome in the order the metrics first appear: the
         outcome's mean, quantiles and CVaR (upper tail, at ``level``) over the draws (each outcome aggregated
         by :func:`default_aggregate`); ``p_exceed = P(outcome > threshold)`` where a threshold applies; the
-        input with the strongest Spearman rank correlation with the outcome, and that correlation.
+        input with the strongest Spearman rank correlation with the outcome, that correlation and its p-value.
     """
     table = _check_metrics(metrics)
     if minerals is not None:
@@ -646,8 +646,8 @@ def risk_table(
     outcomes = _per_draw(table, None)
     drivers = _sensitivity(draws, outcomes, "spearman")
     top = {
-        tuple(row[:4]): (str(row[4]), float(row[5]))
-        for row in drivers.loc[drivers["rank"] == 1, [*OUTCOME_KEYS, "input", "rho"]].itertuples(index=False)
+        tuple(row[:4]): (str(row[4]), float(row[5]), float(row[6]))
+        for row in drivers.loc[drivers["rank"] == 1, [*OUTCOME_KEYS, "input", "rho", "p_value"]].itertuples(index=False)
     }
     values = outcomes["value"].to_numpy(dtype=float)
     rows = []
@@ -657,7 +657,7 @@ def risk_table(
         labels = {k: first[k] for k in OUTCOME_KEYS}
         p5, p50, p95 = np.quantile(x, [0.05, 0.5, 0.95])
         threshold = exceed.get(str(labels["metric"]))
-        driver, rho = top.get(tuple(labels.values()), (None, math.nan))
+        driver, rho, p_value = top.get(tuple(labels.values()), (None, math.nan, math.nan))
         rows.append(
             {
                 **labels,
@@ -672,7 +672,21 @@ def risk_table(
                 "p_exceed": math.nan if threshold is None else float((x > threshold).mean()),
                 "driver": driver,
                 "driver_rho": rho,
+                "driver_p": p_value,
             }
         )
     columns = [*OUTCOME_KEYS, "unit", "n", "mean", "p5", "p50", "p95", "cvar", "threshold", "p_exceed"]
-    return pd.DataFrame(rows, columns=[*columns, "driver", "driver_rho"])
+    return pd.DataFrame(rows, columns=[*columns, "driver", "driver_rho", "driver_p"])
+
+
+#: A driver whose correlation has a p-value at or above this is shown with it: it could be chance.
+WEAK_DRIVER_P = 0.05
+
+
+def driver_label(driver: Any, rho: float, p_value: float, *, symbol: str = "") -> str:
+    """``input (+0.85)`` for a risk table's driver, ``input (+0.40, p=0.06)`` where the correlation could be
+    chance (:data:`WEAK_DRIVER_P`); empty without a driver."""
+    if driver is None or (isinstance(driver, float) and math.isnan(driver)) or math.isnan(rho):
+        return ""
+    weak = f", p={p_value:.2g}" if not p_value < WEAK_DRIVER_P else ""
+    return f"{driver} ({symbol}{rho:+.2f}{weak})"
