@@ -292,3 +292,20 @@ def test_an_ensemble_whose_draws_do_not_apply_stores_nothing(tmp_path, param, fi
     assert err.value.field == field and words in err.value.reason
     assert err.value.file == f"scenario {spec.name}"
     assert store.list_runs().empty
+
+
+def test_an_unreachable_scheduler_is_a_clear_error_and_the_run_can_be_resumed(tmp_path):
+    import dask
+
+    from critmin.core.errors import CritminError
+    from critmin.results.ensemble import run_ensemble
+    from critmin.results.store import Store
+
+    store = Store(tmp_path / "s.duckdb")
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}), pytest.raises(CritminError) as err:
+        run_ensemble(_scenario(), draws=2, store=store, scheduler="tcp://127.0.0.1:9", load=False)
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in str(err.value)
+    run_id = err.value.run_id  # type: ignore[attr-defined]
+    assert store.get_run(run_id)["status"] == "failed"
+    done = run_ensemble(resume=run_id, store=store, executor="inline", load=False)
+    assert done.run_id == run_id and store.get_run(run_id)["status"] == "complete"

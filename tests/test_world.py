@@ -486,7 +486,7 @@ BAD_CASES = [
         "from the base year",
         3,
     ),
-    ("horizon-before-base", _yaml("horizon", 2000), "world.yaml", "world.yaml", "before base_year", None),
+    ("horizon-before-base", _yaml("horizon", 2000), "world.yaml", "(top level)", "before base_year", None),
     ("trade-to-itself", _set("trade.csv", 0, "importer", "AUS"), "trade.csv", "importer", "domestic flows", 2),
     ("yield-not-positive", _set("stages.csv", 1, "yield", "0"), "stages.csv", "yield", "must be > 0", 3),
     (

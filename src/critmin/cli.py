@@ -295,6 +295,12 @@ def ensemble(
         else:
             print_table(console, risk_view(table))
     except CritminError as err:
+        failed = getattr(err, "run_id", None)
+        if failed is not None:
+            err_console.print(
+                f"run {failed} is stored as failed; `critmin ensemble --resume {failed}` computes its missing draws",
+                soft_wrap=True,
+            )
         _fail(err)
 
 

@@ -206,7 +206,10 @@ def _execute_dask(
 
     cluster = None
     if scheduler:
-        client = Client(scheduler)
+        try:
+            client = Client(scheduler)
+        except OSError as err:  # unreachable, refused, or timed out
+            raise CritminError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
     else:
         n = workers or max(1, os.cpu_count() or 1)
         with _single_threaded_children():

@@ -132,8 +132,9 @@ def run_ensemble(
     except KeyboardInterrupt:
         db.finish_run(run_id, "interrupted", time.perf_counter() - t0)
         raise
-    except Exception:
+    except Exception as err:
         db.finish_run(run_id, "failed", time.perf_counter() - t0)
+        err.run_id = run_id  # type: ignore[attr-defined]  # for the caller's message: the run can be resumed
         raise
     db.finish_run(run_id, "complete", time.perf_counter() - t0)
     if not load:
