@@ -93,15 +93,20 @@ def data(
 @app.command()
 def run(
     scenario: Annotated[str, typer.Argument(help="A built-in scenario name or a scenario YAML file")],
-    export: Annotated[Path | None, typer.Option("--export", help="Write a tidy long CSV of all results")] = None,
+    export: Annotated[
+        Path | None,
+        typer.Option("--export", help="Write a tidy long table of all results: .csv (.csv.gz, ...) or .parquet"),
+    ] = None,
     solver: Annotated[str | None, typer.Option(help="Override the period solver: engine or highs")] = None,
 ) -> None:
     """Run a scenario over its periods, print a summary, optionally export the results."""
     try:
-        from critmin.results.dataset import export_csv, summary_table, to_dataset
+        from critmin.results.dataset import export_format, export_long, summary_table, to_dataset
         from critmin.simulate.run import run_scenario
         from critmin.simulate.scenario import load_scenario
 
+        if export is not None:
+            export_format(export)  # a path that cannot be written fails now, not after the run
         spec = load_scenario(scenario)
         if solver is not None:
             spec = spec.model_copy(update={"solver": solver})
@@ -121,7 +126,7 @@ def run(
             f"{float(ds['residual'].max()):.1e}"
         )
         if export is not None:
-            rows = export_csv(ds, export, metrics_ds)
+            rows = export_long(ds, export, metrics_ds)
             console.print(f"wrote {rows:,} rows (results and metrics) to {export}")
     except CritminError as err:
         _fail(err)
@@ -132,13 +137,19 @@ def compare(
     scenarios: Annotated[
         list[str], typer.Argument(help="Two or more scenarios (names or files); the first is the reference")
     ],
-    export: Annotated[Path | None, typer.Option("--export", help="Write the comparison table as CSV")] = None,
+    export: Annotated[
+        Path | None, typer.Option("--export", help="Write the comparison table: .csv (.csv.gz, ...) or .parquet")
+    ] = None,
     mineral: Annotated[str | None, typer.Option("--mineral", "-m", help="Only this mineral (default: all)")] = None,
 ) -> None:
     """Run scenarios and print their headline metrics side by side, with differences from the first."""
     try:
         if len(scenarios) < 2:
             raise CritminError("compare needs at least two scenarios")
+        if export is not None:
+            from critmin.results.dataset import export_format
+
+            fmt = export_format(export)  # fails now, not after the runs
         from critmin.metrics import compare as compare_runs
         from critmin.results.dataset import to_dataset
         from critmin.simulate.run import run_scenario
@@ -161,7 +172,10 @@ def compare(
         )
         print_table(console, frame_table(table, title))
         if export is not None:
-            table.to_csv(export, index=False)
+            if fmt == "parquet":
+                table.to_parquet(export, index=False)
+            else:
+                table.to_csv(export, index=False)
             console.print(f"wrote {len(table):,} rows to {export}")
     except CritminError as err:
         _fail(err)

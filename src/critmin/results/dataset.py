@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from critmin.core.errors import DataError
 from critmin.simulate.run import RunRecord
 
 #: Order of stages across minerals (a mineral without a stage has NaN there).
@@ -246,15 +248,51 @@ def to_long(ds: xr.Dataset, variables: list[str] | None = None, *, drop_zero_flo
     return out
 
 
-def export_csv(ds: xr.Dataset, path: str | Path, metrics: xr.Dataset | None = None) -> int:
-    """Write the tidy long table (results, then metrics) to ``path`` atomically; return the number of rows."""
+#: Compressions of a CSV export, by the name's last ending (``results.csv.gz``).
+_CSV_COMPRESSION: dict[str, Literal["gzip", "bz2", "zip", "xz"]] = {
+    ".gz": "gzip",
+    ".bz2": "bz2",
+    ".zip": "zip",
+    ".xz": "xz",
+}
+
+
+def export_format(path: str | Path) -> str:
+    """``csv`` or ``parquet`` for an export path, checked before any work: a known ending (``.csv``,
+    ``.csv.gz`` and the like, ``.parquet``) in a folder that exists. Raises :class:`DataError` otherwise."""
     path = Path(path)
+    endings = [x.lower() for x in path.suffixes[-2:]]
+    fmt = None
+    if endings[-1:] == [".parquet"]:
+        fmt = "parquet"
+    elif endings[-1:] == [".csv"] or (endings[:1] == [".csv"] and endings[-1] in _CSV_COMPRESSION):
+        fmt = "csv"
+    if fmt is None:
+        raise DataError(str(path), "--export", "name the file .csv (or .csv.gz, .csv.zip, ...) or .parquet")
+    if not path.parent.is_dir():
+        raise DataError(str(path), "--export", f"the folder {path.parent} does not exist")
+    return fmt
+
+
+def export_long(ds: xr.Dataset, path: str | Path, metrics: xr.Dataset | None = None) -> int:
+    """Write the tidy long table (results, then metrics) to ``path``, CSV or Parquet by its name
+    (:func:`export_format`), atomically: nothing is left under ``path`` if the write fails. Returns the
+    number of rows."""
+    path = Path(path)
+    fmt = export_format(path)
     table = to_long(ds)
     if metrics is not None:
         table = pd.concat([table, to_long(metrics)], ignore_index=True)
     tmp = path.with_name(path.name + ".partial")
-    table.to_csv(tmp, index=False)
-    tmp.replace(path)
+    try:
+        if fmt == "parquet":
+            table.to_parquet(tmp, index=False)
+        else:  # the compression from the real name (the ``.partial`` ending hides it from pandas)
+            table.to_csv(tmp, index=False, compression=_CSV_COMPRESSION.get(path.suffix.lower()))
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return len(table)
 
 

@@ -1,0 +1,64 @@
+"""`critmin run --export`: the tidy long table as CSV (optionally compressed) or Parquet, chosen by the name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from critmin.cli import app
+from critmin.core.errors import DataError
+from critmin.results.dataset import LONG_COLUMNS, export_format, export_long, to_dataset, to_long
+from critmin.simulate.run import run_scenario
+from critmin.simulate.scenario import scenario_from_dict
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return to_dataset(run_scenario(scenario_from_dict({"name": "toy-export", "world": "toy", "end": 2026})))
+
+
+@pytest.mark.parametrize(
+    "name, fmt",
+    [("r.csv", "csv"), ("r.CSV", "csv"), ("r.csv.gz", "csv"), ("r.csv.zip", "csv"), ("r.parquet", "parquet")],
+)
+def test_the_format_follows_the_name(tmp_path: Path, name: str, fmt: str) -> None:
+    assert export_format(tmp_path / name) == fmt
+
+
+@pytest.mark.parametrize("name", ["r.xlsx", "r", "r.gz", "r.parquet.gz", "r.json"])
+def test_a_name_with_no_known_format_is_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(DataError, match="--export"):
+        export_format(tmp_path / name)
+
+
+def test_a_missing_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="does not exist"):
+        export_format(tmp_path / "no" / "r.csv")
+
+
+@pytest.mark.parametrize("name", ["r.csv", "r.csv.gz", "r.parquet"])
+def test_each_format_reads_back_as_the_long_table(ds, tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    rows = export_long(ds, path)
+    back = pd.read_parquet(path) if name.endswith(".parquet") else pd.read_csv(path, keep_default_na=False)
+    expected = to_long(ds)
+    assert rows == len(expected) == len(back)
+    assert list(back.columns) == LONG_COLUMNS
+    assert back["value"].astype(float).tolist() == pytest.approx(expected["value"].tolist())
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_the_run_command_refuses_an_unwritable_export_before_running(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["run", "baseline", "--export", str(tmp_path / "no" / "r.csv")])
+    assert result.exit_code == 2
+    assert "does not exist" in " ".join(result.output.split())
+    assert "periods x" not in result.output  # nothing was run
+
+
+def test_compare_refuses_an_unwritable_export_before_running(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["compare", "baseline", "club-2026", "--export", str(tmp_path / "r.xlsx")])
+    assert result.exit_code == 2
+    assert ".parquet" in " ".join(result.output.split())
