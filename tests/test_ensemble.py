@@ -296,6 +296,7 @@ def test_an_ensemble_whose_draws_do_not_apply_stores_nothing(tmp_path, param, fi
 
 def test_an_unreachable_scheduler_is_a_clear_error_and_the_run_can_be_resumed(tmp_path):
     import dask
+    import distributed  # noqa: F401  # its config defaults first: the block below restores them on exit
 
     from critmin.core.errors import CritminError
     from critmin.results.ensemble import run_ensemble
