@@ -191,10 +191,6 @@ def with_differences(table: Any, labels: list[str]) -> Any:
     return table
 
 
-#: Draws of the uncertain inputs that ``validate`` checks (an ensemble checks all of its own before it starts).
-_VALIDATE_DRAWS = 100
-
-
 @app.command()
 def validate(
     scenario: Annotated[str, typer.Argument(help="A built-in scenario name or a scenario YAML file")],
@@ -211,17 +207,13 @@ def validate(
         for inst in spec.instruments:
             kinds[inst.kind] = kinds.get(inst.kind, 0) + 1
         summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no instruments"
-        if spec.uncertainty is not None and spec.uncertainty.parameters:
-            from critmin.ensemble.draws import check_draws
-            from critmin.ensemble.sampling import draw_table
-            from critmin.results.ensemble import calibrated
+        from critmin.results.ensemble import VALIDATE_DRAWS, check_uncertainty
 
-            table = draw_table(spec.uncertainty, _VALIDATE_DRAWS, 0)
-            check_draws(spec, table, calibrated(spec), file=scenario)
-            n_inputs = len(table.columns) - 1
+        n_inputs = check_uncertainty(spec, file=scenario)
+        if n_inputs and spec.uncertainty is not None:
             summary += (
                 f"; uncertainty: {n_inputs} inputs ({spec.uncertainty.sampler}), every path found and "
-                f"{_VALIDATE_DRAWS} sample draws valid"
+                f"{VALIDATE_DRAWS} sample draws valid"
             )
         console.print(
             f"[green]valid[/]: {spec.name} on world {w.name} ({len(w.minerals)} minerals); "

@@ -92,6 +92,18 @@ def test_validate_reports_field_and_reason(client: TestClient) -> None:
     assert res["errors"][0]["field"] == "world"
     res = client.post("/api/validate", json={"scenario": {**TOY, "extends": "/etc/passwd"}}).json()
     assert res["errors"][0]["field"] == "extends"
+    # uncertain inputs are checked as an ensemble checks them
+    drawn = {
+        **TOY_FLOOR,
+        "uncertainty": {
+            "parameters": [
+                {"path": "world.lithium.demand_elasticity.nope", "dist": "uniform", "low": -0.5, "high": -0.1}
+            ]
+        },
+    }
+    res = client.post("/api/validate", json={"scenario": drawn}).json()
+    assert not res["valid"] and res["errors"][0]["field"] == "uncertainty: world.lithium"
+    assert "no sector 'nope'" in res["errors"][0]["reason"]
     # malformed request bodies are 422 with the field named
     res = client.post("/api/validate", json={"nope": 1})
     assert res.status_code == 422 and res.json()["detail"][0]["field"].endswith("scenario")

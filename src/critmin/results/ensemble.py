@@ -168,6 +168,20 @@ def register_ensemble(
     return _register(spec, store, table, seed, sampler, "ensemble", chunk_size)
 
 
+#: Draws of the uncertain inputs that a validation checks (an ensemble checks all of its own before it starts).
+VALIDATE_DRAWS = 100
+
+
+def check_uncertainty(spec: Scenario, *, file: str, draws: int = VALIDATE_DRAWS) -> int:
+    """Check the scenario's uncertain inputs on ``draws`` draws (seed 0), as an ensemble checks its own
+    (:func:`~critmin.ensemble.draws.check_draws`); return the number of inputs (0 without any)."""
+    if spec.uncertainty is None or not spec.uncertainty.parameters:
+        return 0
+    table = draw_table(spec.uncertainty, draws, 0)
+    check_draws(spec, table, calibrated(spec), file=file)
+    return len(table.columns) - 1
+
+
 def calibrated(spec: Scenario) -> dict[str, CalibratedMineral]:
     """The calibrated minerals of the scenario's world that it runs."""
     from critmin.data.calibrate import calibrate

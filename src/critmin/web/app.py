@@ -428,8 +428,11 @@ def create_app(
 
     @app.post("/api/validate", tags=["scenarios"])
     def validate(body: ScenarioBody) -> Validation:
+        from critmin.results.ensemble import check_uncertainty
+
         try:
             spec = api.check(body.scenario)
+            check_uncertainty(spec, file="request")
         except CritminError as err:
             return Validation(valid=False, errors=[_field_error(err)])
         kinds: dict[str, int] = {}
