@@ -1,4 +1,4 @@
-"""`critmin run --export`: the tidy long table as CSV (optionally compressed) or Parquet, chosen by the name."""
+"""`critmin run` options: the long table as CSV (optionally compressed) or Parquet by its name; the solver."""
 
 from __future__ import annotations
 
@@ -62,3 +62,8 @@ def test_compare_refuses_an_unwritable_export_before_running(tmp_path: Path) -> 
     result = CliRunner().invoke(app, ["compare", "baseline", "club-2026", "--export", str(tmp_path / "r.xlsx")])
     assert result.exit_code == 2
     assert ".parquet" in " ".join(result.output.split())
+
+
+def test_an_unknown_solver_is_a_clear_error() -> None:
+    result = CliRunner().invoke(app, ["run", "baseline", "--solver", "foo"])
+    assert result.exit_code == 2 and "--solver must be engine or highs" in " ".join(result.output.split())

@@ -107,6 +107,8 @@ def run(
 
         if export is not None:
             export_format(export)  # a path that cannot be written fails now, not after the run
+        if solver is not None and solver not in ("engine", "highs"):
+            raise CritminError(f"--solver must be engine or highs, got {solver!r}")
         spec = load_scenario(scenario)
         if solver is not None:
             spec = spec.model_copy(update={"solver": solver})
