@@ -735,3 +735,16 @@ def test_where_entries_were_written_is_not_part_of_a_scenarios_content(tmp_path:
     spec = load_scenario(_chain(tmp_path, "2 USD/t", good))
     assert spec.locate("top.yaml", "instruments.0.rate") != ("top.yaml", "instruments.0.rate")
     assert scenario_from_dict(scenario_data(spec)) == spec
+
+
+def test_a_run_time_check_names_the_file_the_scenario_was_read_from(tmp_path: Path) -> None:
+    from critmin.simulate.run import run_scenario
+
+    path = tmp_path / "early.yaml"
+    path.write_text("name: early\nextends: baseline\nstart: 2020\n", encoding="utf-8")
+    with pytest.raises(ScenarioError) as err:
+        run_scenario(load_scenario(path))
+    assert (err.value.file, err.value.field) == (str(path), "start")
+    with pytest.raises(ScenarioError) as err:
+        run_scenario(scenario_from_dict({"name": "early", "start": 2020}))
+    assert err.value.file == "early"  # given as data: its name

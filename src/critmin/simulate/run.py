@@ -142,8 +142,7 @@ def _periods(scenario: Scenario, world: World) -> tuple[PeriodLabel, ...]:
     end = world.horizon if scenario.end is None else scenario.end
     if start < world.base_year or end > world.horizon:
         raise ScenarioError(
-            scenario.name,
-            "start" if start < world.base_year else "end",
+            *scenario.locate(None, "start" if start < world.base_year else "end"),
             f"periods must lie within the world's {world.base_year}-{world.horizon}",
         )
     return make_periods(start, end, scenario.period)
@@ -156,13 +155,13 @@ def instrument_ids(scenario: Scenario) -> list[str]:
         ids.append(inst.name or f"{inst.kind}{i}")
     dup = {x for x in ids if ids.count(x) > 1}
     if dup:
-        raise ScenarioError(scenario.name, "instruments", f"instrument names must be unique: {', '.join(dup)}")
+        raise ScenarioError(*scenario.locate(None, "instruments"), f"instrument names must be unique: {', '.join(dup)}")
     return ids
 
 
 def check_scenario(scenario: Scenario, world: World, file: str | None = None) -> None:
     """Check that every region, bloc, mineral and stage a scenario names exists; raise ScenarioError."""
-    file = file or scenario.name
+    file = file or scenario.locate(None, "")[0]
     regions = list(world.regions)
     stages = {m: tuple(world.mineral(m).stages) for m in world.minerals}
     for name, bloc in scenario.blocs.items():
@@ -293,7 +292,7 @@ def _setup_mineral(scenario: Scenario, cal: CalibratedMineral, ids: list[str]) -
         try:
             segs, cons = inst.structure(mctx)
         except (ValueError, KeyError) as err:
-            raise ScenarioError(scenario.name, f"instruments.{i}", str(err)) from None
+            raise ScenarioError(*scenario.locate(None, f"instruments.{i}"), str(err)) from None
         segments.extend(segs)
         constraints.extend(cons)
         chosen.append((ids[i], inst, mctx))

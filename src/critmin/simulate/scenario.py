@@ -67,9 +67,10 @@ class Scenario(BaseModel):
 
     _provenance: Provenance = PrivateAttr(default_factory=lambda: Provenance())
 
-    def locate(self, file: str, field: str) -> tuple[str, str]:
-        """The file and field to name in an error about ``field`` of this scenario (see :func:`locate`)."""
-        return locate(self._provenance.origins, file, field)
+    def locate(self, file: str | None, field: str) -> tuple[str, str]:
+        """The file and field to name in an error about ``field`` of this scenario (see :func:`locate`);
+        ``file`` defaults to the file the scenario was read from, or else its name."""
+        return locate(self._provenance.origins, file or self._provenance.file or self.name, field)
 
     @model_validator(mode="after")
     def _check_years(self) -> Scenario:
@@ -83,14 +84,15 @@ Origins = dict[str, list[tuple[str, int]]]
 
 
 class Provenance:
-    """Where a scenario loaded from a file that extends another had each instrument and uncertain input
-    written (``origins``; None when every entry is the loaded file's own). It is not part of what the
-    scenario is: any two compare equal, so that scenarios still compare by their content alone."""
+    """Where a scenario was read from (``file``) and, for a file that extends another, where each instrument
+    and uncertain input was written (``origins``; None when every entry is the file's own). It is not part
+    of what the scenario is: any two compare equal, so that scenarios still compare by their content alone."""
 
-    __slots__ = ("origins",)
+    __slots__ = ("file", "origins")
 
-    def __init__(self, origins: Origins | None = None) -> None:
+    def __init__(self, origins: Origins | None = None, file: str | None = None) -> None:
         self.origins = origins
+        self.file = file  # what the scenario was read from (a path, a built-in name), for errors
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Provenance)
@@ -144,7 +146,11 @@ def _format_validation(err: ValidationError, data: dict[str, Any]) -> tuple[str,
     return field, first["msg"]
 
 
-def scenario_from_dict(data: Any, *, file: str = "<scenario>", origins: Origins | None = None) -> Scenario:
+#: The ``file`` of a scenario given as data rather than read from a file.
+_NO_FILE = "<scenario>"
+
+
+def scenario_from_dict(data: Any, *, file: str = _NO_FILE, origins: Origins | None = None) -> Scenario:
     """Validate a mapping as a scenario, raising :class:`ScenarioError` naming file, field and reason.
 
     ``origins`` (from a file that extends another) says which file wrote each instrument and uncertain
@@ -157,7 +163,7 @@ def scenario_from_dict(data: Any, *, file: str = "<scenario>", origins: Origins 
     except ValidationError as err:
         field, reason = _format_validation(err, data)
         raise ScenarioError(*locate(origins, file, field), reason) from None
-    spec._provenance = Provenance(origins)
+    spec._provenance = Provenance(origins, None if file == _NO_FILE else file)
     return spec
 
 
