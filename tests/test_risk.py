@@ -308,3 +308,17 @@ def test_a_driver_that_could_be_chance_is_shown_with_its_p_value():
     assert driver_label("instruments.ban.end", -0.40, 0.0531) == "instruments.ban.end (-0.40, p=0.053)"
     assert driver_label("x", 0.5, 0.2, symbol="ρ ") == "x (ρ +0.50, p=0.2)"
     assert driver_label(None, float("nan"), float("nan")) == ""
+
+
+def test_dates_written_as_text_rank_as_dates():
+    # a choice among dates sent as JSON keeps them as text: they still rank by day, not as names
+    draws = _draws(60)
+    rows = [
+        (d, "price", "ndpr", "club", 2030, float(s.toordinal()), "USD/t")
+        for d, s in zip(draws["draw"], draws["start"], strict=True)
+    ]
+    as_dates = sensitivity(draws, table(rows)).set_index("input")
+    text = draws.assign(start=[s.isoformat() for s in draws["start"]])
+    as_text = sensitivity(text, table(rows)).set_index("input")
+    assert as_text.loc["start", "rho"] == pytest.approx(as_dates.loc["start", "rho"]) == pytest.approx(1.0)
+    assert "start" not in as_text.attrs["skipped"] and "owner" in as_text.attrs["skipped"]

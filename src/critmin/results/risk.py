@@ -424,8 +424,19 @@ def expected_and_cvar(
     return pd.DataFrame(rows, columns=columns)
 
 
+def _iso_date(value: Any) -> dt.date | None:
+    """``value`` as a date if it is text in ISO form (``2028-11-10``), else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return dt.date.fromisoformat(value.strip())
+    except ValueError:
+        return None
+
+
 def _numeric_inputs(draws: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """The inputs that have a rank (numbers, booleans as 0/1, dates as day numbers), indexed by draw."""
+    """The inputs that have a rank (numbers, booleans as 0/1, dates as day numbers, also where they are ISO
+    text), indexed by draw."""
     if "draw" not in draws.columns:
         raise CritminError("the table of draws needs a 'draw' column")
     out: dict[str, pd.Series] = {}
@@ -440,6 +451,12 @@ def _numeric_inputs(draws: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
             out[str(col)] = pd.Series(series.dt.normalize().map(lambda t: t.toordinal()), dtype=float)
         else:
             present = [v for v in series if v is not None and not (isinstance(v, float) and math.isnan(v))]
+            if present and all(isinstance(v, str) for v in present):
+                # a choice among dates written as text (a scenario sent as JSON): dates all the same
+                dates = [_iso_date(v) for v in series]
+                if all(d is not None for d, v in zip(dates, series, strict=True) if isinstance(v, str)):
+                    series = pd.Series(dates, index=series.index, dtype=object)
+                    present = [d for d in dates if d is not None]
             if present and all(isinstance(v, dt.date) for v in present):
                 out[str(col)] = pd.Series(
                     [math.nan if not isinstance(v, dt.date) else float(v.toordinal()) for v in series],
