@@ -310,3 +310,14 @@ def test_an_unreachable_scheduler_is_a_clear_error_and_the_run_can_be_resumed(tm
     assert store.get_run(run_id)["status"] == "failed"
     done = run_ensemble(resume=run_id, store=store, executor="inline", load=False)
     assert done.run_id == run_id and store.get_run(run_id)["status"] == "complete"
+
+
+def test_a_bad_chunk_size_stores_nothing(tmp_path):
+    from critmin.core.errors import CritminError
+    from critmin.results.ensemble import run_ensemble
+    from critmin.results.store import Store
+
+    store = Store(tmp_path / "s.duckdb")
+    with pytest.raises(CritminError, match="chunk size must be at least 1"):
+        run_ensemble(_scenario(), draws=2, store=store, chunk_size=0, executor="inline")
+    assert store.list_runs().empty

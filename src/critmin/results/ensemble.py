@@ -114,7 +114,6 @@ def run_ensemble(
     base = spec.model_dump(mode="json")
     base["uncertainty"] = None
     done = db.completed_draws(run_id)
-    payloads = make_chunks(base, table, spec.world, chunk_size, skip=done)
     t0 = time.perf_counter()
     stored = len(done)
 
@@ -128,6 +127,7 @@ def run_ensemble(
     if progress is not None:
         progress(stored, n)
     try:
+        payloads = make_chunks(base, table, spec.world, chunk_size, skip=done)
         execute(payloads, executor=executor, workers=workers, scheduler=scheduler, on_result=on_result)
     except KeyboardInterrupt:
         db.finish_run(run_id, "interrupted", time.perf_counter() - t0)
@@ -162,6 +162,8 @@ def register_ensemble(
     """
     if draws < 1:
         raise CritminError("an ensemble needs at least one draw")
+    if chunk_size < 1:
+        raise CritminError("chunk size must be at least 1")
     sampler = spec.uncertainty.sampler if spec.uncertainty else "none"
     table = draw_table(spec.uncertainty, draws, seed)
     check_draws(spec, table, calibrated(spec), file=file or f"scenario {spec.name}")
