@@ -321,3 +321,15 @@ def test_a_bad_chunk_size_stores_nothing(tmp_path):
     with pytest.raises(CritminError, match="chunk size must be at least 1"):
         run_ensemble(_scenario(), draws=2, store=store, chunk_size=0, executor="inline")
     assert store.list_runs().empty
+
+
+@pytest.mark.parametrize("workers", [0, -1])
+def test_fewer_than_one_worker_is_refused_before_anything_is_stored(tmp_path, workers):
+    from critmin.core.errors import CritminError
+    from critmin.results.ensemble import run_ensemble
+    from critmin.results.store import Store
+
+    store = Store(tmp_path / "s.duckdb")
+    with pytest.raises(CritminError, match="workers must be at least 1"):
+        run_ensemble(_scenario(), draws=2, store=store, workers=workers, executor="local")
+    assert store.list_runs().empty

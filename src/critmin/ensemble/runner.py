@@ -147,6 +147,8 @@ def execute(
             if progress:
                 progress(len(result.draws))
         return
+    if workers is not None and workers < 1:
+        raise CritminError(f"workers must be at least 1, got {workers}")
     if executor == "local":
         _execute_local(payloads, workers or 1, on_result, progress)
     elif executor == "dask":

@@ -92,6 +92,8 @@ def run_ensemble(
 
     ``progress(done, total)`` is called after every chunk (``done`` counts draws stored so far).
     """
+    if workers is not None and workers < 1:
+        raise CritminError(f"workers must be at least 1, got {workers}")
     db = store if isinstance(store, Store) else Store(store)
     if resume is not None:
         info = db.get_run(resume)
