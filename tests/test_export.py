@@ -67,3 +67,16 @@ def test_compare_refuses_an_unwritable_export_before_running(tmp_path: Path) -> 
 def test_an_unknown_solver_is_a_clear_error() -> None:
     result = CliRunner().invoke(app, ["run", "baseline", "--solver", "foo"])
     assert result.exit_code == 2 and "--solver must be engine or highs" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["schema", "-o", "{tmp}/no/schema.json"], "cannot write"),
+        (["report", "baseline", "-o", "{tmp}/no/report.html"], "does not exist"),
+    ],
+)
+def test_an_output_in_a_missing_folder_is_a_clear_error(tmp_path: Path, args: list[str], words: str) -> None:
+    result = CliRunner().invoke(app, [a.format(tmp=tmp_path) for a in args])
+    assert result.exit_code == 2 and words in " ".join(result.output.split())
+    assert "running" not in result.output  # the report's check comes before any run

@@ -325,7 +325,10 @@ def schema(
     if output is None:
         sys.stdout.write(text + "\n")
     else:
-        output.write_text(text + "\n", encoding="utf-8")
+        try:
+            output.write_text(text + "\n", encoding="utf-8")
+        except OSError as err:
+            _fail(CritminError(f"cannot write {output}: {err}"))
         console.print(f"wrote the scenario schema to {output}")
 
 

@@ -26,7 +26,7 @@ import yaml
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 import critmin
-from critmin.core.errors import CritminError
+from critmin.core.errors import CritminError, DataError
 from critmin.metrics import HEADLINE_DEFINITIONS, compare
 from critmin.report.figures import (
     TOPOJSON_NAME,
@@ -356,6 +356,9 @@ def write_report(
     The file is written under a temporary name and renamed, so a failed report never leaves a partial file
     that looks complete.
     """
+    out = Path(output)
+    if not out.parent.is_dir():
+        raise DataError(str(out), "--output", f"the folder {out.parent} does not exist")
     db = store if isinstance(store, Store) else Store(store)
     runs = [load_target(t, db, on_progress=on_progress) for t in targets]
     labels = [r.label for r in runs]
@@ -363,8 +366,11 @@ def write_report(
         if labels.count(run.label) > 1:
             run.label = f"{run.label} #{i + 1}"
     html = build_report(runs, minerals=minerals, supplier=supplier)
-    out = Path(output)
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(out)
+    try:
+        tmp.write_text(html, encoding="utf-8")
+        tmp.replace(out)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise DataError(str(out), "--output", f"cannot write the report: {err}") from None
     return out
