@@ -333,3 +333,18 @@ def test_fewer_than_one_worker_is_refused_before_anything_is_stored(tmp_path, wo
     with pytest.raises(CritminError, match="workers must be at least 1"):
         run_ensemble(_scenario(), draws=2, store=store, workers=workers, executor="local")
     assert store.list_runs().empty
+
+
+def test_rank_correlation_with_fewer_draws_than_inputs():
+    # 8 draws of 10 inputs: the scores cannot fill 10 independent columns, so only the correlated pair is
+    # reordered (this raised "Matrix is not positive definite" before)
+    params = [{"path": f"p{i}", "dist": "uniform", "low": 0, "high": 1} for i in range(10)]
+    plain = draw_table(_unc(*params), 8, seed=3)
+    t = draw_table(_unc(*params, correlations=[("p0", "p1", 0.9)]), 8, seed=3)
+    assert stats.spearmanr(t["p0"], t["p1"])[0] > 0.6
+    for i in range(2, 10):
+        assert t[f"p{i}"].tolist() == plain[f"p{i}"].tolist()  # the others as sampled
+    assert sorted(t["p0"]) == sorted(plain["p0"])  # a reordering: the Latin hypercube's strata kept
+    # more correlated inputs than draws: nothing to reorder them with, the draws stay as sampled
+    many = [(f"p{i}", f"p{i + 1}", 0.3) for i in range(9)]
+    assert draw_table(_unc(*params, correlations=many), 8, seed=3).equals(plain)

@@ -69,13 +69,20 @@ def _iman_conover(u: FloatArray, target: FloatArray, seed: int) -> FloatArray:
     rng = np.random.default_rng(np.random.SeedSequence([seed, 7919]))
     scores = stats.norm.ppf(np.arange(1, n + 1) / (n + 1))
     base = np.column_stack([rng.permutation(scores) for _ in range(d)])
-    current = np.corrcoef(base, rowvar=False)
+    cols = np.arange(d)
+    if n <= d:
+        # n scores cannot make d independent columns (their correlation matrix is singular): reorder only
+        # the inputs that take part in a correlation, and none if there are still too many of them
+        cols = np.flatnonzero((target != np.eye(d)).any(axis=1))
+        if n <= cols.size:
+            return u
+    current = np.corrcoef(base[:, cols], rowvar=False)
     chol_current = np.linalg.cholesky(current)
-    chol_target = np.linalg.cholesky(target)
-    shaped = base @ np.linalg.inv(chol_current).T @ chol_target.T
-    out = np.empty_like(u)
-    for j in range(d):
-        ranks = np.argsort(np.argsort(shaped[:, j]))
+    chol_target = np.linalg.cholesky(target[np.ix_(cols, cols)])
+    shaped = base[:, cols] @ np.linalg.inv(chol_current).T @ chol_target.T
+    out = u.copy()
+    for k, j in enumerate(cols):
+        ranks = np.argsort(np.argsort(shaped[:, k]))
         out[:, j] = np.sort(u[:, j])[ranks]
     return out
 
