@@ -82,3 +82,26 @@ def test_the_reports_differences_within_the_solvers_tolerance_are_zero() -> None
     assert fmt_diff(0.25, 0.2, "1") == "-5.0 pp"
     assert fmt_diff(2.0e9, 2.0e9 + 1e-3, "USD") == "+0.0 M USD"
     assert fmt_diff(None, 1.0, "1") == "–"
+
+
+def test_the_outcomes_of_one_draw_are_shown_as_values() -> None:
+    from critmin.cli_store import risk_view
+    from critmin.results.risk import risk_table
+
+    draws = pd.DataFrame({"draw": [0]})
+    metrics = pd.DataFrame(
+        {
+            "draw": [0, 0],
+            "metric": ["price", "price"],
+            "mineral": ["ndpr", "ndpr"],
+            "region": ["world", "world"],
+            "period": [2024, 2025],
+            "value": [100.0, 250.0],
+            "unit": ["USD/t", "USD/t"],
+        }
+    )
+    console = Console(file=io.StringIO(), width=200)
+    print_table(console, risk_view(risk_table(draws, metrics)))
+    text = console.file.getvalue()
+    assert "Outcomes of the run" in text and "value" in text and "250" in text
+    assert "P50" not in text and "driver" not in text

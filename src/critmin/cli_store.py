@@ -81,7 +81,8 @@ def risk_view(table: Any, level: float = 0.95) -> Table:
     -------
     rich.table.Table
         One row per outcome: the outcome with its unit, mineral, region, mean, P5/P50/P95, CVaR, the
-        exceedance probability where a threshold applies, and the driving input with its rho.
+        exceedance probability where a threshold applies, and the driving input with its rho; of one draw
+        (a single run), the outcome's value only.
     """
     import pandas as pd
 
@@ -89,7 +90,7 @@ def risk_view(table: Any, level: float = 0.95) -> Table:
 
     pct = f"{100 * level:g}"
     thresholds = sorted({float(t) for t in table["threshold"].dropna()})
-    shown = pd.DataFrame(
+    labels = pd.DataFrame(
         {
             "outcome": [
                 f"{'total' if a == 'sum' else 'peak'} {m} [{u}]"
@@ -97,12 +98,14 @@ def risk_view(table: Any, level: float = 0.95) -> Table:
             ],
             "mineral": table["mineral"].astype(object).where(table["mineral"].notna(), ""),
             "region": table["region"].astype(object).where(table["region"].notna(), ""),
-            "mean": table["mean"],
-            "P5": table["p5"],
-            "P50": table["p50"],
-            "P95": table["p95"],
-            f"CVaR{pct}": table["cvar"],
         }
+    )
+    if int(table["n"].max()) == 1:  # one draw (a single run): its values, without quantiles or drivers
+        title = "Outcomes of the run: each is a metric summed (total) or peaked over the periods"
+        return frame_table(labels.assign(value=table["mean"]), title)
+    shown = labels.assign(
+        **{"mean": table["mean"], "P5": table["p5"], "P50": table["p50"], "P95": table["p95"]},
+        **{f"CVaR{pct}": table["cvar"]},
     )
     if len(thresholds) == 1:
         shown[f"P(>{thresholds[0]:g})"] = table["p_exceed"]
