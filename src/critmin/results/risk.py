@@ -39,6 +39,7 @@ import pandas as pd
 from scipy import stats
 
 from critmin.core.errors import CritminError
+from critmin.core.specs import parse_date
 from critmin.metrics.headline import SAME_RELATIVE
 
 Aggregate = Literal["sum", "max"]
@@ -424,19 +425,20 @@ def expected_and_cvar(
     return pd.DataFrame(rows, columns=columns)
 
 
-def _iso_date(value: Any) -> dt.date | None:
-    """``value`` as a date if it is text in ISO form (``2028-11-10``), else None."""
+def _text_date(value: Any) -> dt.date | None:
+    """``value`` as a date if it is text a scenario reads as one (:func:`~critmin.core.specs.parse_date`:
+    ``2028-11-10``, ``2028-11``, ``2028-Q4``), else None."""
     if not isinstance(value, str):
         return None
     try:
-        return dt.date.fromisoformat(value.strip())
+        return parse_date(value)
     except ValueError:
         return None
 
 
 def _numeric_inputs(draws: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """The inputs that have a rank (numbers, booleans as 0/1, dates as day numbers, also where they are ISO
-    text), indexed by draw."""
+    """The inputs that have a rank (numbers, booleans as 0/1, dates as day numbers, also where they are
+    written as text), indexed by draw."""
     if "draw" not in draws.columns:
         raise CritminError("the table of draws needs a 'draw' column")
     out: dict[str, pd.Series] = {}
@@ -453,10 +455,10 @@ def _numeric_inputs(draws: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
             present = [v for v in series if v is not None and not (isinstance(v, float) and math.isnan(v))]
             if present and all(isinstance(v, str) for v in present):
                 # a choice among dates written as text (a scenario sent as JSON): dates all the same
-                dates = [_iso_date(v) for v in series]
-                if all(d is not None for d, v in zip(dates, series, strict=True) if isinstance(v, str)):
-                    series = pd.Series(dates, index=series.index, dtype=object)
-                    present = [d for d in dates if d is not None]
+                dates = [_text_date(v) for v in present]
+                if all(d is not None for d in dates):
+                    series = series.map(_text_date)
+                    present = dates
             if present and all(isinstance(v, dt.date) for v in present):
                 out[str(col)] = pd.Series(
                     [math.nan if not isinstance(v, dt.date) else float(v.toordinal()) for v in series],
