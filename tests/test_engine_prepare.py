@@ -5,14 +5,18 @@ each other's solutions (shared starts) do so in rounds that do not depend on thr
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numba
 import numpy as np
 import pytest
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
+from critmin.core.errors import InfeasibleError
 from critmin.market import engine
 from critmin.market.engine import PreparedTopology, prepare_topology
-from critmin.market.problem import InstanceData, Topology
+from critmin.market.problem import BatchProblem, InstanceData, Topology
 from random_instances import chain_topology, random_batch, random_layout
 
 
@@ -271,3 +275,88 @@ def test_repeated_instances_are_solved_once_and_copied() -> None:
     once = engine.BatchedNewtonSolver().solve(topology, data.take(order), warm_start=start[order])
     np.testing.assert_array_equal(copied.price, once.price[found[1]])
     np.testing.assert_array_equal(shared.last_sources[[0, 2]], [-1, -1])  # instance 2, then its copy
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batches_solved_together_get_what_each_gets_alone(threads: int) -> None:
+    """``solve_many`` (the minerals of a period in one call) gives each batch exactly its ``solve`` answer,
+    whether the batches run side by side on the engine's threads or in turn, warm-started or cold, with
+    repeated instances and single-instance batches among them."""
+    rng = np.random.default_rng(31)
+    problems = []
+    for stages, regions, n in ((3, 6, 5), (2, 4, 1), (1, 7, 9), (2, 5, 3)):
+        layout = random_layout(rng, stages, regions, quotas=1)
+        topology = chain_topology(layout)
+        data = random_batch(rng, layout, n)
+        warm = None
+        if stages == 2 and n > 1:
+            data = data.take(np.array([0, 1, 0, 2]))  # repeated instances among warm-started ones
+            warm = rng.uniform(0.5, 1.5, (4, topology.n_nodes)) * data.price_scale[:, None]
+        problems.append(BatchProblem(topology, data, warm_start=warm))
+    solver = engine.BatchedNewtonSolver()
+    alone = [solver.solve(p.topology, p.data, warm_start=p.warm_start) for p in problems]
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        together = solver.solve_many(problems)
+    finally:
+        numba.set_num_threads(before)
+    assert len(together) == len(problems)
+    for a, t in zip(alone, together, strict=True):
+        np.testing.assert_array_equal(a.price, t.price)
+        np.testing.assert_array_equal(a.level, t.level)
+        np.testing.assert_array_equal(a.rent, t.rent)
+        np.testing.assert_array_equal(a.iterations, t.iterations)
+        np.testing.assert_array_equal(a.warm_price, t.warm_price)
+
+
+def test_batches_solved_together_raise_for_the_first_failing_batch() -> None:
+    """A failing batch among several raises its own error (naming its instance), for the first in the given
+    order, as solving them one after the other would: a batch refused before solving (crossed bounds) and
+    one found infeasible by the solve (an injection with nowhere to go), on one thread and on two."""
+    rng = np.random.default_rng(32)
+    layout = random_layout(rng, 2, 4, quotas=0)
+    topology = chain_topology(layout)
+    good = replace(random_batch(rng, layout, 3), instance_labels=("good 0", "good 1", "good 2"))
+    crossed = replace(random_batch(rng, layout, 2), instance_labels=("crossed 0", "crossed 1"))
+    crossed.lower = crossed.upper + 1.0
+    # one node, a supplier at the node and a must-run injection of 5 with no use: the balance cannot hold
+    stuck_topology = Topology(
+        node_labels=("n0", "n1"),
+        agent_labels=("supply", "use"),
+        agent_node=np.array([[0, -1], [1, -1]], dtype=np.int64),
+        agent_coef=np.array([[1.0, 0.0], [-1.0, 0.0]]),
+        con_labels=(),
+        con_row=np.zeros(0, dtype=np.int64),
+        con_agent=np.zeros(0, dtype=np.int64),
+        con_coef=np.zeros(0),
+    )
+    one = lambda values: np.array([values], dtype=float)  # noqa: E731
+    stuck = InstanceData(
+        cost=one([10.0, -100.0]),
+        slope=one([1.0, 1.0]),
+        lower=one([0.0, 0.0]),
+        upper=one([np.inf, 0.0]),
+        injection=one([0.0, 5.0]),
+        rhs=np.zeros((1, 0)),
+        price_scale=np.array([100.0]),
+        quantity_scale=np.array([100.0]),
+        instance_labels=("stuck",),
+    )
+    cases = {
+        "crossed 0": [
+            BatchProblem(topology, good),
+            BatchProblem(topology, crossed),
+            BatchProblem(stuck_topology, stuck),
+        ],
+        "stuck": [BatchProblem(topology, good), BatchProblem(stuck_topology, stuck), BatchProblem(topology, crossed)],
+    }
+    for threads in (1, 2):
+        before = numba.get_num_threads()
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        try:
+            for first_failing, problems in cases.items():
+                with pytest.raises(InfeasibleError, match=first_failing):
+                    engine.BatchedNewtonSolver().solve_many(problems)
+        finally:
+            numba.set_num_threads(before)

@@ -35,3 +35,26 @@ def test_builtin_scenario_matches_stored_reference(name):
     worst = np.abs(a.values - b.values) / scale
     i = int(np.argmax(worst))
     assert worst[i] <= 1e-5, f"{name}: {a.index[i]} stored {a.values[i]:.9g}, now {b.values[i]:.9g}"
+
+
+def test_run_is_the_same_on_one_thread_and_on_two():
+    """A run solves the minerals of each period together (on the engine's threads when it has several):
+    every number is the same, bit for bit, as when they are solved one after the other on one thread."""
+    import numba
+
+    from critmin.results.dataset import to_dataset
+    from critmin.simulate.run import run_scenario
+    from critmin.simulate.scenario import load_scenario
+
+    spec = load_scenario("club-vs-ban")
+    before = numba.get_num_threads()
+    found = {}
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            found[threads] = to_dataset(run_scenario(spec)).drop_vars("solve_time", errors="ignore")
+    finally:
+        numba.set_num_threads(before)
+    one, two = found.values()
+    for name in one.data_vars:
+        np.testing.assert_array_equal(one[name].values, two[name].values, err_msg=name)

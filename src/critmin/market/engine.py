@@ -30,7 +30,9 @@ import hashlib
 import threading
 import weakref
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numba as nb
 import numpy as np
@@ -40,6 +42,7 @@ from scipy.sparse.csgraph import reverse_cuthill_mckee
 from critmin.core.arrays import FloatArray, IntArray
 from critmin.core.errors import CritminError, InfeasibleError, SolveError
 from critmin.market.problem import (
+    BatchProblem,
     InstanceData,
     Residuals,
     Solution,
@@ -1482,7 +1485,7 @@ def _solve_batch(st, n_nodes, batch, x, tol, max_iter, sweeps, canonical, share,
         lo = hi
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _solve_batch_serial(st, n_nodes, batch, x, tol, max_iter, sweeps, canonical, share, out):  # type: ignore[no-untyped-def]
     """:func:`_solve_batch` on the calling thread only (the same rounds, so the same answers).
 
@@ -1734,6 +1737,50 @@ class BatchedNewtonSolver:
         SolveError
             The iteration limit, or a line search that could not make progress.
         """
+        return self.solve_many([BatchProblem(topology, data, warm_start, warm_rents)], tol=tol)[0]
+
+    def solve_many(self, problems: list[BatchProblem], *, tol: float = 1e-9) -> list[Solution]:
+        """Solve several batches (of different topologies: the minerals of a period) in one call.
+
+        Each batch gets exactly the answer :meth:`solve` gives it alone. With more than one batch and more
+        than one thread, the batches are spread over the engine's threads (numba's thread count), each
+        solved on one thread, largest first; a single batch is spread over the threads instance by
+        instance. Errors are raised for the first batch, in the given order, that has one; the diagnostics
+        (``last_stats`` and the others) are those of the last batch.
+        """
+        threads = nb.get_num_threads()
+        if len(problems) < 2 or threads < 2:
+            out = []
+            for problem in problems:
+                job = self._begin(problem, tol)
+                job.run()
+                out.append(self._finish(job))
+            return out
+        # Each batch goes to a thread as soon as it is set up, largest first, and is finished here (checks,
+        # residuals: Python) while the others are still being solved.
+        pool = _thread_pool(threads)
+        order = sorted(range(len(problems)), key=lambda i: -_work(problems[i]))
+        started: dict[int, tuple[_Job, Future[None]] | CritminError | ValueError] = {}
+        for i in order:
+            try:
+                job = self._begin(problems[i], tol)
+            except (CritminError, ValueError) as error:  # raised in its turn below
+                started[i] = error
+                continue
+            started[i] = (job, pool.submit(job.run_serial))
+        solutions = []
+        for i in range(len(problems)):
+            entry = started[i]
+            if isinstance(entry, Exception):
+                raise entry
+            job, done = entry
+            done.result()
+            solutions.append(self._finish(job))
+        return solutions
+
+    def _begin(self, problem: BatchProblem, tol: float) -> _Job:
+        """Check a batch and set up its kernel call (starts, scaled numbers, output arrays)."""
+        topology, data, warm_start, warm_rents = problem.topology, problem.data, problem.warm_start, problem.warm_rents
         data.validate(topology)
         check_bounds(topology, data)
         B, N, K = data.n_instances, topology.n_nodes, topology.n_cons
@@ -1746,53 +1793,38 @@ class BatchedNewtonSolver:
             # Instances equal in every number, start included, have the same answer (the kernel solves each
             # instance on its own): solve one of each (e.g. the draws of an ensemble before any uncertain input
             # acts) and copy it to the others.
-            first, inverse = groups
-            sub = self.solve(
-                topology,
-                data.take(first),
-                warm_start=None if warm_start is None else warm_start[first],
-                warm_rents=None if warm_rents is None else warm_rents[first],
-                tol=tol,
-            )
-            self.last_stats = self.last_stats[inverse]
-            self.last_sources = np.where(self.last_sources >= 0, first[self.last_sources], -1)[inverse]
-            res = sub.residuals
-            return Solution(
-                price=sub.price[inverse],
-                level=sub.level[inverse],
-                rent=sub.rent[inverse],
-                iterations=sub.iterations[inverse],
-                residuals=Residuals(res.primal[inverse], res.complementarity[inverse], res.dual[inverse]),
-                solver=sub.solver,
-                status=tuple(sub.status[i] for i in inverse),
-                start_price=None if sub.start_price is None else sub.start_price[inverse],
-                start_rent=None if sub.start_rent is None else sub.start_rent[inverse],
-            )
+            first = groups[0]
+            data = data.take(first)
+            warm_start = None if warm_start is None else warm_start[first]
+            warm_rents = None if warm_rents is None else warm_rents[first]
+            B = data.n_instances
         prepared = self.prepare(topology)
         ps = data.price_scale[:, None]
         batch = _scaled_batch(data)
         x = np.empty((B, N + K))
         x[:, :N] = 1.0 if warm_start is None else warm_start / ps
         x[:, N:] = 0.0 if warm_rents is None else np.maximum(warm_rents / ps, 0.0)
-        iterations = np.zeros(B, dtype=np.int64)
-        outcome = np.zeros(B, dtype=np.int64)
-        direction = np.zeros((B, N + K))
-        stats = np.zeros((B, 4), dtype=np.int64)
-        raw = np.empty((B, N + K))
-        source = np.full(B, -1, dtype=np.int64)
-        sweeps = _CRASH_SWEEPS if warm_start is None and warm_rents is None else 0
+        out = (
+            np.zeros(B, dtype=np.int64),  # iterations
+            np.zeros(B, dtype=np.int64),  # outcome
+            np.zeros((B, N + K)),  # direction
+            np.zeros((B, 4), dtype=np.int64),  # stats
+            np.empty((B, N + K)),  # raw
+            np.full(B, -1, dtype=np.int64),  # source
+        )
+        warm = warm_start is not None or warm_rents is not None
+        sweeps = 0 if warm else _CRASH_SWEEPS
         share = _SHARED_CANDIDATES if self.share_starts and B > 1 else 0
         args = (prepared.as_tuple(), N, batch, x, 0.5 * tol, self.max_iter, sweeps, self.canonical_prices, share)
-        out = (iterations, outcome, direction, stats, raw, source)
-        if B > 1:
-            # Instances take very different numbers of iterations: threads take them one at a time.
-            chunk = nb.set_parallel_chunksize(1)
-            try:
-                _solve_batch(*args, out)
-            finally:
-                nb.set_parallel_chunksize(chunk)
-        else:
-            _solve_batch_serial(*args, out)
+        return _Job(topology, data, groups, tol, warm, prepared, batch, x, args, out)
+
+    def _finish(self, job: _Job) -> Solution:
+        """Second chances for the instances still short of the tolerance, errors, and the solution."""
+        topology, data, tol, x, batch, prepared = job.topology, job.data, job.tol, job.x, job.batch, job.prepared
+        iterations, outcome, direction, stats, raw, source = job.out
+        B, N = data.n_instances, topology.n_nodes
+        K = topology.n_cons
+        ps = data.price_scale[:, None]
 
         # Instances still moving at the limit (a few, where the active set keeps changing for many steps)
         # go on from their last iterate with a larger budget, one at a time; the rest are done.
@@ -1816,7 +1848,7 @@ class BatchedNewtonSolver:
         self.last_restarted = []
         unsolved = (_ITERATION_LIMIT, _LINE_SEARCH_FAILED)
         for pos in stuck:
-            if warm_start is not None or warm_rents is not None or source[pos] >= 0:
+            if job.warm or source[pos] >= 0:
                 # a warm start can lead Newton into a long walk across active sets: start cold
                 cold = np.concatenate([np.ones(N), np.zeros(K)])
                 resume(pos, cold, self.max_iter, _CRASH_SWEEPS)
@@ -1848,7 +1880,7 @@ class BatchedNewtonSolver:
         _on_bounds(level, data.lower, data.upper, data.quantity_scale)
         res = residuals(topology, data, price, level, rent, response=level)
         _raise_if_above(data, res, tol)
-        return Solution(
+        solution = Solution(
             price=price,
             level=level,
             rent=rent,
@@ -1859,6 +1891,81 @@ class BatchedNewtonSolver:
             start_price=raw[:, :N] * ps if self.canonical_prices else None,
             start_rent=raw[:, N:] * ps if self.canonical_prices else None,
         )
+        if job.groups is None:
+            return solution
+        first, inverse = job.groups
+        self.last_stats = self.last_stats[inverse]
+        self.last_sources = np.where(self.last_sources >= 0, first[self.last_sources], -1)[inverse]
+        res = solution.residuals
+        return Solution(
+            price=solution.price[inverse],
+            level=solution.level[inverse],
+            rent=solution.rent[inverse],
+            iterations=solution.iterations[inverse],
+            residuals=Residuals(res.primal[inverse], res.complementarity[inverse], res.dual[inverse]),
+            solver=solution.solver,
+            status=tuple(solution.status[i] for i in inverse),
+            start_price=None if solution.start_price is None else solution.start_price[inverse],
+            start_rent=None if solution.start_rent is None else solution.start_rent[inverse],
+        )
+
+
+@dataclass
+class _Job:
+    """One batch's kernel call, between :meth:`BatchedNewtonSolver._begin` and ``_finish``: ``data`` holds
+    the distinct instances the kernel solves (``groups``: where they sit in the caller's batch, or None)."""
+
+    topology: Topology
+    data: InstanceData
+    groups: tuple[IntArray, IntArray] | None
+    tol: float
+    warm: bool
+    prepared: PreparedTopology
+    batch: tuple[FloatArray, ...]
+    x: FloatArray
+    args: tuple[Any, ...]
+    out: tuple[np.ndarray, ...]
+
+    @property
+    def call(self) -> tuple[Any, ...]:
+        """The kernel's arguments."""
+        return (*self.args, self.out)
+
+    def run(self) -> None:
+        """The kernel on this batch, over the engine's threads when it has several instances."""
+        if self.data.n_instances > 1:
+            # Instances take very different numbers of iterations: threads take them one at a time.
+            chunk = nb.set_parallel_chunksize(1)
+            try:
+                _solve_batch(*self.call)
+            finally:
+                nb.set_parallel_chunksize(chunk)
+        else:
+            _solve_batch_serial(*self.call)
+
+    def run_serial(self) -> None:
+        """The kernel on this batch on the calling thread (it releases the GIL: batches run side by side)."""
+        _solve_batch_serial(*self.call)
+
+
+def _work(problem: BatchProblem) -> int:
+    """A proxy for a batch's kernel time: instances times agents."""
+    return problem.data.n_instances * problem.topology.n_agents
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _thread_pool(threads: int) -> ThreadPoolExecutor:
+    """A pool of ``threads`` threads for batches solved side by side (kept for the process)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL._max_workers != threads:
+            if _POOL is not None:
+                _POOL.shutdown(wait=False)
+            _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="critmin-engine")
+        return _POOL
 
 
 def _scaled_batch(data: InstanceData) -> tuple[FloatArray, ...]:

@@ -251,6 +251,17 @@ class Solution:
         return self.rent if self.start_rent is None else self.start_rent
 
 
+@dataclass(frozen=True)
+class BatchProblem:
+    """One batch to solve among several (:meth:`~critmin.market.solvers.Solver.solve_many`): the instances of
+    one topology, with optional starting prices ``(B, N)`` and rents ``(B, K)``."""
+
+    topology: Topology
+    data: InstanceData
+    warm_start: FloatArray | None = None
+    warm_rents: FloatArray | None = None
+
+
 def agent_response(
     topology: Topology, data: InstanceData, price: FloatArray, rent: FloatArray | None = None
 ) -> FloatArray:

@@ -46,6 +46,7 @@ from critmin.core.arrays import FloatArray
 from critmin.core.errors import InfeasibleError, SolveError
 from critmin.market.engine import canonical_prices
 from critmin.market.problem import (
+    BatchProblem,
     InstanceData,
     Solution,
     Status,
@@ -235,6 +236,10 @@ class HighsSolver:
         self._models = {k: val for k, val in self._models.items() if val[0]() is not None}
         self._models[key] = (weakref.ref(topology), model)
         return model
+
+    def solve_many(self, problems: list[BatchProblem], *, tol: float = 1e-6) -> list[Solution]:
+        """Each batch in turn (:meth:`solve`; HiGHS solves one instance at a time)."""
+        return [self.solve(p.topology, p.data, tol=tol) for p in problems]
 
     def solve(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal, Protocol
 
 from critmin.core.arrays import FloatArray
-from critmin.market.problem import InstanceData, Solution, Topology
+from critmin.market.problem import BatchProblem, InstanceData, Solution, Topology
 
 SolverName = Literal["engine", "highs"]
 
@@ -13,11 +13,13 @@ __all__ = ["Solver", "SolverName", "get_solver"]
 
 
 class Solver(Protocol):
-    """Solves a batch of period problems sharing one topology.
+    """Solves a batch of period problems sharing one topology, or several such batches at once.
 
     A solve either returns a :class:`~critmin.market.problem.Solution` whose residuals are all within
     ``tol``, or raises :class:`~critmin.core.errors.SolveError` (or its subclass
-    :class:`~critmin.core.errors.InfeasibleError`) naming the instance and the reason.
+    :class:`~critmin.core.errors.InfeasibleError`) naming the instance and the reason. ``solve_many``
+    returns one solution per batch, each the one ``solve`` gives that batch alone (a run solves every
+    mineral of a period in one call).
     """
 
     name: str
@@ -31,6 +33,8 @@ class Solver(Protocol):
         warm_rents: FloatArray | None = None,
         tol: float = ...,
     ) -> Solution: ...
+
+    def solve_many(self, problems: list[BatchProblem], *, tol: float = ...) -> list[Solution]: ...
 
 
 def get_solver(name: str) -> Solver:

@@ -22,7 +22,7 @@ import datetime as dt
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -34,7 +34,7 @@ from critmin.core.arrays import FloatArray, IntArray
 from critmin.core.errors import ScenarioError, SolveError
 from critmin.data.calibrate import CalibratedMineral, calibrate
 from critmin.market.build import MarketLayout, build_instances, read_outcomes, topology_with_yields
-from critmin.market.problem import Topology
+from critmin.market.problem import BatchProblem, Solution, Topology
 from critmin.market.solvers import Solver, get_solver
 from critmin.policy import APPLY_ORDER
 from critmin.policy.base import (
@@ -343,14 +343,45 @@ def _reserve_weights(scenario: Scenario, runs: dict[str, _MineralRun], ids: list
     return out
 
 
-def _step(
+def _period(
     scenarios: list[Scenario],
-    runs: list[_MineralRun],
+    runs: dict[str, list[_MineralRun]],
     year: PeriodLabel,
     solver: Solver,
     draws: Sequence[int] | None = None,
 ) -> float:
-    """One period of one mineral for a batch of draws sharing a topology; returns the time spent solving."""
+    """One period of every mineral, each a batch of draws sharing a topology; returns the time spent solving.
+
+    The minerals' problems are solved together (``solver.solve_many``: the engine spreads them over its
+    threads), round by round: each mineral's step runs until it needs a solve, and goes on with its
+    solution. A mineral's instruments see only that mineral (their state is per mineral), so each gets
+    what it would get alone.
+    """
+    steps = {m: _step(scenarios, mineral_runs, year, draws) for m, mineral_runs in runs.items()}
+    pending = {m: next(step) for m, step in steps.items()}
+    solve_time = 0.0
+    while pending:
+        t0 = time.perf_counter()
+        solutions = solver.solve_many(list(pending.values()))
+        solve_time += time.perf_counter() - t0
+        asked = {}
+        for (m, _), solution in zip(pending.items(), solutions, strict=True):
+            try:
+                asked[m] = steps[m].send(solution)
+            except StopIteration:
+                pass
+        pending = asked
+    return solve_time
+
+
+def _step(
+    scenarios: list[Scenario],
+    runs: list[_MineralRun],
+    year: PeriodLabel,
+    draws: Sequence[int] | None = None,
+) -> Generator[BatchProblem, Solution, None]:
+    """One period of one mineral for a batch of draws sharing a topology: yields each batch it needs solved
+    (the first, then one per round while price-dependent instruments settle) and receives its solution."""
     start, end = period_dates(year)
     contexts: list[PeriodContext] = []
     shared: dict[Any, Any] = {}  # what instruments build alike for every draw of this batch
@@ -398,7 +429,6 @@ def _step(
     mineral = first.cal.mineral
     ids = list(draws) if draws is not None else list(range(len(runs)))
     labels = [f"{mineral} {year}" + (f" draw {d}" if draws is not None or len(runs) > 1 else "") for d in ids]
-    solve_time = 0.0
     B = len(runs)
     warms = [r.warm for r in runs if r.warm is not None]
     warm = np.stack(warms) if len(warms) == B else None
@@ -424,14 +454,12 @@ def _step(
             [contexts[k].inputs for k in active],
             [labels[k] for k in active],
         )
-        t0 = time.perf_counter()
-        solution = solver.solve(
+        solution = yield BatchProblem(
             first.topology,
             data,
             warm_start=None if warm is None else warm[active],
             warm_rents=None if warm_rents is None else warm_rents[active],
         )
-        solve_time += time.perf_counter() - t0
         if price is None or rent is None or wprice is None or wrent is None:
             price = np.empty((B, solution.price.shape[1]))
             rent = np.empty((B, solution.rent.shape[1]))
@@ -515,7 +543,6 @@ def _step(
         run.rounds.append(int(rounds[b]))
         run.ledgers.append(dict(pctx.ledger.values))
     _adjust_batch(scenarios, runs, outcomes, period_years(start, end))
-    return solve_time
 
 
 def _adjust(scenario: Scenario, run: _MineralRun, outcome: MineralOutcome, years: float) -> None:
@@ -651,9 +678,9 @@ def run_batch(
             draw_runs[m].layout = runs[0][m].layout
             draw_runs[m].topology = runs[0][m].topology
     solve_time = 0.0
+    by_mineral = {m: [draw_runs[m] for draw_runs in runs] for m in names}
     for year in periods:
-        for m in names:
-            solve_time += _step(scenarios, [draw_runs[m] for draw_runs in runs], year, solver, draws)
+        solve_time += _period(scenarios, by_mineral, year, solver, draws)
     wall = time.perf_counter() - t0
     stacked = _stack_paths(runs)
     return [
