@@ -1953,19 +1953,18 @@ def _work(problem: BatchProblem) -> int:
     return problem.data.n_instances * problem.topology.n_agents
 
 
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
 
 
 def _thread_pool(threads: int) -> ThreadPoolExecutor:
-    """A pool of ``threads`` threads for batches solved side by side (kept for the process)."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None or _POOL._max_workers != threads:
-            if _POOL is not None:
-                _POOL.shutdown(wait=False)
-            _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="critmin-engine")
-        return _POOL
+    """A pool of ``threads`` threads for batches solved side by side (one per size, kept for the process:
+    callers on other threads may be using a pool of another size)."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get(threads)
+        if pool is None:
+            pool = _POOLS[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="critmin-engine")
+        return pool
 
 
 def _scaled_batch(data: InstanceData) -> tuple[FloatArray, ...]:
