@@ -80,3 +80,20 @@ def test_an_output_in_a_missing_folder_is_a_clear_error(tmp_path: Path, args: li
     result = CliRunner().invoke(app, [a.format(tmp=tmp_path) for a in args])
     assert result.exit_code == 2 and words in " ".join(result.output.split())
     assert "running" not in result.output  # the report's check comes before any run
+
+
+def test_the_run_headline_says_which_stages_each_column_covers() -> None:
+    """Output and price are the last stage's; end use and shortfall cover every stage's uses (gallium is bought
+    both as primary metal, at the mine stage, and high-purity, at the refine stage): the table names which."""
+    from critmin.results.dataset import summary_table
+
+    data = to_dataset(run_scenario(scenario_from_dict({"name": "headline", "minerals": ["gallium"], "end": 2025})))
+    table = summary_table(data).set_index("period")
+    ga = data.sel(mineral="gallium", period=2024)
+    assert table.loc[2024, "stage"] == "refine"
+    assert table.loc[2024, "output_t"] == pytest.approx(float(ga["production"].sel(stage="refine").sum()))
+    assert table.loc[2024, "end_use_t"] == pytest.approx(float(ga["consumption"].sum()))
+    assert table.loc[2024, "end_use_t"] > 2 * table.loc[2024, "output_t"]  # 848 t of uses, 320 t high-purity
+    result = CliRunner().invoke(app, ["run", "baseline"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "end use and shortfall over every stage's uses" in " ".join(result.output.split())

@@ -121,7 +121,14 @@ def run(
             from critmin.metrics import compute_all
 
             metrics_ds = compute_all(ds)
-        print_table(console, frame_table(summary_table(ds), f"{spec.name}: headline by mineral (last stage)"))
+        print_table(
+            console,
+            frame_table(
+                summary_table(ds),
+                f"{spec.name}: headline by mineral (output and price at the last stage; end use and "
+                "shortfall over every stage's uses)",
+            ),
+        )
         console.print(
             f"{len(record.periods)} periods x {len(record.minerals)} minerals solved by {record.solver} in "
             f"{record.solve_time_s:.3f} s of solving ({elapsed:.2f} s with set-up); worst relative residual "

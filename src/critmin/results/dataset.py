@@ -297,7 +297,10 @@ def export_long(ds: xr.Dataset, path: str | Path, metrics: xr.Dataset | None = N
 
 
 def summary_table(ds: xr.Dataset, periods: list[int] | None = None) -> pd.DataFrame:
-    """Headline figures per mineral: world output of the last stage, world-mean price, shortfall."""
+    """Headline figures per mineral and period: the last stage's world output (``output_t``) and use-weighted
+    world price (``price_usd_per_kg``), and the end use of every stage (``end_use_t``: sectors buy at more
+    than one stage of some minerals, e.g. primary and high-purity gallium) with its shortfall from reference
+    demand (``shortfall_pct``)."""
     if periods is None:
         ps = [int(p) for p in ds["period"].values]
         periods = sorted({ps[0], ps[len(ps) // 2], ps[-1]})
@@ -320,7 +323,7 @@ def summary_table(ds: xr.Dataset, periods: list[int] | None = None) -> pd.DataFr
                     "stage": str(last),
                     "output_t": float(sub["production"].sel(period=p, stage=last).sum()),
                     "price_usd_per_kg": mean_price / 1000.0,
-                    "consumption_t": float(cons),
+                    "end_use_t": float(cons),
                     "shortfall_pct": 100.0 * max(0.0, float(ref - cons)) / float(ref) if float(ref) > 0 else 0.0,
                 }
             )
