@@ -171,3 +171,32 @@ def test_killed_ensemble_resumes_to_the_uninterrupted_result(tmp_path, scenario_
     b = _metrics(whole, full.run_id)
     assert a["draw"].nunique() == 12
     pd.testing.assert_frame_equal(a, b)
+
+
+@pytest.mark.parametrize("what", ["code", "data"])
+def test_a_run_computed_by_other_code_or_data_is_not_resumed(tmp_path, scenario_file, what):
+    """Resuming mixes the stored draws with new ones: refused where the code or the world's data differ from
+    what computed the stored draws (the code version carries a hash of the package's source)."""
+    import duckdb
+
+    from critmin.core.errors import CritminError
+    from critmin.ensemble.runner import ChunkPayload
+    from critmin.results import ensemble
+
+    assert ensemble.code_version().startswith("critmin-") and "+" in ensemble.code_version()
+    path = tmp_path / "s.duckdb"
+
+    def stop(payloads: list[ChunkPayload], **kwargs: object) -> None:
+        raise KeyboardInterrupt  # interrupted before any chunk: the run is left to resume
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ensemble, "execute", stop)
+        with pytest.raises(KeyboardInterrupt):
+            run_ensemble(scenario_file, draws=2, seed=1, executor="inline", store=path, chunk_size=1)
+    run_id = Store(path).list_runs()["id"].iloc[0]
+    con = duckdb.connect(str(path))
+    con.execute(f"UPDATE runs SET {what}_version = 'an-older-version' WHERE run_id = ?", [run_id])
+    con.close()
+    with pytest.raises(CritminError, match=f"{what} version an-older-version.*start a new run"):
+        run_ensemble(resume=run_id, executor="inline", store=path)
+    assert Store(path).get_run(run_id)["status"] == "interrupted"  # left as it was, resumable by that version

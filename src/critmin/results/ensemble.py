@@ -14,6 +14,7 @@ are computed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -70,8 +71,16 @@ def data_version(world_spec: str) -> str:
     return f"{world.name}-{digest.hexdigest()[:12]}"
 
 
+@functools.cache
 def code_version() -> str:
-    return f"critmin-{critmin.__version__}"
+    """The package's version and a content hash of its source files (``critmin-0.1.0+3f2a...``): two
+    checkouts of one version that compute differently have different code versions."""
+    root = Path(critmin.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return f"critmin-{critmin.__version__}+{digest.hexdigest()[:10]}"
 
 
 def run_ensemble(
@@ -101,6 +110,7 @@ def run_ensemble(
         if info.get("kind") == "single":
             raise CritminError(f"run {run_id} is a single run, not an ensemble; run its scenario again instead")
         spec = scenario_from_dict(yaml.safe_load(info["scenario_yaml"]), file=f"run {run_id}")
+        _check_same_versions(run_id, info, spec)
         table = db.load_draws(run_id)
         chunk_size = int(info.get("chunk_size") or chunk_size)
         n = int(info["n_draws"])
@@ -142,6 +152,19 @@ def run_ensemble(
     if not load:
         return EnsembleResult(run_id, xr.Dataset(), db.load_draws(run_id), pd.DataFrame())
     return EnsembleResult(run_id, db.load_cube(run_id), db.load_draws(run_id), db.load_metrics(run_id))
+
+
+def _check_same_versions(run_id: str, info: dict[str, object], spec: Scenario) -> None:
+    """Refuse to resume a run whose stored draws were computed from other world data or other code: the run
+    would mix draws of two versions and match neither's uninterrupted run."""
+    now = {"data": data_version(spec.world), "code": code_version()}
+    for what, current in now.items():
+        stored = str(info.get(f"{what}_version") or "")
+        if stored != current:
+            raise CritminError(
+                f"run {run_id} was computed with {what} version {stored}, and this is {current}: resuming would "
+                "mix draws computed by the two; start a new run of its scenario instead"
+            )
 
 
 def register_ensemble(
