@@ -20,7 +20,8 @@ nodes, with no free agent to pin its price) is replaced by the diagonal that nod
 agents, or with all its agents, so that the step is a sensible price move. See ``docs/engine.md``.
 
 Everything runs per instance on numbers scaled by ``price_scale`` and ``quantity_scale``, inside one numba
-kernel that loops over the batch.
+kernel that loops over the batch. Several batches (the minerals of a period) can be solved in one call
+(:meth:`BatchedNewtonSolver.solve_many`), side by side on the engine's threads.
 """
 
 from __future__ import annotations
@@ -1639,7 +1640,8 @@ def _solve_instance(b, st, n_nodes, batch, x, tol, max_iter, sweeps, canonical, 
 
 
 class BatchedNewtonSolver:
-    """Our own solver: a whole batch sharing one topology, solved by semismooth Newton in price space.
+    """Our own solver: a whole batch sharing one topology (or several such batches, :meth:`solve_many`),
+    solved by semismooth Newton in price space.
 
     Parameters
     ----------
