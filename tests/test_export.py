@@ -97,3 +97,21 @@ def test_the_run_headline_says_which_stages_each_column_covers() -> None:
     result = CliRunner().invoke(app, ["run", "baseline"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "end use and shortfall over every stage's uses" in " ".join(result.output.split())
+
+
+def test_compare_runs_over_what_the_scenarios_share(tmp_path: Path) -> None:
+    """A scenario over fewer periods (or minerals) than the reference is compared over what both have, and
+    the command says what it left out (it used to stop with 'baseline and run differ in labels')."""
+    import yaml
+
+    short = tmp_path / "short.yaml"
+    short.write_text(yaml.safe_dump({"name": "toy-short", "world": "toy", "end": 2025}), encoding="utf-8")
+    full = tmp_path / "full.yaml"
+    full.write_text(yaml.safe_dump({"name": "toy-full", "world": "toy", "end": 2027}), encoding="utf-8")
+    result = CliRunner().invoke(app, ["compare", str(full), str(short)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "Compared over what every run has: lithium, 2024-2025 (left out: toy-full's periods 2026-2027)" in text
+    assert "shortfall_peak" in text
+    wrong = CliRunner().invoke(app, ["compare", str(full), str(short), "-m", "gallium"])
+    assert wrong.exit_code == 2 and "not in every run; they share lithium" in " ".join(wrong.output.split())

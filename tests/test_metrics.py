@@ -653,3 +653,38 @@ def test_docs_list_every_metric_with_its_unit() -> None:
         assert rows.get(metric.name) == metric.unit, metric.name
     for name, (unit, _) in metrics.HEADLINE_DEFINITIONS.items():
         assert rows.get(name) == unit, name
+
+
+def test_runs_are_compared_over_the_minerals_and_periods_they_share() -> None:
+    """A run of one mineral over fewer periods against a run of two: both cut to what they share, with a note
+    saying what was left out; the baseline's change metrics then work (the labels agree)."""
+    base = eu_world()
+    short = eu_world().sel(mineral=["lithium"], period=base["period"].values[:1])
+    aligned, note = metrics.common_window({"base": base, "short": short})
+    assert note is not None and "lithium" in note and "base's ndpr" in note and "base's periods" in note
+    for ds in aligned.values():
+        assert list(ds["mineral"].values) == ["lithium"]
+        assert list(ds["period"].values) == list(short["period"].values)
+    table = metrics.compare(aligned, baseline=aligned["base"])
+    assert set(table.index.get_level_values("mineral")) <= {"lithium", metrics.ALL_MINERALS}
+    same, none = metrics.common_window({"a": base, "b": base})
+    assert none is None and same["a"] is base
+    other_world = base.isel(region=slice(0, 3))
+    with pytest.raises(MetricError, match="different regions"):
+        metrics.common_window({"base": base, "other": other_world})
+    with pytest.raises(MetricError, match="no period in common"):
+        metrics.common_window({"base": base.isel(period=[0]), "later": base.isel(period=[1])})
+
+
+def test_runs_of_fewer_minerals_have_fewer_stages_and_still_compare() -> None:
+    """A run of lithium alone (which has no refine stage here) lacks the refine label the two-mineral run has:
+    the stages follow the minerals, and the runs compare on lithium; a run lacking a stage that a shared
+    mineral has numbers at is from another world and refused."""
+    base = eu_world()
+    alone = base.sel(mineral=["lithium"], stage=["mine"])
+    aligned, note = metrics.common_window({"base": base, "alone": alone})
+    assert note is not None and "base's ndpr" in note
+    assert [list(ds["stage"].values) for ds in aligned.values()] == [["mine"], ["mine"]]
+    assert not metrics.compare(aligned, baseline=aligned["base"]).empty
+    with pytest.raises(MetricError, match="stages the other runs lack"):
+        metrics.common_window({"base": base, "refine only": base.sel(stage=["refine"])})

@@ -159,6 +159,7 @@ def compare(
             from critmin.results.dataset import export_format
 
             fmt = export_format(export)  # fails now, not after the runs
+        from critmin.metrics import common_window
         from critmin.metrics import compare as compare_runs
         from critmin.results.dataset import to_dataset
         from critmin.simulate.run import run_scenario
@@ -170,6 +171,11 @@ def compare(
             label = spec.name if spec.name not in runs else name
             runs[label] = to_dataset(run_scenario(spec))
         labels = list(runs)
+        runs, note = common_window(runs)  # like with like: the minerals and periods every run has
+        if mineral is not None:
+            shared = [str(m) for m in runs[labels[0]]["mineral"].values]
+            if mineral not in shared:
+                raise CritminError(f"--mineral {mineral!r} is not in every run; they share {', '.join(shared)}")
         table = compare_runs(runs, baseline=runs[labels[0]])
         table = table.reset_index()
         if mineral is not None:
@@ -180,6 +186,8 @@ def compare(
             f"solver's tolerance are 0; a blank recovery_periods has not recovered by the last period)"
         )
         print_table(console, frame_table(table, title))
+        if note is not None:
+            console.print(note[0].upper() + note[1:])
         if export is not None:
             if fmt == "parquet":
                 table.to_parquet(export, index=False)

@@ -186,6 +186,15 @@ def test_compare_two_runs(client: TestClient) -> None:
     assert client.get("/api/compare", params={"runs": [a, a]}).status_code == 422
     report = client.get(f"/api/runs/{a}/report", params={"compare": [b]})
     assert report.status_code == 200 and "Comparison" in report.text
+    assert body["note"] is None  # the same minerals and periods
+    # a run over fewer periods: both compared over the periods they share, and the page says so
+    c = start(client, {**TOY_FLOOR, "name": "toy-floor-short", "end": 2025})
+    assert wait(client, c)["status"] == "complete"
+    res = client.get("/api/compare", params={"runs": [a, c]})
+    assert res.status_code == 200, res.text
+    assert "periods 2026-2027" in res.json()["note"]
+    report = client.get(f"/api/runs/{a}/report", params={"compare": [c]})
+    assert report.status_code == 200 and "compared over what every run has" in report.text
 
 
 def test_ensemble_in_background(client: TestClient) -> None:

@@ -13,6 +13,7 @@ from critmin.metrics.core import (
     ALL_SECTORS,
     WORLD,
     BlocSpec,
+    MetricError,
     MetricUnavailableError,
     bloc_names,
     list_metrics,
@@ -153,6 +154,73 @@ def headline(ds: xr.Dataset, baseline: xr.Dataset | None = None, blocs: BlocSpec
         relying = regions_relying(ds, blocs=blocs).sel(region=blocs_only).isel(period=-1)
         rows += _rows("regions_relying_last", relying.max("stage", skipna=True))
     return pd.DataFrame(rows, columns=HEADLINE_COLUMNS)
+
+
+#: Dimensions that runs compared side by side must share exactly (they come from the world).
+_WORLD_DIMS = ("region", "sector")
+
+
+def common_window(runs: Mapping[str, xr.Dataset]) -> tuple[dict[str, xr.Dataset], str | None]:
+    """The runs restricted to the minerals and periods they all have, for a like-for-like comparison.
+
+    Returns the runs (unchanged where they already agree) and a sentence saying what was left out, or None.
+    A peak or a total over 2024-2040 is not comparable with one over 2024-2032, nor the costs of eleven
+    minerals with those of one. Runs on worlds with other regions, stages or sectors cannot be compared:
+    :class:`MetricError` naming the runs and the dimension; so are runs with no mineral or period in common.
+    """
+    items = list(runs.items())
+    if len(items) < 2:
+        return dict(runs), None
+    first_name, first = items[0]
+    for name, ds in items[1:]:
+        for dim in _WORLD_DIMS:
+            if dim in first.indexes and dim in ds.indexes and not first.indexes[dim].equals(ds.indexes[dim]):
+                raise MetricError(
+                    f"{name} and {first_name} have different {dim}s (runs on different worlds cannot be compared)"
+                )
+    common: dict[str, list[object]] = {}
+    for dim in ("mineral", "period"):
+        labels = list(first.indexes[dim])
+        for _, ds in items[1:]:
+            present = set(ds.indexes[dim])
+            labels = [label for label in labels if label in present]
+        if not labels:
+            raise MetricError(f"the runs {', '.join(runs)} have no {dim} in common")
+        common[dim] = labels
+    # A run's stages are those of its minerals (a run of gallium alone has no magnet stage): keep the stages
+    # every run has, unless a shared mineral has numbers at a stage that is dropped (another world).
+    stages = [st for st in first.indexes["stage"] if all(st in ds.indexes["stage"] for _, ds in items[1:])]
+    for name, ds in items:
+        dropped = [st for st in ds.indexes["stage"] if st not in stages]
+        if dropped and "production" in ds:
+            held = ds["production"].sel(mineral=common["mineral"], stage=dropped).notnull().any()
+            if bool(held):
+                raise MetricError(
+                    f"{name} has stages the other runs lack ({', '.join(map(str, dropped))}) for minerals they "
+                    "share (runs on different worlds cannot be compared)"
+                )
+    same_stages = all(list(ds.indexes["stage"]) == stages for _, ds in items)
+    left_out = []
+    for name, ds in items:
+        extra_minerals = [str(m) for m in ds.indexes["mineral"] if m not in common["mineral"]]
+        extra_periods = [str(p) for p in ds.indexes["period"] if p not in common["period"]]
+        if extra_minerals:
+            left_out.append(f"{name}'s {', '.join(extra_minerals)}")
+        if extra_periods:
+            span = extra_periods[0] if len(extra_periods) == 1 else f"{extra_periods[0]}-{extra_periods[-1]}"
+            left_out.append(f"{name}'s periods {span}")
+    if not left_out and same_stages:
+        return dict(runs), None
+    out = {name: ds.sel(mineral=common["mineral"], period=common["period"], stage=stages) for name, ds in items}
+    if not left_out:
+        return out, None
+    periods = common["period"]
+    window = f"{periods[0]}" if len(periods) == 1 else f"{periods[0]}-{periods[-1]}"
+    note = (
+        f"compared over what every run has: {', '.join(str(m) for m in common['mineral'])}, {window} "
+        f"(left out: {'; '.join(left_out)})"
+    )
+    return out, note
 
 
 def compare(runs: Mapping[str, xr.Dataset], baseline: xr.Dataset | None = None, blocs: BlocSpec = None) -> pd.DataFrame:

@@ -27,7 +27,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 import critmin
 from critmin.core.errors import CritminError, DataError
-from critmin.metrics import HEADLINE_DEFINITIONS, compare
+from critmin.metrics import HEADLINE_DEFINITIONS, common_window, compare
 from critmin.report.figures import (
     TOPOJSON_NAME,
     Figure,
@@ -178,12 +178,14 @@ def _scenario_view(spec: Scenario) -> dict[str, Any]:
     }
 
 
-def _headline_rows(runs: Sequence[ReportRun]) -> tuple[list[str], list[dict[str, Any]]]:
+def _headline_rows(runs: Sequence[ReportRun]) -> tuple[list[str], list[dict[str, Any]], str | None]:
     """Headline rows of the single runs side by side (:func:`critmin.metrics.compare`), formatted, with
-    the difference of each run from the first."""
+    the difference of each run from the first; over the minerals and periods every run has
+    (:func:`critmin.metrics.common_window`, whose note says what was left out, or None)."""
     singles = {r.label: r.ds for r in runs if r.ds is not None}
     if not singles:
-        return [], []
+        return [], [], None
+    singles, note = common_window(singles)
     table = compare(singles)
     labels = list(singles)
     rows = []
@@ -201,7 +203,7 @@ def _headline_rows(runs: Sequence[ReportRun]) -> tuple[list[str], list[dict[str,
                 "diffs": [fmt_diff(first, _clean(row[label]), unit) for label in labels[1:]],
             }
         )
-    return labels, rows
+    return labels, rows, note
 
 
 def ensemble_rows(draws: pd.DataFrame, metrics: pd.DataFrame, mineral: str | None = None) -> list[dict[str, Any]]:
@@ -299,7 +301,7 @@ def build_report(
             m for m in all_minerals if all(m in [str(x) for x in ds["mineral"].values] for ds in singles.values())
         ]
         comparison = {m: compare_figures(singles, m) for m in shared}
-    labels, headline_rows = _headline_rows(runs)
+    labels, headline_rows, headline_note = _headline_rows(runs)
     env = Environment(loader=PackageLoader("critmin.report", "templates"), autoescape=select_autoescape())
     template = env.get_template("report.html.j2")
     kinds = ", ".join(
@@ -331,6 +333,7 @@ def build_report(
         ],
         labels=labels,
         headline_rows=headline_rows,
+        headline_note=headline_note,
         definitions=HEADLINE_DEFINITIONS,
         minerals=all_minerals,
         sources=_sources(worlds),

@@ -430,6 +430,7 @@ async function showCompare(ids, sel = {}) {
   const s = $("cmp-mineral"); s.innerHTML = ""; for (const m of v.minerals) s.append(el("option", { value: m, text: m })); s.value = v.mineral;
   const box = $("cmp-charts");
   for (const key of ["prices", "shortfall"]) { const fig = v.figures[key]; await Plotly.react(chartDiv(box, "cmp-" + key, false), fig.data, fig.layout, PLOT_CONFIG); }
+  $("cmp-message").className = "muted"; $("cmp-message").textContent = v.note ? "The runs are " + v.note + "." : "";
   const table = $("cmp-table"); table.innerHTML = "";
   table.append(el("thead", {}, el("tr", {}, ["Metric", "Mineral", "Bloc", ...v.labels, ...v.labels.slice(1).map(l => "Δ " + l)].map(h => el("th", { text: h })))));
   table.append(el("tbody", {}, v.rows.map(r => el("tr", {}, el("td", { text: r.metric }), el("td", { text: r.mineral }), el("td", { text: r.bloc }),
