@@ -115,3 +115,12 @@ def test_compare_runs_over_what_the_scenarios_share(tmp_path: Path) -> None:
     assert "shortfall_peak" in text
     wrong = CliRunner().invoke(app, ["compare", str(full), str(short), "-m", "gallium"])
     assert wrong.exit_code == 2 and "not in every run; they share lithium" in " ".join(wrong.output.split())
+
+
+def test_an_ensemble_of_a_scenario_without_uncertain_inputs_is_refused(tmp_path: Path) -> None:
+    """Every draw would be the same: a clear error before anything is stored, not N identical runs."""
+    store = tmp_path / "s.duckdb"
+    result = CliRunner().invoke(app, ["ensemble", "baseline", "--draws", "3", "--store", str(store)])
+    assert result.exit_code == 2
+    assert "has no uncertain inputs" in " ".join(result.output.split())
+    assert not store.exists() or "baseline" not in CliRunner().invoke(app, ["runs", "--store", str(store)]).output

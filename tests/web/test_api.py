@@ -197,6 +197,11 @@ def test_compare_two_runs(client: TestClient) -> None:
     assert report.status_code == 200 and "compared over what every run has" in report.text
 
 
+def test_an_ensemble_without_uncertain_inputs_is_refused(client: TestClient) -> None:
+    res = client.post("/api/runs", json={"scenario": TOY, "draws": 5})
+    assert res.status_code == 422 and "no uncertain inputs" in res.json()["detail"]
+
+
 def test_ensemble_in_background(client: TestClient) -> None:
     scenario = {
         **TOY,

@@ -189,7 +189,12 @@ def register_ensemble(
         raise CritminError("an ensemble needs at least one draw")
     if chunk_size < 1:
         raise CritminError("chunk size must be at least 1")
-    sampler = spec.uncertainty.sampler if spec.uncertainty else "none"
+    if spec.uncertainty is None or not spec.uncertainty.parameters:
+        raise CritminError(
+            f"{file or 'scenario ' + spec.name} has no uncertain inputs (no `uncertainty` block), so every draw "
+            "would be the same: run it once (`critmin run`), or give it an uncertainty block (docs/scenarios.md)"
+        )
+    sampler = spec.uncertainty.sampler
     table = draw_table(spec.uncertainty, draws, seed)
     check_draws(spec, table, calibrated(spec), file=file or f"scenario {spec.name}")
     return _register(spec, store, table, seed, sampler, "ensemble", chunk_size)
