@@ -124,3 +124,13 @@ def test_an_ensemble_of_a_scenario_without_uncertain_inputs_is_refused(tmp_path:
     assert result.exit_code == 2
     assert "has no uncertain inputs" in " ".join(result.output.split())
     assert not store.exists() or "baseline" not in CliRunner().invoke(app, ["runs", "--store", str(store)]).output
+
+
+def test_the_run_command_summarises_quarterly_periods(tmp_path: Path) -> None:
+    """Quarterly labels ("2025-Q1") in the headline table: the summary used to read every period as a year
+    and stop with a traceback after the run, before writing the export."""
+    target = tmp_path / "q.csv"
+    example = Path(__file__).resolve().parents[1] / "examples" / "quarterly.yaml"
+    result = CliRunner().invoke(app, ["run", str(example), "--export", str(target)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "2025-Q1" in result.output and target.exists()

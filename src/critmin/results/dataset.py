@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -296,14 +296,15 @@ def export_long(ds: xr.Dataset, path: str | Path, metrics: xr.Dataset | None = N
     return len(table)
 
 
-def summary_table(ds: xr.Dataset, periods: list[int] | None = None) -> pd.DataFrame:
+def summary_table(ds: xr.Dataset, periods: list[Any] | None = None) -> pd.DataFrame:
     """Headline figures per mineral and period: the last stage's world output (``output_t``) and use-weighted
     world price (``price_usd_per_kg``), and the end use of every stage (``end_use_t``: sectors buy at more
     than one stage of some minerals, e.g. primary and high-purity gallium) with its shortfall from reference
     demand (``shortfall_pct``)."""
+    labels = list(ds["period"].values)  # years (2030) or sub-annual labels ("2030-Q1"), in order
     if periods is None:
-        ps = [int(p) for p in ds["period"].values]
-        periods = sorted({ps[0], ps[len(ps) // 2], ps[-1]})
+        picked = sorted({0, len(labels) // 2, len(labels) - 1})
+        periods = [labels[i] for i in picked]
     rows = []
     for m in ds["mineral"].values:
         sub = ds.sel(mineral=m)
@@ -319,7 +320,7 @@ def summary_table(ds: xr.Dataset, periods: list[int] | None = None) -> pd.DataFr
             rows.append(
                 {
                     "mineral": str(m),
-                    "period": int(p),
+                    "period": p.item() if isinstance(p, np.generic) else p,
                     "stage": str(last),
                     "output_t": float(sub["production"].sel(period=p, stage=last).sum()),
                     "price_usd_per_kg": mean_price / 1000.0,
