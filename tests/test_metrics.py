@@ -688,3 +688,20 @@ def test_runs_of_fewer_minerals_have_fewer_stages_and_still_compare() -> None:
     assert not metrics.compare(aligned, baseline=aligned["base"]).empty
     with pytest.raises(MetricError, match="stages the other runs lack"):
         metrics.common_window({"base": base, "refine only": base.sel(stage=["refine"])})
+
+
+def test_a_report_of_runs_with_nothing_in_common_still_builds_and_says_so() -> None:
+    """The report shows runs side by side even where they share no mineral: its headline table is not cut,
+    and its note says the differences do not compare like with like."""
+    from critmin.report.html import ReportRun, _headline_rows
+    from critmin.simulate.scenario import scenario_from_dict
+
+    base = eu_world()
+    spec = scenario_from_dict({"name": "x", "world": "toy"})
+    runs = [
+        ReportRun(label="ndpr only", scenario=spec, ds=base.sel(mineral=["ndpr"])),
+        ReportRun(label="lithium only", scenario=spec, ds=base.sel(mineral=["lithium"])),
+    ]
+    labels, rows, note = _headline_rows(runs)
+    assert labels == ["ndpr only", "lithium only"] and rows
+    assert note is not None and "not cut to a common window" in note and "no mineral in common" in note

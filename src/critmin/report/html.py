@@ -27,7 +27,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 import critmin
 from critmin.core.errors import CritminError, DataError
-from critmin.metrics import HEADLINE_DEFINITIONS, common_window, compare
+from critmin.metrics import HEADLINE_DEFINITIONS, MetricError, common_window, compare
 from critmin.report.figures import (
     TOPOJSON_NAME,
     Figure,
@@ -185,7 +185,10 @@ def _headline_rows(runs: Sequence[ReportRun]) -> tuple[list[str], list[dict[str,
     singles = {r.label: r.ds for r in runs if r.ds is not None}
     if not singles:
         return [], [], None
-    singles, note = common_window(singles)
+    try:
+        singles, note = common_window(singles)
+    except MetricError as err:  # no mineral or period in common, or other worlds: side by side as they are
+        note = f"not cut to a common window ({err}), so their differences do not compare like with like"
     table = compare(singles)
     labels = list(singles)
     rows = []

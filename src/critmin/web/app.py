@@ -651,10 +651,7 @@ def create_app(
         mineral = mineral or shared[0]
         if mineral not in shared:
             raise _problem(422, f"mineral {mineral!r} is not in every run; shared: {', '.join(shared)}")
-        try:
-            labels, rows, note = _headline_rows(items)
-        except CritminError as err:  # runs on different worlds
-            raise _problem(422, str(err)) from None
+        labels, rows, note = _headline_rows(items)
         figures = compare_figures({it.label: c for it, c in zip(items, cubes, strict=True)}, mineral, group)
         return {
             "labels": labels,
