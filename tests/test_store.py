@@ -617,6 +617,17 @@ def test_show_command_prints_metadata_and_risk(store, cli):
     assert "\u2026" not in result.output  # no cell cut short with an ellipsis
 
 
+def test_show_names_what_a_selection_misses(store, cli):
+    """-m / -r naming nothing stored (an ensemble stores the world, blocs and a few regions) is a clear error
+    listing what the run has, not "no metrics match the selection"."""
+    run_id = full_run(store)
+    result = CliRunner().invoke(cli, ["show", run_id, "-m", "unobtainium", "-r", "JPN", "--store", str(store.path)])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2
+    assert "--mineral unobtainium: not in run" in text and "--region JPN: not in run" in text
+    assert "whose stored regions and blocs are" in text
+
+
 def test_export_command_and_errors(store, cli, tmp_path):
     run_id = full_run(store)
     runner = CliRunner()

@@ -304,7 +304,7 @@ def ensemble(
                 progress=progress,
                 load=False,
             )
-        from critmin.cli_store import risk_view
+        from critmin.cli_store import risk_view, selection_problem
         from critmin.results.store import Store
 
         metrics = Store(store).load_metrics(result.run_id)
@@ -312,6 +312,9 @@ def ensemble(
             f"run [bold]{result.run_id}[/]: {len(result.draws)} draws stored; `critmin show {result.run_id}`",
             soft_wrap=True,  # the id on one line, whatever the width
         )
+        problem = selection_problem(metrics, result.run_id, mineral, region)
+        if problem is not None:  # the run is stored: say what the table can show, and go on
+            err_console.print(problem, style="yellow", markup=False, soft_wrap=False)
         table = risk_table(result.draws, metrics, minerals=mineral, regions=region)
         if table.empty:
             console.print("no metrics match the selection")

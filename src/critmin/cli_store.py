@@ -160,6 +160,22 @@ def runs(store: StoreOption = None) -> None:
         _fail(err)
 
 
+def selection_problem(metrics: Any, run_id: str, mineral: list[str] | None, region: list[str] | None) -> str | None:
+    """What in ``--mineral`` / ``--region`` names nothing in a run's stored metrics, and what it has; None when
+    everything named is there. An ensemble stores the world, its blocs and a few regions (CHN, USA), not
+    every region: ``-r JPN`` would otherwise print only "no metrics match"."""
+    parts = []
+    for flag, wanted, column, what in (
+        ("--mineral", mineral, "mineral", "minerals"),
+        ("--region", region, "region", "regions and blocs"),
+    ):
+        have = [str(x) for x in dict.fromkeys(metrics[column].astype(str))]
+        missing = [w for w in wanted or [] if w not in have]
+        if missing:
+            parts.append(f"{flag} {', '.join(missing)}: not in run {run_id}, whose stored {what} are {', '.join(have)}")
+    return "; ".join(parts) or None
+
+
 def show(
     run: RunArgument,
     store: StoreOption = None,
@@ -205,6 +221,9 @@ def show(
             return
         if info["done"] < info["n_draws"]:
             console.print(f"[yellow]partial:[/] the risk table covers {info['done']} of {info['n_draws']} draws")
+        problem = selection_problem(metrics, str(info["run_id"]), mineral, region)
+        if problem is not None:
+            raise CritminError(problem)
         table = risk_table(draws, metrics, level=level, minerals=mineral, regions=region)
         if table.empty:
             console.print("no metrics match the selection")
