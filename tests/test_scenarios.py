@@ -625,6 +625,19 @@ def test_extends_a_directory_is_a_scenario_error() -> None:
         _load_text("name: x\nextends: .\n")
 
 
+def test_a_missing_parent_is_named_by_the_extending_file(tmp_path: Path) -> None:
+    """The error names the file that says ``extends`` (the user's), the field, and what it could not find."""
+    child = tmp_path / "child.yaml"
+    child.write_text("name: child\nextends: nothere.yaml\n", encoding="utf-8")
+    with pytest.raises(ScenarioError) as found:
+        load_scenario(child)
+    assert found.value.file == str(child) and found.value.field == "extends"
+    assert "'nothere.yaml': no such file (looked beside" in found.value.reason
+    child.write_text("name: child\nextends: clubb-2026\n", encoding="utf-8")
+    with pytest.raises(ScenarioError, match="'clubb-2026': no built-in scenario of that name; built-in: baseline"):
+        load_scenario(child)
+
+
 @pytest.mark.parametrize("half_life", [0, -1, "0 years"])
 def test_zero_demand_half_life_is_a_scenario_error(half_life: Any) -> None:
     with pytest.raises(ScenarioError):

@@ -257,7 +257,14 @@ def _resolve(
         raise ScenarioError(file, "extends", "must be a scenario name or a file path")
     if not files and parent_name not in builtin_names():
         raise ScenarioError(file, "extends", f"may name a built-in scenario only ({', '.join(builtin_names())})")
-    parent, pfile, pfolder = _read(parent_name, folder, files=files)
+    try:
+        parent, pfile, pfolder = _read(parent_name, folder, files=files)
+    except ScenarioError as err:
+        if err.field not in ("(file)", "(name)"):
+            raise  # the parent was found and is itself wrong: its own file and field
+        missing_file = err.field == "(file)" and folder is not None
+        where = f" (looked beside {file} and in the working folder)" if missing_file else ""
+        raise ScenarioError(file, "extends", f"{parent_name!r}: {err.reason}{where}") from None
     parent, origins = _resolve(parent, pfile, pfolder, depth + 1, files=files)
     if not isinstance(parent, dict):
         raise ScenarioError(pfile, "(top level)", "a scenario must be a mapping of fields")
