@@ -154,6 +154,16 @@ def test_bad_paths_raise_scenario_errors(path):
     assert path.split(".")[0] in str(err.value) or "uncertainty" in str(err.value)
 
 
+def test_an_unknown_instrument_in_a_path_says_what_the_scenario_has():
+    with pytest.raises(ScenarioError, match="no instrument named 'nope'; named: ban"):
+        apply_draw(_scenario(), {"instruments.nope.enabled": 1.0}, ["lithium"])
+    bare = scenario_from_dict({"name": "bare", "world": "toy"})
+    with pytest.raises(ScenarioError, match="no instrument named 'nope'; the scenario has no instruments"):
+        apply_draw(bare, {"instruments.nope.enabled": 1.0}, ["lithium"])
+    with pytest.raises(ScenarioError, match=r"index 3 is out of range \(the scenario has 0 instruments\)"):
+        apply_draw(bare, {"instruments.3.enabled": 1.0}, ["lithium"])
+
+
 def test_invalid_drawn_value_names_the_field():
     with pytest.raises(ScenarioError, match="leakage_share"):
         apply_draw(_scenario(), {"instruments.ban.leakage_share": 1.5}, ["lithium"])

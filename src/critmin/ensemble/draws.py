@@ -158,11 +158,14 @@ def apply_draw(scenario: Scenario, values: Mapping[str, Any], minerals: list[str
                 try:
                     index = int(ref)
                 except ValueError:
-                    raise ScenarioError(
-                        "uncertainty", path, f"no instrument named {ref!r}; named: {', '.join(n for n in names if n)}"
-                    ) from None
+                    named = [n for n in names if n]
+                    known = f"named: {', '.join(named)}" if named else "the scenario's instruments have no names"
+                    if not names:
+                        known = "the scenario has no instruments"
+                    raise ScenarioError("uncertainty", path, f"no instrument named {ref!r}; {known}") from None
                 if not 0 <= index < len(names):
-                    raise ScenarioError("uncertainty", path, f"index {index} is out of range")
+                    count = f"the scenario has {len(names)} instruments"
+                    raise ScenarioError("uncertainty", path, f"index {index} is out of range ({count})")
             if not field_path:
                 raise ScenarioError("uncertainty", path, "name a field of the instrument")
             fields = touched.get(index)
