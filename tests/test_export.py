@@ -134,3 +134,20 @@ def test_the_run_command_summarises_quarterly_periods(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["run", str(example), "--export", str(target)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "2025-Q1" in result.output and target.exists()
+
+
+def test_a_report_with_a_supplier_the_world_lacks_is_a_clear_error(tmp_path: Path) -> None:
+    """--supplier XXX used to fall back silently to the world's first region (the map then showed dependence
+    on another country under the user's choice)."""
+    import yaml
+
+    scenario = tmp_path / "toy.yaml"
+    scenario.write_text(yaml.safe_dump({"name": "toy-report", "world": "toy", "end": 2025}), encoding="utf-8")
+    out = tmp_path / "r.html"
+    args = ["report", str(scenario), "-o", str(out), "--store", str(tmp_path / "s.duckdb")]
+    bad = CliRunner().invoke(app, [*args, "--supplier", "XXX"])
+    assert bad.exit_code == 2 and "supplier 'XXX' is not a region of" in " ".join(bad.output.split())
+    assert not out.exists()
+    good = CliRunner().invoke(app, [*args, "--supplier", "AUS"])
+    assert good.exit_code == 0, good.output
+    assert out.exists()

@@ -358,7 +358,9 @@ def report(
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write")] = Path("report.html"),
     mineral: Annotated[list[str] | None, typer.Option("--mineral", "-m", help="Charts for these minerals only")] = None,
-    supplier: Annotated[str, typer.Option(help="Supplier whose dependence the map shows")] = "CHN",
+    supplier: Annotated[
+        str | None, typer.Option(help="Supplier whose dependence the map shows (default: CHN where the world has it)")
+    ] = None,
     store: Annotated[Path | None, typer.Option(help="Results store (DuckDB file)")] = None,
 ) -> None:
     """Write a self-contained HTML report (charts inline, no network needed) of runs or scenarios; two or

@@ -48,6 +48,10 @@ _ENSEMBLE_ROWS = (
 )
 
 
+#: Supplier whose dependence the report's map shows unless another is named (where the world has it).
+DEFAULT_SUPPLIER = "CHN"
+
+
 @dataclass
 class ReportRun:
     """One run in a report: a single run's results Dataset, or an ensemble's per-draw metrics."""
@@ -261,7 +265,7 @@ def build_report(
     runs: Sequence[ReportRun],
     *,
     minerals: Sequence[str] | None = None,
-    supplier: str = "CHN",
+    supplier: str | None = None,
     title: str | None = None,
 ) -> str:
     """The report's HTML (one self-contained document)."""
@@ -286,11 +290,14 @@ def build_report(
         for mineral in chosen:
             if run.ds is not None:
                 regions = region_map[run.scenario.world]
-                sup = (
-                    supplier
-                    if supplier in [str(r) for r in run.ds["region"].values]
-                    else str(run.ds["region"][0].values)
-                )
+                present = [str(r) for r in run.ds["region"].values]
+                if supplier is not None and supplier not in present:
+                    raise CritminError(
+                        f"supplier {supplier!r} is not a region of {run.label}'s world; its regions: "
+                        f"{', '.join(present)}"
+                    )
+                # by default CHN, where the world has it (a toy world may not): else its first region
+                sup = supplier or (DEFAULT_SUPPLIER if DEFAULT_SUPPLIER in present else present[0])
                 per[mineral] = run_figures(run.ds, regions, mineral=mineral, supplier=sup)
             else:
                 assert run.metrics is not None
@@ -354,7 +361,7 @@ def write_report(
     *,
     store: Store | str | Path | None = None,
     minerals: Sequence[str] | None = None,
-    supplier: str = "CHN",
+    supplier: str | None = None,
     on_progress: Callable[[str], None] | None = None,
 ) -> Path:
     """Write the report of ``targets`` (run ids or scenarios) to ``output``; return its path.
