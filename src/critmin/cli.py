@@ -158,7 +158,7 @@ def compare(
         if export is not None:
             from critmin.results.dataset import export_format
 
-            fmt = export_format(export)  # fails now, not after the runs
+            export_format(export)  # fails now, not after the runs
         from critmin.metrics import common_window
         from critmin.metrics import compare as compare_runs
         from critmin.results.dataset import to_dataset
@@ -189,10 +189,9 @@ def compare(
         if note is not None:
             console.print(note[0].upper() + note[1:])
         if export is not None:
-            if fmt == "parquet":
-                table.to_parquet(export, index=False)
-            else:
-                table.to_csv(export, index=False)
+            from critmin.results.dataset import write_table
+
+            write_table(table, export)
             console.print(f"wrote {len(table):,} rows to {export}")
     except CritminError as err:
         _fail(err)

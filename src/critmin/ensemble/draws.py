@@ -159,9 +159,12 @@ def apply_draw(scenario: Scenario, values: Mapping[str, Any], minerals: list[str
                     index = int(ref)
                 except ValueError:
                     named = [n for n in names if n]
-                    known = f"named: {', '.join(named)}" if named else "the scenario's instruments have no names"
                     if not names:
                         known = "the scenario has no instruments"
+                    elif not named:
+                        known = "the scenario's instruments have no names"
+                    else:
+                        known = f"named: {', '.join(named)}"
                     raise ScenarioError("uncertainty", path, f"no instrument named {ref!r}; {known}") from None
                 if not 0 <= index < len(names):
                     count = f"the scenario has {len(names)} instruments"

@@ -1817,8 +1817,8 @@ class BatchedNewtonSolver:
         warm = warm_start is not None or warm_rents is not None
         sweeps = 0 if warm else _CRASH_SWEEPS
         share = _SHARED_CANDIDATES if self.share_starts and B > 1 else 0
-        args = (prepared.as_tuple(), N, batch, x, 0.5 * tol, self.max_iter, sweeps, self.canonical_prices, share)
-        return _Job(topology, data, groups, tol, warm, prepared, batch, x, args, out)
+        call = (prepared.as_tuple(), N, batch, x, 0.5 * tol, self.max_iter, sweeps, self.canonical_prices, share, out)
+        return _Job(topology, data, groups, tol, warm, prepared, batch, x, out, call)
 
     def _finish(self, job: _Job) -> Solution:
         """Second chances for the instances still short of the tolerance, errors, and the solution."""
@@ -1925,13 +1925,8 @@ class _Job:
     prepared: PreparedTopology
     batch: tuple[FloatArray, ...]
     x: FloatArray
-    args: tuple[Any, ...]
     out: tuple[np.ndarray, ...]
-
-    @property
-    def call(self) -> tuple[Any, ...]:
-        """The kernel's arguments."""
-        return (*self.args, self.out)
+    call: tuple[Any, ...]  # the kernel's arguments, ``out`` last
 
     def run(self) -> None:
         """The kernel on this batch, over the engine's threads when it has several instances."""

@@ -287,18 +287,18 @@ def build_report(
         if minerals and not chosen:
             raise CritminError(f"none of the minerals {', '.join(minerals)} is in run {run.label}")
         per: dict[str, dict[str, Figure]] = {}
+        sup = ""
+        if run.ds is not None:
+            present = [str(r) for r in run.ds["region"].values]
+            if supplier is not None and supplier not in present:
+                raise CritminError(
+                    f"supplier {supplier!r} is not a region of {run.label}'s world; its regions: {', '.join(present)}"
+                )
+            # by default CHN, where the world has it (a toy world may not): else its first region
+            sup = supplier or (DEFAULT_SUPPLIER if DEFAULT_SUPPLIER in present else present[0])
         for mineral in chosen:
             if run.ds is not None:
-                regions = region_map[run.scenario.world]
-                present = [str(r) for r in run.ds["region"].values]
-                if supplier is not None and supplier not in present:
-                    raise CritminError(
-                        f"supplier {supplier!r} is not a region of {run.label}'s world; its regions: "
-                        f"{', '.join(present)}"
-                    )
-                # by default CHN, where the world has it (a toy world may not): else its first region
-                sup = supplier or (DEFAULT_SUPPLIER if DEFAULT_SUPPLIER in present else present[0])
-                per[mineral] = run_figures(run.ds, regions, mineral=mineral, supplier=sup)
+                per[mineral] = run_figures(run.ds, region_map[run.scenario.world], mineral=mineral, supplier=sup)
             else:
                 assert run.metrics is not None
                 per[mineral] = ensemble_figures(run.metrics, mineral)

@@ -274,15 +274,11 @@ def export_format(path: str | Path) -> str:
     return fmt
 
 
-def export_long(ds: xr.Dataset, path: str | Path, metrics: xr.Dataset | None = None) -> int:
-    """Write the tidy long table (results, then metrics) to ``path``, CSV or Parquet by its name
-    (:func:`export_format`), atomically: nothing is left under ``path`` if the write fails. Returns the
-    number of rows."""
+def write_table(table: pd.DataFrame, path: str | Path) -> None:
+    """Write ``table`` to ``path``, CSV or Parquet by its name (:func:`export_format`), atomically: nothing is
+    left under ``path`` if the write fails."""
     path = Path(path)
     fmt = export_format(path)
-    table = to_long(ds)
-    if metrics is not None:
-        table = pd.concat([table, to_long(metrics)], ignore_index=True)
     tmp = path.with_name(path.name + ".partial")
     try:
         if fmt == "parquet":
@@ -293,6 +289,16 @@ def export_long(ds: xr.Dataset, path: str | Path, metrics: xr.Dataset | None = N
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def export_long(ds: xr.Dataset, path: str | Path, metrics: xr.Dataset | None = None) -> int:
+    """Write the tidy long table (results, then metrics) to ``path`` (:func:`write_table`); returns the
+    number of rows."""
+    export_format(path)  # before building the table
+    table = to_long(ds)
+    if metrics is not None:
+        table = pd.concat([table, to_long(metrics)], ignore_index=True)
+    write_table(table, path)
     return len(table)
 
 
